@@ -1,0 +1,69 @@
+"""Readers for the raw expression formats, and detection of which one a file is.
+
+To add a format: write a module whose ``open_*`` returns a
+``GeneMajorSource`` (text, one gene per line) or a ``SampleMajorSource``
+(one sample per row, read by ranges), then register it in ``OPENERS`` and
+teach ``detect_format`` its signature.
+"""
+
+import os
+
+from ..errors import StreamgexError
+from .gct import open_gct
+from .gctx import open_gctx
+from .source import GeneMajorSource, SampleMajorSource
+from .tables import is_geuvadis_header, open_geuvadis, open_table
+from .text import first_line
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+OPENERS = {
+    "gctx": open_gctx,
+    "gct": open_gct,
+    "geuvadis": open_geuvadis,
+    "tsv": open_table,
+}
+FORMATS = ("auto", *OPENERS)
+
+__all__ = ["FORMATS", "GeneMajorSource", "SampleMajorSource", "detect_format", "open_source"]
+
+
+def detect_format(path):
+    """Name the format of ``path`` from its content, not its file name.
+
+    HDF5 signature -> ``gctx``; (after gunzip) first line ``#1.2``/``#1.3`` ->
+    ``gct``; a header starting ``TargetID Gene_Symbol Chr Coord`` ->
+    ``geuvadis``; any other delimited header -> ``tsv``.
+    """
+    if not os.path.exists(path):
+        raise StreamgexError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise StreamgexError(f"{path}: is a folder, expected an expression file")
+    if os.path.getsize(path) == 0:
+        raise StreamgexError(f"{path}: empty file")
+    with open(path, "rb") as f:
+        if f.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
+            return "gctx"
+    line = first_line(path)
+    if line is None or not line.strip():
+        raise StreamgexError(f"{path}: empty file" if line is None else f"{path}:1: empty first line")
+    if line.split("\t")[0].strip() in ("#1.2", "#1.3"):
+        return "gct"
+    if is_geuvadis_header(line):
+        return "geuvadis"
+    return "tsv"
+
+
+def open_source(path, format="auto"):
+    """Open ``path`` as a source of the given format (``"auto"``: detected)."""
+    path = str(path)
+    detected = detect_format(path)
+    chosen = detected if format == "auto" else format
+    if chosen not in OPENERS:
+        raise StreamgexError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if (chosen == "gctx") != (detected == "gctx"):
+        raise StreamgexError(
+            f"{path}: --format {chosen} given but the file looks like {detected}; "
+            f"use --format auto or the right format"
+        )
+    return OPENERS[chosen](path)

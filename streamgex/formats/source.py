@@ -1,0 +1,68 @@
+"""The two shapes a raw expression file comes in, as ingest sees them."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .text import TableLayout
+
+
+@dataclass(frozen=True)
+class GeneMajorSource:
+    """A text table with one gene per line (GCT, GEUVADIS, TSV/CSV).
+
+    Attributes
+    ----------
+    format : str
+        Format name recorded in the store.
+    layout : TableLayout
+        Where the ids and numbers are.
+    meta_names : list of str or None
+        For each leading field of a row, the gene coordinate it becomes
+        (None: dropped); the first field is always the gene id.
+    nonnegative : bool
+        Values are RPKM-like and must not be negative.
+    """
+
+    format: str
+    layout: TableLayout
+    meta_names: list
+    nonnegative: bool = False
+
+    @property
+    def path(self):
+        return self.layout.path
+
+    @property
+    def sample_ids(self):
+        return self.layout.sample_ids
+
+
+@dataclass
+class SampleMajorSource:
+    """A matrix stored one sample per row, read by row ranges (GCTX).
+
+    Attributes
+    ----------
+    format, path : str
+    sample_ids, gene_ids : numpy.ndarray of str
+    gene_coords : dict of str -> numpy.ndarray
+        Per-gene coordinates besides the id (``gene_symbol``, ...).
+    read : callable
+        ``read(start, stop) -> (stop - start, n_genes) float32``.
+    position : callable
+        ``position(sample_index, gene_index) -> str``: the file and the cell.
+    gene_position : callable
+        ``gene_position(gene_index) -> str``: where a gene id is in the file.
+    close : callable
+    """
+
+    format: str
+    path: str
+    sample_ids: np.ndarray
+    gene_ids: np.ndarray
+    read: object
+    position: object
+    gene_position: object
+    close: object = lambda: None
+    gene_coords: dict = field(default_factory=dict)

@@ -1,0 +1,324 @@
+"""``streamgex ingest``: one raw expression file -> one chunked Zarr store.
+
+Paper section 2.1 describes the two inputs (the GEO Affymetrix compendium and
+the 1000G RNA-Seq table); this stage only changes their container, never a
+value: the store holds the source's float32 numbers in the source's sample and
+gene order (samples become rows, so text tables are transposed).
+
+Memory is bounded by one chunk, not by the file:
+
+- a GCTX matrix is read one chunk of samples at a time (an HDF5 hyperslab);
+- a gene-major text table is transposed out of core in two passes: blocks of
+  gene rows go to a scratch array inside the store, chunked in narrow sample
+  stripes, then each chunk of samples is read back across all genes.
+
+Every chunk written is recorded in the store's attrs, so an ingest killed at
+any point resumes where it stopped when re-run with the same command.
+"""
+
+import hashlib
+import math
+import os
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+from zarr.codecs import BloscCodec
+
+from . import store
+from .errors import StreamgexError
+from .formats import SampleMajorSource, open_source
+from .formats.tables import unquote
+from .formats.text import gene_rows
+from .progress import progress
+
+#: How a cell that is NaN, +-Inf or a missing token ("NA", "") is treated:
+#: None rejects the file; "nan" stores NaN; "zero" stores 0.
+MISSING_POLICIES = ("nan", "zero")
+
+#: Values per block of gene rows in the first pass of a text transpose
+#: (32 MiB of float32; the text of those rows takes about as much again).
+BLOCK_VALUES = 8 * 2**20
+
+#: Sample stripe of the transpose scratch array: a divisor of every default
+#: chunk size, so the second pass reads each scratch chunk exactly once.
+SCRATCH_COLUMNS = store.CHUNK_ALIGN
+SCRATCH_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+
+ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
+
+
+def strip_version(gene_id):
+    """``ENSG00000152931.6`` -> ``ENSG00000152931``; other ids unchanged."""
+    match = ENSEMBL_VERSION.match(gene_id)
+    return match.group(1) if match else gene_id
+
+
+def ingest(
+    source,
+    out,
+    *,
+    format="auto",
+    chunk_samples=None,
+    allow_missing=None,
+    overwrite=False,
+    quiet=False,
+    block_values=BLOCK_VALUES,
+):
+    """Convert a GCTX, GCT, GEUVADIS or TSV/CSV file into a Zarr store.
+
+    Parameters
+    ----------
+    source : str or Path
+        The raw file (text formats may be gzip-compressed).
+    out : str or Path
+        The store to write. An interrupted ingest of the same source with the
+        same options is resumed; anything else already there is an error
+        unless ``overwrite``.
+    format : {"auto", "gctx", "gct", "geuvadis", "tsv"}
+        ``"auto"`` detects it from the content.
+    chunk_samples : int, optional
+        Samples per chunk; default ``store.default_chunk_samples`` (about
+        32 MiB per chunk).
+    allow_missing : {None, "nan", "zero"}
+        What to store for NaN, +-Inf and missing-value cells; None rejects
+        them.
+    overwrite : bool
+        Replace an existing store.
+    quiet : bool
+        No progress bars.
+    block_values : int
+        Values per gene-row block when transposing a text table.
+
+    Returns
+    -------
+    Path
+        The complete store.
+    """
+    if allow_missing not in (None, *MISSING_POLICIES):
+        raise StreamgexError(
+            f"--allow-missing must be one of {', '.join(MISSING_POLICIES)}, got {allow_missing!r}"
+        )
+    if chunk_samples is not None and chunk_samples < 1:
+        raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
+    out = Path(out)
+    src = open_source(source, format)
+    stat = os.stat(source)
+    identity = {
+        "path": str(Path(source).resolve()),
+        "format": src.format,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    parameters = {"chunk_samples": chunk_samples, "allow_missing": allow_missing}
+    checksum = _Checksum(source)
+    try:
+        group = store.begin(
+            out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite
+        )
+        try:
+            if isinstance(src, SampleMajorSource):
+                _ingest_samples(group, src, chunk_samples, allow_missing, quiet)
+            else:
+                _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values)
+            store.finish(group, source={"sha256": checksum.result()})
+        except StreamgexError:
+            store.remove(out)
+            raise
+    finally:
+        checksum.cancel()
+        if isinstance(src, SampleMajorSource):
+            src.close()
+    return out
+
+
+def _ingest_samples(group, src, chunk_samples, allow_missing, quiet):
+    done = store.state(group)["progress"]
+    if "chunks_done" not in done:
+        genes = _gene_index(src.gene_ids, path=src.path, where=src.gene_position)
+        coords = {"gene_raw": ("gene", src.gene_ids)}
+        coords.update({name: ("gene", values) for name, values in src.gene_coords.items()})
+        store.define_expression(
+            group,
+            samples=src.sample_ids,
+            genes=genes,
+            coords=coords,
+            chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
+        )
+        store.set_progress(group, phase="write", chunks_done=0)
+
+    def read(start, stop):
+        return _check_values(
+            src.read(start, stop),
+            position=lambda i, j: src.position(start + i, j),
+            allow_missing=allow_missing,
+            nonnegative=False,
+        )
+
+    _write_chunks(group, read, quiet=quiet)
+
+
+def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values):
+    done = store.state(group)["progress"]
+    if done.get("phase") != "write":
+        genes, raw, coords = _transpose_rows(group, src, allow_missing, quiet, block_values)
+        coords = {"gene_raw": ("gene", raw), **{k: ("gene", v) for k, v in coords.items()}}
+        store.define_expression(
+            group,
+            samples=src.sample_ids,
+            genes=genes,
+            coords=coords,
+            chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
+        )
+        store.set_progress(group, phase="write", chunks_done=0)
+    scratch = group[store.SCRATCH]
+
+    def read(start, stop):
+        return np.ascontiguousarray(scratch[:, start:stop].T)
+
+    _write_chunks(group, read, quiet=quiet)
+
+
+def _transpose_rows(group, src, allow_missing, quiet, block_values):
+    """First pass: gene rows -> the scratch array; returns gene ids and coords."""
+    layout = src.layout
+    n_samples = len(layout.sample_ids)
+    # Bounded twice: the block in memory (rows x samples) and one scratch chunk
+    # (rows x SCRATCH_COLUMNS) for tables with few samples.
+    block_rows = max(1, block_values // max(n_samples, SCRATCH_COLUMNS))
+    done = store.state(group)["progress"]
+    rows_done = done.get("rows_done", 0)
+    if store.SCRATCH not in group:
+        group.create_array(
+            store.SCRATCH,
+            shape=(0, n_samples),
+            chunks=(block_rows, min(SCRATCH_COLUMNS, n_samples)),
+            dtype="float32",
+            compressors=[SCRATCH_COMPRESSOR],
+            dimension_names=("gene", "sample"),
+        )
+        rows_done = 0
+    scratch = group[store.SCRATCH]
+    raw, lines = [], []
+    meta_columns = {name: [] for name in src.meta_names if name is not None}
+    seen = {}
+    bar = progress(total=layout.declared_rows, desc="reading genes", unit="gene", quiet=quiet)
+    for block in gene_rows(layout, block_rows=block_rows, parse_from=rows_done):
+        start = len(raw)
+        for line, fields in zip(block.lines, block.meta):
+            gene_raw = unquote(fields[0].strip())
+            gene = strip_version(gene_raw)
+            if not gene:
+                raise StreamgexError(f"{layout.path}:{line}:1: empty gene id")
+            if gene in seen:
+                raise StreamgexError(
+                    f"{layout.path}:{line}:1: duplicate gene id {gene!r} (first at line "
+                    f"{seen[gene]}); ids must be unique"
+                )
+            seen[gene] = line
+            raw.append(gene_raw)
+            lines.append(line)
+            for name, value in zip(src.meta_names, fields):
+                if name is not None:
+                    meta_columns[name].append(unquote(value.strip()))
+        if block.values is not None:
+            values = _check_values(
+                block.values,
+                position=lambda i, j, b=block: f"{layout.path}:{b.lines[i]}:{layout.n_meta + 1 + j}",
+                allow_missing=allow_missing,
+                nonnegative=src.nonnegative,
+            )
+            stop = start + len(block.lines)
+            scratch.resize((stop, n_samples))
+            scratch[start:stop] = values
+            store.set_progress(group, phase="transpose", rows_done=stop)
+        bar.update(len(block.lines))
+    bar.close()
+    if not raw:
+        raise StreamgexError(f"{layout.path}: the table has a header but no gene rows")
+    genes = np.array([strip_version(g) for g in raw], dtype=object)
+    return genes, np.array(raw, dtype=object), {
+        name: np.array(values, dtype=object) for name, values in meta_columns.items()
+    }
+
+
+def _write_chunks(group, read, *, quiet):
+    """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resumably."""
+    array = group[store.EXPRESSION]
+    n_samples = array.shape[0]
+    size = array.chunks[0]
+    first = store.state(group)["progress"].get("chunks_done", 0)
+    n_chunks = math.ceil(n_samples / size) if n_samples else 0
+    bar = progress(
+        total=n_samples, initial=min(first * size, n_samples), desc="writing samples",
+        unit="sample", quiet=quiet,
+    )
+    for k in range(first, n_chunks):
+        start, stop = k * size, min((k + 1) * size, n_samples)
+        array[start:stop] = read(start, stop)
+        store.set_progress(group, phase="write", chunks_done=k + 1)
+        bar.update(stop - start)
+    bar.close()
+
+
+def _gene_index(raw_ids, *, path, where):
+    genes = np.array([strip_version(g) for g in raw_ids], dtype=object)
+    seen = {}
+    for i, gene in enumerate(genes):
+        if gene in seen:
+            raise StreamgexError(
+                f"{path}: duplicate gene id {gene!r} at {where(i)} (first at "
+                f"{where(seen[gene])}); ids must be unique"
+            )
+        seen[gene] = i
+    return genes
+
+
+def _check_values(block, *, position, allow_missing, nonnegative):
+    """Apply the missing-value policy and the sign rule to a block of values."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        if allow_missing is None:
+            i, j = np.argwhere(bad)[0]
+            raise StreamgexError(
+                f"{position(i, j)}: missing or non-finite value ({block[i, j]}); fix the "
+                f"file or pass --allow-missing nan|zero to store such cells as NaN or 0"
+            )
+        block[bad] = np.nan if allow_missing == "nan" else 0.0
+    if nonnegative:
+        negative = block < 0
+        if negative.any():
+            i, j = np.argwhere(negative)[0]
+            raise StreamgexError(
+                f"{position(i, j)}: negative RPKM value {block[i, j]}; RPKM cannot be "
+                f"negative: is the table already log-transformed?"
+            )
+    return block
+
+
+class _Checksum:
+    """SHA-256 of a file, computed on a background thread while ingest runs."""
+
+    def __init__(self, path):
+        self._stop = threading.Event()
+        self._digest = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while not self._stop.is_set():
+                piece = f.read(8 * 2**20)
+                if not piece:
+                    self._digest = digest.hexdigest()
+                    return
+                digest.update(piece)
+
+    def result(self):
+        self._thread.join()
+        return self._digest
+
+    def cancel(self):
+        self._stop.set()

@@ -1,0 +1,94 @@
+"""Writing simulated data in the real files' formats: GCTX, GEUVADIS, D-GEX maps."""
+
+import gzip
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..progress import progress
+from .model import add_near_duplicates, probe_values
+
+#: GEO profiles generated per step; each block has its own random stream, so
+#: memory is one block whatever the profile count.
+BLOCK = 1024
+
+
+def geo_sample_ids(count):
+    """GEO-like sample ids, ``GSM100001`` ... (unique, increasing)."""
+    return np.array([f"GSM{100_000 + 3 * i + (i * 7919) % 3}" for i in range(count)], dtype=object)
+
+
+def write_gctx(path, *, universe, model, samples, seed, quiet=False):
+    """Write ``samples`` GEO profiles over the universe's probes as CMap GCTX 1.0.
+
+    The matrix is ``(samples, probes) float32`` at ``/0/DATA/0/matrix`` in
+    ~1 MiB HDF5 chunks (like cmapPy's default), ids at ``/0/META/{ROW,COL}/id``
+    and probe symbols at ``/0/META/ROW/pr_gene_symbol``.
+    """
+    n_probes = len(universe.probe_ids)
+    with _atomic(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["version"] = "GCTX1.0"
+        matrix = f.create_dataset(
+            "0/DATA/0/matrix",
+            shape=(samples, n_probes),
+            dtype="float32",
+            chunks=(min(256, samples), min(1024, n_probes)),
+        )
+        f["0/META/ROW/id"] = universe.probe_ids.astype("S")
+        f["0/META/ROW/pr_gene_symbol"] = universe.symbol[universe.probe_gene].astype("S")
+        f["0/META/COL/id"] = geo_sample_ids(samples).astype("S")
+        bar = progress(total=samples, desc="simulating GEO", unit="profile", quiet=quiet)
+        for b, start in enumerate(range(0, samples, BLOCK)):
+            stop = min(start + BLOCK, samples)
+            rng = np.random.default_rng([seed, 10, b])
+            genes = model.geo_genes(rng, stop - start)
+            values = probe_values(
+                rng, genes, universe.probe_gene, universe.probe_offset, universe.probe_noise
+            )
+            matrix[start:stop] = add_near_duplicates(rng, values)
+            bar.update(stop - start)
+        bar.close()
+
+
+def write_geuvadis(path, *, universe, model, samples, seed):
+    """Write the 1000G-like RPKM table in the GEUVADIS GD462 layout, gzip-compressed."""
+    rng = np.random.default_rng([seed, 20])
+    genes = universe.rnaseq_genes
+    rpkm = model.rpkm(rng, genes, model.lcl_genes(rng, samples)[:, genes])
+    ids = [f"HG{i:05d}" if i % 2 else f"NA{i + 6984:05d}" for i in range(96, 96 + samples)]
+    with _atomic(path) as tmp, gzip.open(tmp, "wt", compresslevel=6) as f:
+        f.write("\t".join(["TargetID", "Gene_Symbol", "Chr", "Coord", *ids]) + "\n")
+        for row, gene in enumerate(genes):
+            lead = (
+                f"{universe.ensembl[gene]}.{universe.version[gene]}\t{universe.symbol[gene]}\t"
+                f"{universe.chromosome[gene]}\t{universe.coordinate[gene]}\t"
+            )
+            f.write(lead + "\t".join(f"{v:g}" for v in rpkm[:, row].tolist()) + "\n")
+
+
+def write_map(path, rows, universe):
+    """Write a D-GEX gene map: ``SYMBOL<TAB>ENSEMBL<TAB>PROBE[,PROBE...]`` per row."""
+    with _atomic(path) as tmp, open(tmp, "w") as f:
+        for gene, probes in rows:
+            probe_list = ",".join(universe.probe_ids[p] for p in probes)
+            f.write(f"{universe.symbol[gene]}\t{universe.ensembl[gene]}\t{probe_list}\n")
+
+
+class _atomic:
+    """Write to ``PATH.partial`` and rename on success: no half-written outputs."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+
+    def __enter__(self):
+        return self.tmp
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False

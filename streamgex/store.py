@@ -1,0 +1,281 @@
+"""The Zarr store every stage reads and writes.
+
+A store is a Zarr v3 group that ``xarray.open_zarr`` opens as a Dataset with
+
+- ``expression``: ``(sample, gene) float32``, chunked along ``sample`` only, so
+  that one chunk holds whole profiles (what training streams and what every
+  per-profile step, such as quantile normalization, needs);
+- string coordinates ``sample`` and ``gene``, plus per-gene or per-sample
+  coordinates a stage adds (``gene_raw``, ``gene_symbol``, ...);
+- group attrs ``streamgex`` (version, step, parameters, progress, ``complete``)
+  and ``source`` (path, format, size, sha256 of the raw file).
+
+A stage writes chunks in order and records its progress in the attrs after
+each one; Zarr's local store writes every object atomically, so a stage killed
+at any point leaves a store that says exactly how far it got. Only ``finish``
+sets ``complete`` and consolidates the metadata, and ``open_store`` refuses a
+store without it, so a partial store is never mistaken for a finished one.
+"""
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from . import __version__
+from .errors import StreamgexError
+
+EXPRESSION = "expression"
+SCRATCH = "scratch"
+ATTR = "streamgex"
+
+#: Uncompressed bytes aimed at per chunk. A chunk is the unit of I/O and of
+#: shuffling in training: the stream interleaves a few chunks and shuffles
+#: inside a buffer, so its memory is a small multiple of this, whatever the
+#: store size; 32 MiB keeps per-chunk costs (a file open, a decompressor call,
+#: a dask task) far below the time spent on the chunk's numbers.
+CHUNK_BYTES = 32 * 2**20
+CHUNK_ALIGN = 64
+
+#: Zstandard inside Blosc with bit-shuffling: expression values share their
+#: exponent bits, which bit-shuffling lines up for the compressor; zstd level 3
+#: decompresses at well over 1 GB/s, so reading never waits on it.
+COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def default_chunk_samples(n_genes):
+    """Samples per chunk so that one chunk is about ``CHUNK_BYTES`` of float32.
+
+    A multiple of ``CHUNK_ALIGN`` (64), between 64 and 16,384: 320 for the
+    22,268 GEO probes, 768 for the 10,463 cross-platform genes.
+    """
+    rows = CHUNK_BYTES // (4 * max(int(n_genes), 1))
+    return int(min(max(rows // CHUNK_ALIGN * CHUNK_ALIGN, CHUNK_ALIGN), 16384))
+
+
+def begin(path, *, step, parameters, source, overwrite=False):
+    """Create the store a stage writes, or reopen its interrupted run to resume.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store to write.
+    step : str
+        The stage writing it (``"ingest"``, ...).
+    parameters : dict
+        The options that decide the output; a resumed run must use the same.
+    source : dict
+        Identity of the input (path, format, size, ...); it must not have
+        changed since the interrupted run.
+    overwrite : bool
+        Discard whatever is at ``path`` first.
+
+    Returns
+    -------
+    group : zarr.Group
+        Open for writing; ``state(group)["progress"]`` says where to go on.
+    """
+    path = Path(path)
+    if path.exists() and overwrite:
+        remove(path)
+    if path.exists():
+        existing = _read_state(path)
+        if existing is None:
+            raise StreamgexError(
+                f"{path}: exists and is not a streamgex store; choose another --out "
+                f"or pass --overwrite to replace it"
+            )
+        if existing.get("complete"):
+            raise StreamgexError(
+                f"{path}: a complete store already exists; pass --overwrite to replace it"
+            )
+        group = zarr.open_group(path, mode="r+")
+        _check_same_run(path, group, step=step, parameters=parameters, source=source)
+        return group
+    group = zarr.open_group(path, mode="w-", zarr_format=3)
+    group.attrs.update(
+        {
+            ATTR: {
+                "version": __version__,
+                "step": step,
+                "complete": False,
+                "parameters": parameters,
+                "progress": {},
+            },
+            "source": source,
+        }
+    )
+    return group
+
+
+def _read_state(path):
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError, NotADirectoryError):
+        return None
+    return group.attrs.get(ATTR)
+
+
+def _check_same_run(path, group, *, step, parameters, source):
+    old = dict(group.attrs)
+    old_state, old_source = old[ATTR], old.get("source", {})
+    if old_state.get("step") != step or old_state.get("parameters") != parameters:
+        raise StreamgexError(
+            f"{path}: holds an interrupted {old_state.get('step')} run with other options "
+            f"({old_state.get('parameters')}); re-run with those options to resume, "
+            f"or pass --overwrite to start again"
+        )
+    for key, value in source.items():
+        if old_source.get(key) != value:
+            raise StreamgexError(
+                f"{path}: its input changed since the interrupted run ({key}: "
+                f"{old_source.get(key)!r} -> {value!r}); pass --overwrite to start again"
+            )
+
+
+def state(group):
+    """The ``streamgex`` attrs of a store: step, parameters, progress, complete."""
+    return dict(group.attrs[ATTR])
+
+
+def set_progress(group, **progress):
+    """Record how far a stage got; call after the data it describes is written."""
+    current = state(group)
+    current["progress"] = {**current["progress"], **progress}
+    group.attrs[ATTR] = current
+
+
+def define_expression(group, *, samples, genes, coords=None, chunk_samples):
+    """Create the ``expression`` array and its coordinates in a new store.
+
+    Parameters
+    ----------
+    samples, genes : sequence of str
+        The ``sample`` and ``gene`` index coordinates, unique.
+    coords : dict of str -> (dim, array), optional
+        Further coordinates along ``"sample"`` or ``"gene"``.
+    chunk_samples : int
+        Samples per chunk; chunks always hold whole profiles.
+
+    Returns
+    -------
+    expression : zarr.Array
+        ``(n_samples, n_genes) float32``, NaN where not yet written.
+    """
+    extra = dict(coords or {})
+    _write_coordinate(group, "sample", "sample", samples)
+    _write_coordinate(group, "gene", "gene", genes)
+    for name, (dim, values) in extra.items():
+        _write_coordinate(group, name, dim, values)
+    shape = (len(samples), len(genes))
+    attributes = {"coordinates": " ".join(extra)} if extra else {}
+    return group.create_array(
+        EXPRESSION,
+        shape=shape,
+        chunks=(max(1, min(chunk_samples, shape[0])), max(1, shape[1])),
+        dtype="float32",
+        fill_value=np.nan,
+        compressors=[COMPRESSOR],
+        dimension_names=("sample", "gene"),
+        attributes=attributes,
+        overwrite=True,
+    )
+
+
+def _write_coordinate(group, name, dim, values):
+    values = np.asarray(values)
+    if values.dtype.kind in "USO":
+        array = group.create_array(
+            name, shape=values.shape, dtype=str, dimension_names=(dim,), overwrite=True
+        )
+        values = values.astype(object)
+    else:
+        array = group.create_array(
+            name, shape=values.shape, dtype=values.dtype, dimension_names=(dim,), overwrite=True
+        )
+    if values.size:
+        array[:] = values
+
+
+def finish(group, *, source=None, attrs=None):
+    """Mark a store complete: drop scratch data, record final attrs, consolidate."""
+    if SCRATCH in group:
+        del group[SCRATCH]
+    path = Path(str(group.store_path.store.root))
+    for leftover in path.rglob("*.partial"):
+        leftover.unlink(missing_ok=True)
+    updates = dict(attrs or {})
+    if source:
+        updates["source"] = {**dict(group.attrs.get("source", {})), **source}
+    current = state(group)
+    current["complete"] = True
+    current["progress"] = {}
+    updates[ATTR] = current
+    group.attrs.update(updates)
+    with warnings.catch_warnings():
+        # zarr-python reads consolidated v3 metadata; other readers ignore it.
+        warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(path)
+
+
+def remove(path):
+    """Delete a store (a folder) or a stray file at its path."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        os.remove(path)
+
+
+def open_store(path):
+    """Open a complete store as an ``xarray.Dataset``; refuse a missing or partial one."""
+    path = Path(path)
+    st = _read_state(path)
+    if st is None:
+        raise StreamgexError(
+            f"{path}: not a streamgex store (no Zarr group with streamgex attrs); "
+            f"create it with `streamgex ingest`"
+        )
+    if not st.get("complete"):
+        done = st.get("progress", {})
+        raise StreamgexError(
+            f"{path}: incomplete store (its {st.get('step')} run stopped at {done}); "
+            f"re-run the same `streamgex {st.get('step')}` command to finish it"
+        )
+    return xr.open_zarr(path, consolidated=True)
+
+
+def summary(path):
+    """A few lines describing a complete store: shape, chunks, sizes, provenance."""
+    ds = open_store(path)
+    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    raw = array.nbytes
+    stored = array.nbytes_stored()
+    source = ds.attrs.get("source", {})
+    n_samples, n_genes = array.shape
+    lines = [
+        f"{path}",
+        f"  expression  {n_samples:,} samples x {n_genes:,} genes, float32, "
+        f"chunks of {array.chunks[0]:,} samples ({array.nchunks:,} chunks)",
+        f"  size        {_human(raw)} raw, {_human(stored)} stored "
+        f"(compression ratio {raw / max(stored, 1):.2f})",
+        f"  coordinates {', '.join(sorted(ds.coords))}",
+    ]
+    if source:
+        lines.append(
+            f"  source      {source.get('path')} ({source.get('format')}, "
+            f"sha256 {str(source.get('sha256', ''))[:12]})"
+        )
+    return "\n".join(lines)
+
+
+def _human(nbytes):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
