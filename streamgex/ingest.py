@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def ingest(
         group = store.begin(
             out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite
         )
+        done = store.state(group)["progress"]
+        if done and not quiet:
+            print(f"resuming {out}: {_describe(done)}", file=sys.stderr, flush=True)
         try:
             if isinstance(src, SampleMajorSource):
                 _ingest_samples(group, src, chunk_samples, allow_missing, quiet)
@@ -260,6 +264,12 @@ def _write_chunks(group, read, *, quiet):
         store.set_progress(group, phase="write", chunks_done=k + 1)
         bar.update(stop - start)
     bar.close()
+
+
+def _describe(done):
+    if done.get("phase") == "transpose":
+        return f"{done['rows_done']:,} gene rows already transposed"
+    return f"{done.get('chunks_done', 0):,} chunks already written"
 
 
 def _gene_index(raw_ids, *, path, where):

@@ -1,0 +1,181 @@
+"""Bad input: a one-line error naming the file and the position, non-zero exit, no store left."""
+
+import gzip
+
+import h5py
+import numpy as np
+import pytest
+
+from rawfiles import small_matrix, write_gct12, write_gctx, write_geuvadis, write_table
+from streamgex.cli import main
+
+
+def run_ingest(capsys, source, out, *extra):
+    status = main(["ingest", str(source), "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    return status, err
+
+
+def assert_rejected(capsys, tmp_path, source, *fragments, extra=()):
+    out = tmp_path / "out.zarr"
+    status, err = run_ingest(capsys, source, out, *extra)
+    assert status == 1
+    assert err.startswith("streamgex: error: ") and "\n" not in err, err
+    assert str(source) in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert not out.exists(), "a rejected ingest must not leave a store behind"
+    return err
+
+
+def test_empty_file(tmp_path, capsys):
+    (tmp_path / "e.txt").write_text("")
+    assert_rejected(capsys, tmp_path, tmp_path / "e.txt", "empty file")
+
+
+def test_missing_file(tmp_path, capsys):
+    assert_rejected(capsys, tmp_path, tmp_path / "nope.gctx", "no such file")
+
+
+def test_truncated_gzip(tmp_path, capsys):
+    values, samples, genes = small_matrix(30, 400)
+    write_geuvadis(tmp_path / "g.txt.gz", values, samples, [f"ENSG{j:011d}.1" for j in range(400)],
+                   genes)
+    data = (tmp_path / "g.txt.gz").read_bytes()
+    (tmp_path / "t.txt.gz").write_bytes(data[: len(data) // 2])
+    assert_rejected(capsys, tmp_path, tmp_path / "t.txt.gz", "truncated gzip stream after line")
+
+
+def test_hdf5_without_gctx_datasets(tmp_path, capsys):
+    with h5py.File(tmp_path / "x.gctx", "w") as f:
+        f["0/DATA/0/matrix"] = np.zeros((2, 3), np.float32)
+    assert_rejected(capsys, tmp_path, tmp_path / "x.gctx", "/0/META/ROW/id")
+
+
+def test_gctx_ids_disagree_with_matrix(tmp_path, capsys):
+    values, samples, genes = small_matrix(4, 5)
+    write_gctx(tmp_path / "x.gctx", values, samples[:3], genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "x.gctx", "/0/DATA/0/matrix has shape (4, 5)")
+
+
+def test_ragged_row(tmp_path, capsys):
+    values, samples, genes = small_matrix(3, 6)
+    write_table(tmp_path / "r.tsv", values, samples, genes)
+    lines = (tmp_path / "r.tsv").read_text().splitlines()
+    lines[4] += "\t1.0"
+    (tmp_path / "r.tsv").write_text("\n".join(lines) + "\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "r.tsv", "r.tsv:5:", "ragged row with 5 fields")
+
+
+def test_non_numeric_cell(tmp_path, capsys):
+    values, samples, genes = small_matrix(3, 6)
+    write_gct12(tmp_path / "n.gct", values, samples, genes)
+    lines = (tmp_path / "n.gct").read_text().splitlines()
+    cells = lines[6].split("\t")
+    cells[3] = "abc"
+    lines[6] = "\t".join(cells)
+    (tmp_path / "n.gct").write_text("\n".join(lines) + "\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "n.gct", "n.gct:7:4:", "non-numeric value 'abc'")
+
+
+@pytest.mark.parametrize("bad,token", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_non_finite_text_cell_rejected_without_allow_missing(tmp_path, capsys, bad, token):
+    values, samples, genes = small_matrix(3, 6)
+    values[2, 4] = bad  # sample 3 -> column 4, gene 5 -> line 6
+    write_table(tmp_path / "x.tsv", values, samples, genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "x.tsv", "x.tsv:6:4:", "--allow-missing")
+
+
+def test_missing_token_rejected_without_allow_missing(tmp_path, capsys):
+    (tmp_path / "x.tsv").write_text("id\ts1\ts2\ng1\t1\tNA\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "x.tsv", "x.tsv:2:3:", "missing")
+
+
+def test_non_finite_gctx_cell(tmp_path, capsys):
+    values, samples, genes = small_matrix(20, 6)
+    values[13, 2] = np.nan
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    assert_rejected(
+        capsys, tmp_path, tmp_path / "x.gctx", "HDF5 /0/DATA/0/matrix[13, 2]",
+        extra=("--chunk-samples", "5"),
+    )
+
+
+def test_negative_rpkm(tmp_path, capsys):
+    values, samples, genes = small_matrix(5, 8, low=0, high=50)
+    values[3, 6] = -0.5
+    write_geuvadis(tmp_path / "g.txt.gz", values, samples, [f"ENSG{j:011d}.2" for j in range(8)], genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "g.txt.gz", "g.txt.gz:8:8:", "negative RPKM")
+
+
+def test_duplicate_sample_ids(tmp_path, capsys):
+    values, samples, genes = small_matrix(4, 3)
+    samples[3] = samples[1]
+    write_table(tmp_path / "d.tsv", values, samples, genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "d.tsv", "duplicate sample id", "column 5")
+    write_gctx(tmp_path / "d.gctx", values, samples, genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "d.gctx", "duplicate sample id", "/0/META/COL/id[3]")
+
+
+def test_duplicate_gene_ids_including_after_version_strip(tmp_path, capsys):
+    values, samples, genes = small_matrix(2, 4)
+    genes = ["ENSG00000000001.1", "ENSG00000000002.1", "ENSG00000000001.7", "x"]
+    write_geuvadis(tmp_path / "d.txt", values, samples, genes, ["a", "b", "c", "d"], gz=False)
+    assert_rejected(capsys, tmp_path, tmp_path / "d.txt", "d.txt:4:1:", "duplicate gene id 'ENSG00000000001'",
+                    "first at line 2")
+    write_gctx(tmp_path / "d.gctx", np.ones((2, 4), np.float32), samples, ["a", "b", "a", "c"])
+    assert_rejected(capsys, tmp_path, tmp_path / "d.gctx", "/0/META/ROW/id[2]")
+
+
+@pytest.mark.parametrize("declared,fragment", [
+    ("7\t3", "declares 7 gene rows but the table has 6"),
+    ("5\t3", ":9: more gene rows than the 5"),
+    ("6\t4", "names 3 samples but line 2 declares 4"),
+    ("six\t3", ":2: GCT 1.2 dimensions line"),
+])
+def test_gct_header_disagrees_with_body(tmp_path, capsys, declared, fragment):
+    values, samples, genes = small_matrix(3, 6)
+    write_gct12(tmp_path / "h.gct", values, samples, genes)
+    lines = (tmp_path / "h.gct").read_text().splitlines()
+    lines[1] = declared
+    (tmp_path / "h.gct").write_text("\n".join(lines) + "\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "h.gct", fragment)
+
+
+def test_wrong_explicit_format(tmp_path, capsys):
+    values, samples, genes = small_matrix(3, 4)
+    write_table(tmp_path / "t.tsv", values, samples, genes)
+    assert_rejected(capsys, tmp_path, tmp_path / "t.tsv", "looks like tsv", extra=("--format", "gctx"))
+
+
+def test_existing_store_needs_overwrite(tmp_path, capsys):
+    values, samples, genes = small_matrix(3, 4)
+    write_table(tmp_path / "t.tsv", values, samples, genes)
+    out = tmp_path / "t.zarr"
+    assert run_ingest(capsys, tmp_path / "t.tsv", out)[0] == 0
+    status, err = run_ingest(capsys, tmp_path / "t.tsv", out)
+    assert status == 1 and "already exists; pass --overwrite" in err
+    assert (out / "zarr.json").exists(), "the existing store must be left alone"
+    values[0, 0] = 1.0
+    write_table(tmp_path / "t.tsv", values, samples, genes)
+    assert run_ingest(capsys, tmp_path / "t.tsv", out, "--overwrite")[0] == 0
+    from streamgex.store import open_store
+    assert open_store(out).expression.values[0, 0] == 1.0
+
+
+def test_folder_that_is_not_a_store_is_not_replaced(tmp_path, capsys):
+    values, samples, genes = small_matrix(3, 4)
+    write_table(tmp_path / "t.tsv", values, samples, genes)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    status, err = run_ingest(capsys, tmp_path / "t.tsv", tmp_path / "mine")
+    assert status == 1 and "is not a streamgex store" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_corrupt_gzip(tmp_path, capsys):
+    payload = gzip.compress(b"id\ts1\n" + b"".join(b"g%d\t1.0\n" % i for i in range(5000)))
+    broken = bytearray(payload)
+    broken[len(broken) // 2] ^= 0xFF
+    (tmp_path / "c.tsv.gz").write_bytes(bytes(broken))
+    assert_rejected(capsys, tmp_path, tmp_path / "c.tsv.gz", "gzip")

@@ -1,0 +1,126 @@
+"""An ingest killed with SIGKILL resumes from its chunks and ends identical to an uninterrupted one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from rawfiles import small_matrix, write_gctx, write_geuvadis
+from streamgex.errors import StreamgexError
+from streamgex.ingest import ingest
+from streamgex.store import open_store
+
+
+def progress_of(store):
+    try:
+        with open(store / "zarr.json") as f:
+            return json.load(f)["attributes"]["streamgex"]["progress"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+
+
+def ingest_code(source, out, **options):
+    return (
+        "from streamgex.ingest import ingest; "
+        f"ingest({str(source)!r}, {str(out)!r}, **{options!r})"
+    )
+
+
+def kill_when(code, store, reached, timeout=120):
+    """Run ``code`` in a fresh interpreter and SIGKILL it once ``reached(progress)``."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = progress_of(store)
+        if reached(progress):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return progress
+        if proc.poll() is not None:
+            pytest.fail(f"ingest ended (rc {proc.returncode}) before the kill point: "
+                        f"{proc.stderr.read().decode()}")
+        time.sleep(0.002)
+    proc.kill()
+    pytest.fail("the kill point was never reached")
+
+
+def assert_same_store(a, b):
+    x, y = xr.open_zarr(a), xr.open_zarr(b)
+    np.testing.assert_array_equal(x.expression.values, y.expression.values)
+    for name in x.coords:
+        assert list(x[name].values) == list(y[name].values)
+    assert x.expression.encoding["chunks"] == y.expression.encoding["chunks"]
+    assert x.attrs == y.attrs
+
+
+def chunk_mtimes(store, count):
+    return {k: os.stat(store / "expression" / "c" / str(k) / "0").st_mtime_ns for k in range(count)}
+
+
+def test_gctx_resume_after_sigkill(tmp_path):
+    values, samples, genes = small_matrix(40_000, 300, seed=7)
+    source = tmp_path / "big.gctx"
+    write_gctx(source, values, samples, genes, chunks=(32, 300))
+    out, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
+    options = {"chunk_samples": 32, "quiet": True}
+
+    at_kill = kill_when(ingest_code(source, out, **options), out,
+                        lambda p: p.get("chunks_done", 0) >= 40)
+    with pytest.raises(StreamgexError, match="incomplete store.*re-run the same"):
+        open_store(out)
+    written = at_kill["chunks_done"]
+    before = chunk_mtimes(out, written)
+
+    resumed = subprocess.run([sys.executable, "-c", ingest_code(source, out, chunk_samples=32)],
+                             capture_output=True, text=True, check=True)
+    assert f"resuming {out}: " in resumed.stderr and "chunks already written" in resumed.stderr
+    assert chunk_mtimes(out, written) == before, "chunks written before the kill were redone"
+
+    ingest(source, reference, **options)
+    assert_same_store(out, reference)
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
+
+
+def test_text_transpose_resume_after_sigkill(tmp_path):
+    values, samples, genes = small_matrix(200, 6000, seed=8, low=0, high=100)
+    source = tmp_path / "g.txt"
+    ensembl = [f"ENSG{j:011d}.3" for j in range(6000)]
+    write_geuvadis(source, values, samples, ensembl, genes, gz=False)
+    out, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
+    options = {"chunk_samples": 64, "block_values": 200 * 20, "quiet": True}
+
+    at_kill = kill_when(ingest_code(source, out, **options), out,
+                        lambda p: p.get("phase") == "transpose" and p["rows_done"] >= 600)
+    assert 600 <= at_kill["rows_done"] < 6000
+
+    resumed = subprocess.run(
+        [sys.executable, "-c", ingest_code(source, out, **{**options, "quiet": False})],
+        capture_output=True, text=True, check=True,
+    )
+    assert "gene rows already transposed" in resumed.stderr
+
+    ingest(source, reference, **options)
+    assert_same_store(out, reference)
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
+
+
+def test_resume_refuses_changed_options_and_changed_source(tmp_path):
+    values, samples, genes = small_matrix(40_000, 300, seed=9)
+    source = tmp_path / "big.gctx"
+    write_gctx(source, values, samples, genes, chunks=(32, 300))
+    out = tmp_path / "killed.zarr"
+    kill_when(ingest_code(source, out, chunk_samples=32, quiet=True), out,
+              lambda p: p.get("chunks_done", 0) >= 5)
+    with pytest.raises(StreamgexError, match="interrupted ingest run with other options"):
+        ingest(source, out, chunk_samples=64, quiet=True)
+    os.utime(source, ns=(0, 0))
+    with pytest.raises(StreamgexError, match="its input changed since the interrupted run"):
+        ingest(source, out, chunk_samples=32, quiet=True)
+    ingest(source, out, chunk_samples=32, quiet=True, overwrite=True)
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
