@@ -86,11 +86,14 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the CLI; returns the exit status (0 ok, 1 user error, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except StreamgexError as exc:
+        print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permission denied: the machine, not a bug
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

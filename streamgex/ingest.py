@@ -31,7 +31,7 @@ from . import store
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
 from .formats.tables import unquote
-from .formats.text import gene_rows
+from .formats.text import check_unique, gene_rows
 from .progress import progress
 
 #: How a cell that is NaN, +-Inf or a missing token ("NA", "") is treated:
@@ -140,17 +140,15 @@ def ingest(
 def _ingest_samples(group, src, chunk_samples, allow_missing, quiet):
     done = store.state(group)["progress"]
     if "chunks_done" not in done:
-        genes = _gene_index(src.gene_ids, path=src.path, where=src.gene_position)
-        coords = {"gene_raw": ("gene", src.gene_ids)}
-        coords.update({name: ("gene", values) for name, values in src.gene_coords.items()})
-        store.define_expression(
+        genes = np.array([strip_version(g) for g in src.gene_ids], dtype=object)
+        check_unique(genes, what="gene", path=src.path, where=src.gene_position)
+        _define(
             group,
             samples=src.sample_ids,
             genes=genes,
-            coords=coords,
-            chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
+            coords={"gene_raw": src.gene_ids, **src.gene_coords},
+            chunk_samples=chunk_samples,
         )
-        store.set_progress(group, phase="write", chunks_done=0)
 
     def read(start, stop):
         return _check_values(
@@ -167,15 +165,13 @@ def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values)
     done = store.state(group)["progress"]
     if done.get("phase") != "write":
         genes, raw, coords = _transpose_rows(group, src, allow_missing, quiet, block_values)
-        coords = {"gene_raw": ("gene", raw), **{k: ("gene", v) for k, v in coords.items()}}
-        store.define_expression(
+        _define(
             group,
             samples=src.sample_ids,
             genes=genes,
-            coords=coords,
-            chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
+            coords={"gene_raw": raw, **coords},
+            chunk_samples=chunk_samples,
         )
-        store.set_progress(group, phase="write", chunks_done=0)
     scratch = group[store.SCRATCH]
 
     def read(start, stop):
@@ -272,17 +268,16 @@ def _describe(done):
     return f"{done.get('chunks_done', 0):,} chunks already written"
 
 
-def _gene_index(raw_ids, *, path, where):
-    genes = np.array([strip_version(g) for g in raw_ids], dtype=object)
-    seen = {}
-    for i, gene in enumerate(genes):
-        if gene in seen:
-            raise StreamgexError(
-                f"{path}: duplicate gene id {gene!r} at {where(i)} (first at "
-                f"{where(seen[gene])}); ids must be unique"
-            )
-        seen[gene] = i
-    return genes
+def _define(group, *, samples, genes, coords, chunk_samples):
+    """Create ``expression`` once the genes are known, and start counting chunks."""
+    store.define_expression(
+        group,
+        samples=samples,
+        genes=genes,
+        coords={name: ("gene", values) for name, values in coords.items()},
+        chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
+    )
+    store.set_progress(group, phase="write", chunks_done=0)
 
 
 def _check_values(block, *, position, allow_missing, nonnegative):

@@ -213,11 +213,14 @@ class _Standardize:
     """Per-column affine map fitted once on the pilot sample."""
 
     def __init__(self, pilot):
-        self.mean = pilot.mean(axis=0)
-        self.std = pilot.std(axis=0) + 1e-6
+        self.mean = pilot.mean(axis=0).astype(np.float32)
+        self.scale = (1.0 / (pilot.std(axis=0) + 1e-6)).astype(np.float32)
 
     def __call__(self, values):
-        return (values - self.mean) / self.std
+        values = values.astype(np.float32, copy=False)
+        values -= self.mean
+        values *= self.scale
+        return values
 
 
 class ExpressionModel:
@@ -226,10 +229,13 @@ class ExpressionModel:
     def __init__(self, universe, preset, seed):
         rng = np.random.default_rng([seed, 1])
         kind = universe.kind
-        self.landmark = np.flatnonzero(kind == 0)
-        self.target = np.flatnonzero(kind == 1)
-        self.other = np.flatnonzero(kind == 2)
-        n, n_lm, n_tg = len(kind), len(self.landmark), len(self.target)
+        n, n_lm, n_tg = len(kind), int((kind == 0).sum()), int((kind == 1).sum())
+        if not (np.diff(kind) >= 0).all():
+            raise ValueError("genes must be ordered landmarks, targets, others")
+        # Column ranges, not index arrays: slicing a block is 20x faster than fancy indexing.
+        self.landmark = slice(0, n_lm)
+        self.target = slice(n_lm, n_lm + n_tg)
+        self.other = slice(n_lm + n_tg, n)
         self.n_genes = n
         self.centers = rng.normal(0.0, 1.2, size=(preset.groups, LATENT))
         self.weights = rng.dirichlet(np.full(preset.groups, 2.0))
@@ -237,9 +243,9 @@ class ExpressionModel:
         self.mean = rng.uniform(6.0, 11.0, size=n).astype(np.float32)
         self.sd = rng.uniform(0.4, 1.2, size=n).astype(np.float32)
         self.a_landmark = rng.normal(size=(LATENT, n_lm))
-        self.a_other = rng.normal(size=(LATENT, len(self.other)))
+        self.a_other = rng.normal(size=(LATENT, n - n_lm - n_tg))
         self.r_landmark = rng.uniform(0.3, 0.6, size=n_lm)
-        self.r_other = rng.uniform(0.4, 0.9, size=len(self.other))
+        self.r_other = rng.uniform(0.4, 0.9, size=n - n_lm - n_tg)
         self.w1 = rng.normal(size=(n_lm, HIDDEN)) / np.sqrt(n_lm)
         self.b1 = rng.normal(0.0, 0.5, size=HIDDEN)
         self.w2 = (rng.normal(size=(HIDDEN, n_tg)) / np.sqrt(HIDDEN)).astype(np.float32)
