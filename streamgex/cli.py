@@ -30,6 +30,41 @@ def _ingest(args):
         print(summary(out))
 
 
+def _genes(args):
+    from .preprocess.genes import genes
+
+    _done(args, genes(
+        args.store, args.out, landmarks=args.landmarks, targets=args.targets, by=args.by,
+        drop_missing=args.drop_missing, **_step_options(args),
+    ))
+
+
+def _normalize(args):
+    from .preprocess.quantile import normalize
+
+    _done(args, normalize(
+        args.store, args.out, reference=args.reference, reference_from=args.reference_from,
+        **_step_options(args),
+    ))
+
+
+def _standardize(args):
+    from .preprocess.standardize import standardize
+
+    _done(args, standardize(args.store, args.out, stats_from=args.stats_from, **_step_options(args)))
+
+
+def _step_options(args):
+    return {"overwrite": args.overwrite, "scheduler": args.scheduler, "quiet": args.quiet}
+
+
+def _done(args, out):
+    if not args.quiet:
+        from .store import summary
+
+        print(summary(out))
+
+
 def _info(args):
     from .store import summary
 
@@ -76,6 +111,29 @@ def build_parser():
         help="store NaN/Inf/NA cells as NaN or 0 instead of rejecting the file",
     )
     sub.add_argument("--overwrite", action="store_true", help="replace an existing store")
+
+    def step(name, func, help):
+        sub = command(name, func, help)
+        sub.add_argument("store", help="input store")
+        sub.add_argument("--out", required=True, help="output store")
+        sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        sub.add_argument("--scheduler", help="address of a dask.distributed scheduler "
+                         "(default: local threads)")
+        return sub
+
+    sub = step("genes", _genes, "select the mapped genes; average probes into genes")
+    sub.add_argument("--landmarks", required=True, help="landmark map (D-GEX layout)")
+    sub.add_argument("--targets", required=True, help="target map (D-GEX layout)")
+    sub.add_argument("--by", choices=("probe", "ensembl"), default="probe",
+                     help="match map probes (Affymetrix) or Ensembl ids (RNA-Seq)")
+    sub.add_argument("--drop-missing", action="store_true", help="leave out unmatched map rows")
+
+    sub = step("normalize", _normalize, "quantile-normalize each profile onto a reference")
+    sub.add_argument("--reference", choices=("mean", "normal"), required=True)
+    sub.add_argument("--reference-from", help="store whose reference to use (mean reference)")
+
+    sub = step("standardize", _standardize, "standardize each gene: (x - mean) / (std + 1e-3)")
+    sub.add_argument("--stats-from", help="store whose gene statistics to use")
 
     sub = command("info", _info, "describe a store")
     sub.add_argument("store")

@@ -20,7 +20,6 @@ import hashlib
 import math
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 
@@ -47,11 +46,15 @@ BLOCK_VALUES = 8 * 2**20
 SCRATCH_COLUMNS = store.CHUNK_ALIGN
 SCRATCH_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
-ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
+ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]+\d+)\.\d+$")
 
 
 def strip_version(gene_id):
-    """``ENSG00000152931.6`` -> ``ENSG00000152931``; other ids unchanged."""
+    """``ENSG00000152931.6`` -> ``ENSG00000152931``; other ids unchanged.
+
+    Any Ensembl-style prefix counts: the real D-GEX maps hold pseudoautosomal
+    ids such as ``ENSGR0000124334``.
+    """
     match = ENSEMBL_VERSION.match(gene_id)
     return match.group(1) if match else gene_id
 
@@ -116,11 +119,9 @@ def ingest(
     checksum = _Checksum(source)
     try:
         group = store.begin(
-            out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite
+            out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite,
+            quiet=quiet,
         )
-        done = store.state(group)["progress"]
-        if done and not quiet:
-            print(f"resuming {out}: {_describe(done)}", file=sys.stderr, flush=True)
         try:
             if isinstance(src, SampleMajorSource):
                 _ingest_samples(group, src, chunk_samples, allow_missing, quiet)
@@ -260,12 +261,6 @@ def _write_chunks(group, read, *, quiet):
         store.set_progress(group, phase="write", chunks_done=k + 1)
         bar.update(stop - start)
     bar.close()
-
-
-def _describe(done):
-    if done.get("phase") == "transpose":
-        return f"{done['rows_done']:,} gene rows already transposed"
-    return f"{done.get('chunks_done', 0):,} chunks already written"
 
 
 def _define(group, *, samples, genes, coords, chunk_samples):

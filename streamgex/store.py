@@ -19,6 +19,7 @@ store without it, so a partial store is never mistaken for a finished one.
 
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def default_chunk_samples(n_genes):
     return int(min(max(rows // CHUNK_ALIGN * CHUNK_ALIGN, CHUNK_ALIGN), 16384))
 
 
-def begin(path, *, step, parameters, source, overwrite=False):
+def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
     """Create the store a stage writes, or reopen its interrupted run to resume.
 
     Parameters
@@ -74,6 +75,8 @@ def begin(path, *, step, parameters, source, overwrite=False):
         changed since the interrupted run.
     overwrite : bool
         Discard whatever is at ``path`` first.
+    quiet : bool
+        Do not say on stderr that an interrupted run is being resumed.
 
     Returns
     -------
@@ -96,6 +99,9 @@ def begin(path, *, step, parameters, source, overwrite=False):
             )
         group = zarr.open_group(path, mode="r+")
         _check_same_run(path, group, step=step, parameters=parameters, source=source)
+        done = existing.get("progress") or {}
+        if done and not quiet:
+            print(f"resuming {path}: {describe_progress(done)}", file=sys.stderr, flush=True)
         return group
     group = zarr.open_group(path, mode="w-", zarr_format=3)
     group.attrs.update(
@@ -111,6 +117,15 @@ def begin(path, *, step, parameters, source, overwrite=False):
         }
     )
     return group
+
+
+def describe_progress(done):
+    """A progress record in words: ``120 chunks already written``."""
+    if done.get("phase") == "transpose":
+        return f"{done['rows_done']:,} gene rows already transposed"
+    if "chunks_done" in done:
+        return f"{done['chunks_done']:,} chunks already written"
+    return ", ".join(f"{k} {v}" for k, v in done.items())
 
 
 def _read_state(path):

@@ -1,0 +1,63 @@
+"""D-GEX gene maps: ``SYMBOL<TAB>ENSEMBL<TAB>PROBE[,PROBE...]`` per row.
+
+The landmark map and the target map list the genes found on both platforms
+(paper section 2.1: 943 landmarks and 9,520 targets). A gene may be in both
+maps with different probes (445 genes in the real maps), so a row's key is
+its Ensembl id when that id is in one row only, else ``ENSEMBL_FIRSTPROBE``:
+unique, readable, and the same on every platform.
+"""
+
+from dataclasses import dataclass
+
+from ..errors import StreamgexError
+from ..ingest import strip_version
+
+
+@dataclass(frozen=True)
+class MapRow:
+    """One gene of a map: symbol, Ensembl id (unversioned), probes, role."""
+
+    symbol: str
+    ensembl: str
+    probes: tuple
+    is_landmark: bool
+
+
+def read_map(path, *, is_landmark):
+    """Read a D-GEX map file into MapRows, checking its layout line by line."""
+    rows = []
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except FileNotFoundError:
+        raise StreamgexError(f"{path}: no such gene map") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not fields[1].strip() or not fields[2].strip():
+            raise StreamgexError(
+                f"{path}:{number}: a map row is SYMBOL<TAB>ENSEMBL<TAB>PROBE[,PROBE...], "
+                f"found {len(fields)} fields"
+            )
+        probes = tuple(p.strip() for p in fields[2].split(",") if p.strip())
+        rows.append(MapRow(fields[0].strip(), strip_version(fields[1].strip()), probes, is_landmark))
+    if not rows:
+        raise StreamgexError(f"{path}: empty gene map")
+    return rows
+
+
+def row_keys(rows):
+    """Unique gene keys for map rows (see the module docstring)."""
+    counts = {}
+    for row in rows:
+        counts[row.ensembl] = counts.get(row.ensembl, 0) + 1
+    keys = [r.ensembl if counts[r.ensembl] == 1 else f"{r.ensembl}_{r.probes[0]}" for r in rows]
+    seen = {}
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise StreamgexError(
+                f"map rows {seen[key] + 1} and {i + 1} (landmarks first) describe the same gene "
+                f"and probe {key!r}; remove one"
+            )
+        seen[key] = i
+    return keys

@@ -1,0 +1,80 @@
+"""``streamgex standardize``: per-gene ``(x - mean) / (std + 1e-3)``.
+
+D-GEX step 4 (FACTS.md). The statistics come from this store or from another
+(``stats_from``: 1000G is standardized with GEO's statistics); they are saved
+as the output's ``gene_mean`` and ``gene_std`` coordinates, so ``predict``
+can re-apply them. ``std`` is the population standard deviation (``ddof=0``),
+accumulated in float64.
+"""
+
+import dask
+import numpy as np
+
+from .. import steps, store
+from ..errors import StreamgexError
+
+EPSILON = 1e-3
+
+
+def standardize_block(block, mean, std):
+    """``(n, g) float32`` -> ``(block - mean) / (std + 1e-3)`` as float32."""
+    return ((block - mean) / (std + EPSILON)).astype(np.float32)
+
+
+def learn_stats(x):
+    """Per-gene mean and population std of a dask array, as float64 numpy arrays."""
+    x64 = x.astype(np.float64)
+    return dask.compute(x64.mean(axis=0), x64.std(axis=0))
+
+
+def stats_of(path, genes):
+    """Statistics for ``genes`` from a store: its saved ones if standardized, else learned."""
+    ds, x = steps.open_input(path)
+    index = {str(g): i for i, g in enumerate(ds.gene.values)}
+    missing = [g for g in genes if str(g) not in index]
+    if missing:
+        raise StreamgexError(
+            f"{path}: lacks {len(missing)} genes of the store to standardize (first: "
+            f"{', '.join(map(str, missing[:5]))}); both stores need the same genes step"
+        )
+    if "gene_mean" in ds.coords and "gene_std" in ds.coords:
+        mean, std = ds.gene_mean.values, ds.gene_std.values
+    else:
+        mean, std = learn_stats(x)
+    order = np.array([index[str(g)] for g in genes])
+    return mean[order], std[order]
+
+
+def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None, quiet=False):
+    """Standardize every gene of ``source``; see the module doc.
+
+    Returns
+    -------
+    Path
+        The output store, with ``gene_mean`` and ``gene_std`` ``(n_genes,) float64``.
+    """
+    ds, x = steps.open_input(source)
+    parameters = {"stats_from": steps.source_of(stats_from) if stats_from else None,
+                  "epsilon": EPSILON}
+    group = store.begin(out, step="standardize", parameters=parameters,
+                        source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+    with steps.scheduler(scheduler):
+        if "chunks_done" not in store.state(group)["progress"]:
+            if stats_from:
+                mean, std = stats_of(stats_from, ds.gene.values)
+            else:
+                mean, std = learn_stats(x)
+            store.define_expression(
+                group, samples=ds.sample.values, genes=ds.gene.values,
+                coords={**steps.sample_coords(ds),
+                        **steps.gene_coords(ds, skip=("gene_mean", "gene_std")),
+                        "gene_mean": ("gene", mean), "gene_std": ("gene", std)},
+                chunk_samples=x.chunks[0][0],
+            )
+            store.set_progress(group, phase="write", chunks_done=0)
+        mean = group["gene_mean"][:]
+        std = group["gene_std"][:]
+        y = x.map_blocks(standardize_block, mean, std, dtype=np.float32)
+        steps.write_rows(group, y, quiet=quiet, desc="standardize")
+    store.finish(group)
+    return out

@@ -1,0 +1,124 @@
+"""The thin Dask + Zarr layer the preprocessing steps run on.
+
+A step's rule is a numpy function of one chunk of profiles (or of summary
+statistics) in its own module; this layer opens the input store as a Dask
+array, learns what needs a pass over the data with Dask reductions, and writes
+the output store in waves of chunks, recording each wave so that a killed step
+resumes where it stopped. The same graph runs on Dask's local threads or, with
+``scheduler="tcp://..."``, on a ``dask.distributed`` cluster whose workers
+share the store's filesystem.
+"""
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from . import store
+from .errors import StreamgexError
+from .progress import progress
+
+
+@contextlib.contextmanager
+def scheduler(address=None):
+    """Run the Dask work inside on ``address`` (a distributed scheduler) or local threads."""
+    if not address:
+        with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        raise StreamgexError("--scheduler needs the 'distributed' package") from None
+    try:
+        client = Client(address, timeout="10s")
+    except OSError as exc:
+        raise StreamgexError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        yield
+
+
+def fingerprint(path):
+    """A short hash of a complete store's identity: its step, parameters and source.
+
+    It changes whenever the store is rebuilt from other data or with other
+    options, so an output can tell whether its input is still the one it was
+    made from.
+    """
+    group = zarr.open_group(path, mode="r")
+    identity = {key: group.attrs.get(key) for key in (store.ATTR, "source")}
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def source_of(path):
+    """The ``source`` attrs of a store made from the store at ``path``."""
+    store.open_store(path)  # refuses a missing or partial input
+    return {"store": str(Path(path).resolve()), "fingerprint": fingerprint(path)}
+
+
+def open_input(path):
+    """A complete store as ``(dataset, expression as a dask array chunked like the store)``."""
+    ds = store.open_store(path)
+    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    return ds, da.from_zarr(array)
+
+
+def coords_along(ds, dim, *, skip=()):
+    """The non-index coordinates of ``ds`` along ``dim`` as ``{name: values}``."""
+    return {
+        name: coord.values
+        for name, coord in ds.coords.items()
+        if coord.dims == (dim,) and name != dim and name not in skip
+    }
+
+
+def write_rows(group, x, *, quiet, desc, wave=None):
+    """Compute ``x`` (dask, ``(n_samples, n_genes)``) into ``expression``, wave by wave.
+
+    Each wave is a few chunks computed in parallel and stored by the workers;
+    the progress attrs then record it, so a killed step recomputes at most one
+    wave.
+    """
+    array = group[store.EXPRESSION]
+    size = array.chunks[0]
+    n_samples = array.shape[0]
+    if x.chunks[0][0] != size or x.numblocks[1] != 1:
+        x = x.rechunk((size, -1))
+    n_chunks = math.ceil(n_samples / size) if n_samples else 0
+    wave = wave or max(4, 2 * (os.cpu_count() or 1))
+    first = store.state(group)["progress"].get("chunks_done", 0)
+    bar = progress(total=n_samples, initial=min(first * size, n_samples), desc=desc,
+                   unit="sample", quiet=quiet)
+    for k0 in range(first, n_chunks, wave):
+        k1 = min(k0 + wave, n_chunks)
+        r0, r1 = k0 * size, min(k1 * size, n_samples)
+        da.store(x[r0:r1], array, regions=(slice(r0, r1), slice(None)), lock=False)
+        store.set_progress(group, phase="write", chunks_done=k1)
+        bar.update(r1 - r0)
+    bar.close()
+
+
+def sample_coords(ds):
+    """``define_expression`` coords for the per-sample coordinates of ``ds``."""
+    return {name: ("sample", values) for name, values in coords_along(ds, "sample").items()}
+
+
+def gene_coords(ds, *, skip=()):
+    """``define_expression`` coords for the per-gene coordinates of ``ds``."""
+    return {name: ("gene", v) for name, v in coords_along(ds, "gene", skip=skip).items()}
+
+
+def save_vector(group, name, values, dim):
+    """Store a fitted 1-D array (a reference, statistics) inside the output store."""
+    values = np.asarray(values)
+    array = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                               dimension_names=(dim,), overwrite=True)
+    array[:] = values

@@ -1,0 +1,52 @@
+"""Steps run unchanged on a dask.distributed cluster, and resume after SIGKILL."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from rawfiles import small_matrix, write_gctx
+from streamgex.ingest import ingest
+from streamgex.preprocess.quantile import normalize
+from streamgex.preprocess.standardize import standardize
+from test_ingest_resume import assert_same_store, kill_when
+
+
+def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    values, samples, genes = small_matrix(300, 50, seed=11)
+    values = np.round(values, 1)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=32, quiet=True)
+    normalize(tmp_path / "x.zarr", tmp_path / "local.zarr", quiet=True)
+    standardize(tmp_path / "local.zarr", tmp_path / "local_s.zarr", quiet=True)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        normalize(tmp_path / "x.zarr", tmp_path / "cluster.zarr", quiet=True,
+                  scheduler=cluster.scheduler_address)
+        standardize(tmp_path / "cluster.zarr", tmp_path / "cluster_s.zarr", quiet=True,
+                    scheduler=cluster.scheduler_address)
+    a, b = xr.open_zarr(tmp_path / "local_s.zarr"), xr.open_zarr(tmp_path / "cluster_s.zarr")
+    np.testing.assert_array_equal(a.expression.values, b.expression.values)
+    np.testing.assert_array_equal(a.gene_mean.values, b.gene_mean.values)
+
+
+def test_normalize_killed_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    values, samples, genes = small_matrix(30_000, 200, seed=12)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=16, quiet=True)
+    out = tmp_path / "killed.zarr"
+    code = ("from streamgex.preprocess.quantile import normalize; "
+            f"normalize({str(tmp_path / 'x.zarr')!r}, {str(out)!r}, quiet=True)")
+    at_kill = kill_when(code, out, lambda p: p.get("chunks_done", 0) >= 100)
+    assert at_kill["chunks_done"] < 1875
+    resumed = subprocess.run([sys.executable, "-c", code.replace("quiet=True", "quiet=False")],
+                             capture_output=True, text=True, check=True)
+    assert "chunks already written" in resumed.stderr
+    normalize(tmp_path / "x.zarr", tmp_path / "reference.zarr", quiet=True)
+    a, b = xr.open_zarr(out), xr.open_zarr(tmp_path / "reference.zarr")
+    np.testing.assert_array_equal(a.expression.values, b.expression.values)
+    np.testing.assert_array_equal(a.reference.values, b.reference.values)
+    assert a.attrs["streamgex"] == b.attrs["streamgex"]
