@@ -153,6 +153,17 @@ def _check_same_run(path, group, *, step, parameters, source):
             )
 
 
+def matches(path, *, step, parameters, source):
+    """Whether ``path`` is a complete store made by ``step`` with these parameters and source."""
+    st = _read_state(path)
+    if not st or not st.get("complete") or st.get("step") != step:
+        return False
+    old_source = dict(zarr.open_group(path, mode="r").attrs.get("source", {}))
+    return st.get("parameters") == parameters and all(
+        old_source.get(k) == v for k, v in source.items()
+    )
+
+
 def state(group):
     """The ``streamgex`` attrs of a store: step, parameters, progress, complete."""
     return dict(group.attrs[ATTR])

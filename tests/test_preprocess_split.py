@@ -1,0 +1,121 @@
+"""gather, dedup and split: out-of-core results equal the in-memory rules; split survives SIGKILL."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from rawfiles import small_matrix, write_gctx
+from streamgex import store
+from streamgex.ingest import ingest
+from streamgex.preprocess import dedup as dedup_module
+from streamgex.preprocess.dedup import dedup
+from streamgex.preprocess.gather import gather
+from streamgex.preprocess.split import split
+from test_ingest_resume import kill_when
+
+
+def make_store(tmp_path, values, chunk=16, name="x"):
+    samples = [f"S{i:05d}" for i in range(len(values))]
+    write_gctx(tmp_path / f"{name}.gctx", values, samples, [f"g{j}" for j in range(values.shape[1])])
+    return ingest(tmp_path / f"{name}.gctx", tmp_path / f"{name}.zarr", chunk_samples=chunk,
+                  quiet=True)
+
+
+def test_gather_any_order_in_several_buckets_equals_fancy_indexing(tmp_path):
+    values = small_matrix(500, 30, seed=1)[0]
+    source = zarr.open_group(make_store(tmp_path, values, chunk=16), mode="r")["expression"]
+    order = np.random.default_rng(0).choice(500, size=333, replace=False)
+    group = store.begin(tmp_path / "out.zarr", step="test", parameters={}, source={})
+    store.define_expression(group, samples=np.arange(333).astype(str),
+                            genes=np.arange(30).astype(str), chunk_samples=16)
+    gather(source, order, group, quiet=True, budget=30 * 4 * 48)  # 48 rows: 7 buckets
+    np.testing.assert_array_equal(group["expression"][:], values[order])
+
+
+def numpy_dedup(values, labels, distance):
+    kept = np.zeros(len(values), dtype=bool)
+    for cluster in np.unique(labels):
+        chosen = []
+        for i in np.flatnonzero(labels == cluster):
+            if all(np.linalg.norm(values[i].astype(np.float64) - values[j]) >= distance
+                   for j in chosen):
+                chosen.append(i)
+        kept[chosen] = True
+    return kept
+
+
+@pytest.mark.parametrize("block", [1024, 5])
+def test_dedup_equals_the_greedy_rule_in_numpy(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(dedup_module, "BLOCK", block)
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 1, size=(120, 40)).astype(np.float32) * 3
+    step = np.zeros(40, np.float32)
+    step[0] = 0.6
+    chain = np.stack([base[0] + k * step for k in (1, 2, 3)])  # 0.6 apart: keep, drop, keep
+    copies = base[[5, 9, 9, 30]] + rng.normal(0, 0.02, size=(4, 40)).astype(np.float32)
+    values = np.concatenate([base, chain, copies])
+    values = values[rng.permutation(len(values))]
+    source = make_store(tmp_path, values)
+    dedup(source, tmp_path / "d.zarr", clusters=6, quiet=True)
+    ds = xr.open_zarr(tmp_path / "d.zarr")
+    labels = ds.input_cluster.values
+    expected = numpy_dedup(values, labels, 1.0)
+    np.testing.assert_array_equal(ds.input_kept.values, expected)
+    np.testing.assert_array_equal(ds.expression.values, values[expected])
+    assert ds.attrs["dedup"]["dropped"] == int((~expected).sum()) >= 5
+    assert list(ds.sample.values) == [f"S{i:05d}" for i in np.flatnonzero(expected)]
+
+
+def test_split_follows_the_papers_rule_per_cluster(tmp_path, demo_raw):
+    ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=128, quiet=True)
+    paths = split(tmp_path / "geo.zarr", tmp_path / "split", clusters=8, train_per_cluster=150,
+                  val_per_cluster=40, seed=3, quiet=True)
+    source = xr.open_zarr(tmp_path / "geo.zarr")
+    row = {s: i for i, s in enumerate(source.sample.values)}
+    labels = zarr.open_group(tmp_path / "split" / "plan")["cluster"][:]
+    seen = []
+    counts = {}
+    for part in ("train", "val", "test"):
+        ds = xr.open_zarr(paths[part])
+        rows = np.array([row[s] for s in ds.sample.values])
+        np.testing.assert_array_equal(ds.expression.values, source.expression.values[rows])
+        np.testing.assert_array_equal(ds.cluster.values, labels[rows])
+        assert not np.all(np.diff(rows) > 0), "rows are pre-shuffled"
+        counts[part] = np.bincount(labels[rows], minlength=8)
+        seen.extend(rows)
+    assert sorted(seen) == list(range(3000))
+    sizes = np.bincount(labels, minlength=8)
+    np.testing.assert_array_equal(counts["train"], np.minimum(sizes, 150))
+    np.testing.assert_array_equal(counts["val"], np.clip(sizes - 150, 0, 40))
+    np.testing.assert_array_equal(counts["test"], np.maximum(sizes - 190, 0))
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["totals"]["train"] == int(counts["train"].sum())
+    assert summary["features"] == "all genes"
+    assert (tmp_path / "split" / "clusters.csv").read_text().startswith("cluster,size,train,val,test")
+
+
+def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp_path):
+    values = small_matrix(2000, 120, seed=5)[0]
+    source = make_store(tmp_path, values, chunk=16)
+    options = dict(clusters=4, train_per_cluster=350, val_per_cluster=50, seed=1, quiet=True)
+    code = ("import streamgex.preprocess.gather as g; g.BUDGET = 120 * 4 * 64; "
+            "from streamgex.preprocess.split import split; "
+            f"split({str(source)!r}, {str(tmp_path / 'killed')!r}, **{options!r})")
+    kill_when(code, tmp_path / "killed" / "train",
+              lambda p: p.get("phase") == "gather" and p.get("gathered", 0) >= 5)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import streamgex.preprocess.gather as g
+    g.BUDGET, budget = 120 * 4 * 64, g.BUDGET
+    try:
+        split(source, tmp_path / "reference", **options)
+    finally:
+        g.BUDGET = budget
+    for part in ("train", "val", "test"):
+        a, b = xr.open_zarr(tmp_path / "killed" / part), xr.open_zarr(tmp_path / "reference" / part)
+        np.testing.assert_array_equal(a.expression.values, b.expression.values)
+        assert list(a.sample.values) == list(b.sample.values)
