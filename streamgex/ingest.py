@@ -122,6 +122,8 @@ def ingest(
             out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite,
             quiet=quiet,
         )
+        if group is None:
+            return out
         try:
             if isinstance(src, SampleMajorSource):
                 _ingest_samples(group, src, chunk_samples, allow_missing, quiet)

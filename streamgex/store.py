@@ -60,7 +60,7 @@ def default_chunk_samples(n_genes):
 
 
 def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
-    """Create the store a stage writes, or reopen its interrupted run to resume.
+    """Create the store a stage writes, reopen its interrupted run, or say it is done.
 
     Parameters
     ----------
@@ -69,40 +69,46 @@ def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
     step : str
         The stage writing it (``"ingest"``, ...).
     parameters : dict
-        The options that decide the output; a resumed run must use the same.
+        The options that decide the output.
     source : dict
-        Identity of the input (path, format, size, ...); it must not have
-        changed since the interrupted run.
+        Identity of the input (file size and time, input store fingerprint).
     overwrite : bool
-        Discard whatever is at ``path`` first.
+        Replace a store at ``path`` that was made by another step, from
+        another input or with other parameters (without it, that is an error).
     quiet : bool
-        Do not say on stderr that an interrupted run is being resumed.
+        Say nothing on stderr about resuming or skipping.
 
     Returns
     -------
-    group : zarr.Group
-        Open for writing; ``state(group)["progress"]`` says where to go on.
+    zarr.Group or None
+        Open for writing (``state(group)["progress"]`` says where to go on),
+        or None when ``path`` already holds this very output, complete.
     """
     path = Path(path)
-    if path.exists() and overwrite:
-        remove(path)
     if path.exists():
         existing = _read_state(path)
-        if existing is None:
+        if existing is None and not overwrite:
             raise StreamgexError(
                 f"{path}: exists and is not a streamgex store; choose another --out "
                 f"or pass --overwrite to replace it"
             )
-        if existing.get("complete"):
+        same = existing is not None and _same_run(path, step=step, parameters=parameters,
+                                                   source=source)
+        if same and existing.get("complete"):
+            _say(quiet, f"{path}: up to date")
+            return None
+        if same:
+            done = existing.get("progress") or {}
+            if done:
+                _say(quiet, f"resuming {path}: {describe_progress(done)}")
+            return zarr.open_group(path, mode="r+")
+        if not overwrite:
+            what = "a complete" if existing.get("complete") else "an interrupted"
             raise StreamgexError(
-                f"{path}: a complete store already exists; pass --overwrite to replace it"
+                f"{path}: holds {what} {existing.get('step')} output made from another input "
+                f"or with other options; pass --overwrite to replace it"
             )
-        group = zarr.open_group(path, mode="r+")
-        _check_same_run(path, group, step=step, parameters=parameters, source=source)
-        done = existing.get("progress") or {}
-        if done and not quiet:
-            print(f"resuming {path}: {describe_progress(done)}", file=sys.stderr, flush=True)
-        return group
+        remove(path)
     group = zarr.open_group(path, mode="w-", zarr_format=3)
     group.attrs.update(
         {
@@ -117,6 +123,11 @@ def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
         }
     )
     return group
+
+
+def _say(quiet, text):
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
 
 
 def describe_progress(done):
@@ -136,31 +147,21 @@ def _read_state(path):
     return group.attrs.get(ATTR)
 
 
-def _check_same_run(path, group, *, step, parameters, source):
-    old = dict(group.attrs)
-    old_state, old_source = old[ATTR], old.get("source", {})
-    if old_state.get("step") != step or old_state.get("parameters") != parameters:
-        raise StreamgexError(
-            f"{path}: holds an interrupted {old_state.get('step')} run with other options "
-            f"({old_state.get('parameters')}); re-run with those options to resume, "
-            f"or pass --overwrite to start again"
-        )
-    for key, value in source.items():
-        if old_source.get(key) != value:
-            raise StreamgexError(
-                f"{path}: its input changed since the interrupted run ({key}: "
-                f"{old_source.get(key)!r} -> {value!r}); pass --overwrite to start again"
-            )
+def _same_run(path, *, step, parameters, source):
+    group = zarr.open_group(path, mode="r")
+    st, old_source = dict(group.attrs[ATTR]), dict(group.attrs.get("source", {}))
+    return (
+        st.get("step") == step
+        and st.get("parameters") == parameters
+        and all(old_source.get(key) == value for key, value in source.items())
+    )
 
 
 def matches(path, *, step, parameters, source):
     """Whether ``path`` is a complete store made by ``step`` with these parameters and source."""
     st = _read_state(path)
-    if not st or not st.get("complete") or st.get("step") != step:
-        return False
-    old_source = dict(zarr.open_group(path, mode="r").attrs.get("source", {}))
-    return st.get("parameters") == parameters and all(
-        old_source.get(k) == v for k, v in source.items()
+    return bool(st and st.get("complete")) and _same_run(
+        path, step=step, parameters=parameters, source=source
     )
 
 

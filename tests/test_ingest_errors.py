@@ -148,16 +148,21 @@ def test_wrong_explicit_format(tmp_path, capsys):
     assert_rejected(capsys, tmp_path, tmp_path / "t.tsv", "looks like tsv", extra=("--format", "gctx"))
 
 
-def test_existing_store_needs_overwrite(tmp_path, capsys):
+def test_existing_store_is_up_to_date_or_needs_overwrite(tmp_path, capsys):
     values, samples, genes = small_matrix(3, 4)
     write_table(tmp_path / "t.tsv", values, samples, genes)
     out = tmp_path / "t.zarr"
     assert run_ingest(capsys, tmp_path / "t.tsv", out)[0] == 0
+    before = (out / "zarr.json").stat().st_mtime_ns
     status, err = run_ingest(capsys, tmp_path / "t.tsv", out)
-    assert status == 1 and "already exists; pass --overwrite" in err
-    assert (out / "zarr.json").exists(), "the existing store must be left alone"
+    assert status == 0 and "up to date" in err, "the same command twice does nothing"
+    assert (out / "zarr.json").stat().st_mtime_ns == before
     values[0, 0] = 1.0
     write_table(tmp_path / "t.tsv", values, samples, genes)
+    status, err = run_ingest(capsys, tmp_path / "t.tsv", out)
+    assert status == 1 and "made from another input or with other options" in err
+    assert "--overwrite" in err
+    assert (out / "zarr.json").stat().st_mtime_ns == before, "the existing store is left alone"
     assert run_ingest(capsys, tmp_path / "t.tsv", out, "--overwrite")[0] == 0
     from streamgex.store import open_store
     assert open_store(out).expression.values[0, 0] == 1.0

@@ -78,6 +78,8 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     parameters = {"clusters": clusters, "distance": distance, "seed": seed}
     group = store.begin(out, step="dedup", parameters=parameters,
                         source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+    if group is None:
+        return out
     n = x.shape[0]
     if "input_cluster" not in group:
         with steps.scheduler(scheduler):

@@ -104,6 +104,8 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
     }
     group = store.begin(out, step="genes", parameters=parameters,
                         source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+    if group is None:
+        return out
     with steps.scheduler(scheduler):
         if "chunks_done" not in store.state(group)["progress"]:
             keys = row_keys(kept)

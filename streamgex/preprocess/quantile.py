@@ -122,6 +122,8 @@ def normalize(source, out, *, reference="mean", reference_from=None, overwrite=F
                   steps.source_of(reference_from) if reference_from else None}
     group = store.begin(out, step="normalize", parameters=parameters,
                         source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+    if group is None:
+        return out
     n_genes = x.shape[1]
     with steps.scheduler(scheduler):
         if "chunks_done" not in store.state(group)["progress"]:

@@ -21,13 +21,13 @@ cluster again), and ``DIR/summary.json`` / ``DIR/clusters.csv``.
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import zarr
 
 from .. import steps, store
-from ..errors import StreamgexError
 from .gather import gather
 from .kmeans import fit_kmeans, predict_labels
 
@@ -68,9 +68,14 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
     parameters = {"clusters": clusters, "train_per_cluster": train_per_cluster,
                   "val_per_cluster": val_per_cluster, "seed": seed}
     paths = {part: out / part for part in PARTS}
-    if all(store.matches(p, step="split", parameters={**parameters, "part": part}, source=origin)
-           for part, p in paths.items()):
-        raise StreamgexError(f"{out}: a complete split already exists; pass --overwrite to redo it")
+    result = {**paths, "summary": out / "summary.json"}
+    if result["summary"].exists() and all(
+        store.matches(p, step="split", parameters={**parameters, "part": part}, source=origin)
+        for part, p in paths.items()
+    ):
+        if not quiet:
+            print(f"{out}: up to date", file=sys.stderr)
+        return result
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
         labels = _plan(out / "plan", x, ds, parameters, origin, quiet)
@@ -95,9 +100,8 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
             store.set_progress(group, phase="scatter", scattered=0)
         gather(source_array, order, group, quiet=quiet, desc=part)
         store.finish(group)
-    summary = _summary(labels, parts, parameters, ds)
-    _write_summary(out, summary)
-    return {**paths, "summary": out / "summary.json"}
+    _write_summary(out, _summary(labels, parts, parameters, ds))
+    return result
 
 
 def _plan(path, x, ds, parameters, origin, quiet):

@@ -58,6 +58,8 @@ def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None
                   "epsilon": EPSILON}
     group = store.begin(out, step="standardize", parameters=parameters,
                         source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+    if group is None:
+        return out
     with steps.scheduler(scheduler):
         if "chunks_done" not in store.state(group)["progress"]:
             if stats_from:
