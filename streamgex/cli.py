@@ -54,6 +54,47 @@ def _standardize(args):
     _done(args, standardize(args.store, args.out, stats_from=args.stats_from, **_step_options(args)))
 
 
+def _dedup(args):
+    from .preprocess.dedup import dedup
+
+    out = dedup(args.store, args.out, clusters=args.clusters, distance=args.distance,
+                seed=args.seed, **_step_options(args))
+    if not args.quiet:
+        from .store import open_store
+
+        counts = open_store(out).attrs["dedup"]
+        print(f"dropped {counts['dropped']:,} near-duplicate profiles, kept {counts['kept']:,}")
+    _done(args, out)
+
+
+def _split(args):
+    import json
+
+    from .preprocess.split import format_summary, split
+
+    paths = split(args.store, args.out, clusters=args.clusters,
+                  train_per_cluster=args.train_per_cluster, val_per_cluster=args.val_per_cluster,
+                  seed=args.seed, **_step_options(args))
+    if not args.quiet:
+        print(format_summary(json.loads(paths["summary"].read_text())))
+
+
+def _pca(args):
+    from .preprocess.pca import format_summary, pca
+
+    summary = pca(args.store, args.out, genes=args.genes, components=args.components,
+                  seed=args.seed, scheduler=args.scheduler, quiet=args.quiet)
+    if not args.quiet:
+        print(format_summary(summary))
+
+
+def _preprocess(args):
+    from .config import load_config
+    from .preprocess.pipeline import preprocess
+
+    preprocess(load_config(args.config, args.set), quiet=args.quiet)
+
+
 def _step_options(args):
     return {"overwrite": args.overwrite, "scheduler": args.scheduler, "quiet": args.quiet}
 
@@ -134,6 +175,30 @@ def build_parser():
 
     sub = step("standardize", _standardize, "standardize each gene: (x - mean) / (std + 1e-3)")
     sub.add_argument("--stats-from", help="store whose gene statistics to use")
+
+    sub = step("dedup", _dedup, "drop near-duplicate profiles (D-GEX: k-means, distance < 1)")
+    sub.add_argument("--clusters", type=int, default=100)
+    sub.add_argument("--distance", type=float, default=1.0)
+    sub.add_argument("--seed", type=int, default=0)
+
+    sub = step("split", _split, "cluster, then train/val/test per cluster (paper 2.4)")
+    sub.add_argument("--clusters", type=int, default=20)
+    sub.add_argument("--train-per-cluster", type=int, default=4500)
+    sub.add_argument("--val-per-cluster", type=int, default=700)
+    sub.add_argument("--seed", type=int, default=0)
+
+    sub = command("pca", _pca, "explained variance of the targets (paper Figure 1)")
+    sub.add_argument("store", help="input store")
+    sub.add_argument("--out", required=True, help="output folder (CSV, PNG, summary.json)")
+    sub.add_argument("--genes", choices=("targets", "landmarks", "all"), default="targets")
+    sub.add_argument("--components", type=int, help="components to compute (default 1000)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+
+    sub = command("preprocess", _preprocess, "run the preprocessing chain of a config file")
+    sub.add_argument("config", help="TOML file, e.g. configs/cross_platform.toml")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set inputs.geo=data/geo.gctx")
 
     sub = command("info", _info, "describe a store")
     sub.add_argument("store")

@@ -293,11 +293,13 @@ def summary(path):
         f"(compression ratio {raw / max(stored, 1):.2f})",
         f"  coordinates {', '.join(sorted(ds.coords))}",
     ]
-    if source:
+    if "path" in source:
         lines.append(
-            f"  source      {source.get('path')} ({source.get('format')}, "
+            f"  source      {source['path']} ({source.get('format')}, "
             f"sha256 {str(source.get('sha256', ''))[:12]})"
         )
+    elif "store" in source:
+        lines.append(f"  made by     {ds.attrs[ATTR]['step']} from {source['store']}")
     return "\n".join(lines)
 
 

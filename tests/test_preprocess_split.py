@@ -119,3 +119,21 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
         a, b = xr.open_zarr(tmp_path / "killed" / part), xr.open_zarr(tmp_path / "reference" / part)
         np.testing.assert_array_equal(a.expression.values, b.expression.values)
         assert list(a.sample.values) == list(b.sample.values)
+
+
+def test_pca_explained_variance_equals_numpy_svd(tmp_path):
+    from streamgex.preprocess.pca import pca
+
+    rng = np.random.default_rng(4)
+    values = (rng.normal(size=(300, 6)) @ rng.normal(size=(6, 30)) * 2
+              + rng.normal(size=(300, 30))).astype(np.float32)
+    source = make_store(tmp_path, values, chunk=64)
+    summary = pca(source, tmp_path / "pca", genes="all", quiet=True)
+    centred = values.astype(np.float64) - values.mean(0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    expected = s**2 / (centred**2).sum()
+    table = np.loadtxt(tmp_path / "pca" / "explained_variance.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 1], expected[:29], rtol=1e-4, atol=1e-7)
+    first90 = int(np.flatnonzero(np.cumsum(expected) >= 0.9)[0]) + 1
+    assert summary["components_90"] == first90 and summary["components"] == 29
+    assert (tmp_path / "pca" / "explained_variance.png").stat().st_size > 10_000

@@ -61,8 +61,6 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
         ``train``, ``val``, ``test`` stores and the ``summary`` JSON.
     """
     out = Path(out)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
     ds, x = steps.open_input(source)
     origin = steps.source_of(source)
     parameters = {"clusters": clusters, "train_per_cluster": train_per_cluster,
@@ -76,6 +74,8 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
         if not quiet:
             print(f"{out}: up to date", file=sys.stderr)
         return result
+    if overwrite and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
         labels = _plan(out / "plan", x, ds, parameters, origin, quiet)

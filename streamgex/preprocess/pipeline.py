@@ -1,0 +1,96 @@
+"""``streamgex preprocess CONFIG``: the whole chain for GEO and 1000G from one config.
+
+GEO: ingest -> dedup -> genes (by probe) -> normalize -> standardize ->
+split, and pca of the targets. 1000G (when ``inputs.rnaseq`` is set): ingest
+-> genes (by Ensembl id) -> normalize onto GEO's reference (or the normal
+one) -> standardize with GEO's statistics. Every step is skipped when its
+output is complete and made from the same input with the same options, and
+resumed when it was cut short; a step whose options changed is redone.
+"""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..ingest import ingest
+from ..store import open_store
+from .dedup import dedup
+from .genes import genes
+from .pca import format_summary as format_pca
+from .pca import pca
+from .quantile import normalize
+from .split import format_summary as format_split
+from .split import split
+from .standardize import standardize
+
+
+def stores_of(config):
+    """Where the chain of ``config`` writes each output, by name."""
+    work = Path(config.workdir)
+    return {
+        "geo": work / "stores" / "geo.zarr",
+        "geo_dedup": work / "stores" / "geo_dedup.zarr",
+        "geo_genes": work / "stores" / "geo_genes.zarr",
+        "geo_norm": work / "stores" / "geo_norm.zarr",
+        "geo_std": work / "stores" / "geo_std.zarr",
+        "split": work / "split",
+        "pca": work / "pca",
+        "rnaseq": work / "stores" / "1000g.zarr",
+        "rnaseq_genes": work / "stores" / "1000g_genes.zarr",
+        "rnaseq_norm": work / "stores" / "1000g_norm.zarr",
+        "rnaseq_std": work / "stores" / "1000g_std.zarr",
+    }
+
+
+def preprocess(config, *, quiet=False):
+    """Run the chain of a validated ``config.Preprocess``; returns the output paths."""
+    paths = stores_of(config)
+    inputs = config.inputs
+    dask_options = {"scheduler": config.dask.scheduler or None, "quiet": quiet,
+                    "overwrite": True}
+    maps = {"landmarks": inputs.landmarks, "targets": inputs.targets}
+    chunk = config.chunk_samples or None
+
+    _say(quiet, f"[{config.name}] GEO")
+    ingest(inputs.geo, paths["geo"], chunk_samples=chunk, overwrite=True, quiet=quiet)
+    geo = paths["geo"]
+    if config.dedup.enabled:
+        dedup(geo, paths["geo_dedup"], clusters=config.dedup.clusters,
+              distance=config.dedup.distance, seed=config.dedup.seed, **dask_options)
+        counts = open_store(paths["geo_dedup"]).attrs["dedup"]
+        _say(quiet, f"dedup: dropped {counts['dropped']:,} near-duplicate profiles, "
+                    f"kept {counts['kept']:,}")
+        geo = paths["geo_dedup"]
+    genes(geo, paths["geo_genes"], by="probe", drop_missing=config.genes.drop_missing, **maps,
+          **dask_options)
+    normalize(paths["geo_genes"], paths["geo_norm"], reference=config.normalize.reference,
+              **dask_options)
+    standardize(paths["geo_norm"], paths["geo_std"], **dask_options)
+    result = split(paths["geo_std"], paths["split"], **asdict(config.split), **dask_options)
+    _say(quiet, format_split(_read_json(result["summary"])))
+    if config.pca.enabled:
+        summary = pca(paths["geo_std"], paths["pca"], genes=config.pca.genes,
+                      components=config.pca.components, scheduler=dask_options["scheduler"],
+                      quiet=quiet)
+        _say(quiet, format_pca(summary))
+    if inputs.rnaseq:
+        _say(quiet, f"[{config.name}] RNA-Seq")
+        ingest(inputs.rnaseq, paths["rnaseq"], chunk_samples=chunk, overwrite=True, quiet=quiet)
+        genes(paths["rnaseq"], paths["rnaseq_genes"], by="ensembl",
+              drop_missing=config.genes.drop_missing, **maps, **dask_options)
+        reference_from = paths["geo_norm"] if config.normalize.reference == "mean" else None
+        normalize(paths["rnaseq_genes"], paths["rnaseq_norm"], reference=config.normalize.reference,
+                  reference_from=reference_from, **dask_options)
+        standardize(paths["rnaseq_norm"], paths["rnaseq_std"], stats_from=paths["geo_std"],
+                    **dask_options)
+    return paths
+
+
+def _read_json(path):
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def _say(quiet, text):
+    if not quiet:
+        print(text, flush=True)
