@@ -23,7 +23,8 @@ from zarr.codecs import BloscCodec
 from .. import store
 from ..progress import progress
 
-BUDGET = 512 * 2**20
+#: Bytes of one bucket; the gather pass holds a bucket and its reordered copy.
+BUDGET = 256 * 2**20
 SCRATCH_ROWS = 32
 SCRATCH_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 

@@ -52,6 +52,11 @@ def sorted_rows(block):
     return np.sort(block, axis=1).astype(np.float64)
 
 
+#: Rows normalized at a time: the rank bookkeeping takes ~40 bytes per value,
+#: so whole 32 MiB chunks at once would need ~400 MB of temporaries each.
+ROWS = 32
+
+
 def quantile_normalize(block, reference):
     """Replace each row's values by ``reference`` at their ranks; ties share the mean.
 
@@ -64,6 +69,14 @@ def quantile_normalize(block, reference):
     -------
     (n_samples, n_genes) float32
     """
+    out = np.empty(block.shape, dtype=np.float32)
+    cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=np.float64)])
+    for start in range(0, len(block), ROWS):
+        out[start:start + ROWS] = _normalize_rows(block[start:start + ROWS], cumulative)
+    return out
+
+
+def _normalize_rows(block, cumulative):
     n = block.shape[1]
     order = np.argsort(block, axis=1, kind="stable")
     ordered = np.take_along_axis(block, order, axis=1)
@@ -74,7 +87,6 @@ def quantile_normalize(block, reference):
     ends_group[:, :-1] = starts_group[:, 1:]
     first = np.maximum.accumulate(np.where(starts_group, positions, 0), axis=1)
     last = np.minimum.accumulate(np.where(ends_group, positions, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=np.float64)])
     values = (cumulative[last + 1] - cumulative[first]) / (last + 1 - first)
     out = np.empty_like(block, dtype=np.float32)
     np.put_along_axis(out, order, values.astype(np.float32), axis=1)
