@@ -10,6 +10,7 @@ unique, readable, and the same on every platform.
 from dataclasses import dataclass
 
 from ..errors import StreamgexError
+from ..formats.text import check_unique
 from ..ingest import strip_version
 
 
@@ -52,12 +53,6 @@ def row_keys(rows):
     for row in rows:
         counts[row.ensembl] = counts.get(row.ensembl, 0) + 1
     keys = [r.ensembl if counts[r.ensembl] == 1 else f"{r.ensembl}_{r.probes[0]}" for r in rows]
-    seen = {}
-    for i, key in enumerate(keys):
-        if key in seen:
-            raise StreamgexError(
-                f"map rows {seen[key] + 1} and {i + 1} (landmarks first) describe the same gene "
-                f"and probe {key!r}; remove one"
-            )
-        seen[key] = i
+    check_unique(keys, what="gene", path="the gene maps",
+                 where=lambda i: f"row {i + 1} (landmark rows first)")
     return keys

@@ -86,7 +86,7 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
     lines = ["component,explained_variance_ratio,cumulative"]
     lines += [f"{i + 1},{r:.8g},{c:.8g}" for i, (r, c) in enumerate(zip(ratios, cumulative))]
     _atomic_write(out / "explained_variance.csv", "\n".join(lines) + "\n")
-    _plot(out / "explained_variance.png", cumulative, summary, source)
+    _plot(out / "explained_variance.png", cumulative, summary)
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -100,7 +100,7 @@ def format_summary(summary):
             f"profiles: components for {levels}")
 
 
-def _plot(path, cumulative, summary, source):
+def _plot(path, cumulative, summary):
     import matplotlib
 
     matplotlib.use("Agg")
