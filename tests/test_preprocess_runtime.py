@@ -15,7 +15,7 @@ from test_ingest_resume import assert_same_store, kill_when
 
 
 def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     values, samples, genes = small_matrix(300, 50, seed=11)
     values = np.round(values, 1)
     write_gctx(tmp_path / "x.gctx", values, samples, genes)

@@ -80,7 +80,6 @@ def test_buffers_hold_at_most_two_windows(indexed_store, monkeypatch):
 
 
 def test_tf_dataset_yields_the_same_batches(indexed_store):
-    pytest.importorskip("tensorflow")
     stream = make(indexed_store)
     direct = list(stream.batches(epoch=1, start_step=5))
     through_tf = [(x.numpy(), y.numpy()) for x, y in stream.dataset(epoch=1, start_step=5)]

@@ -1,0 +1,131 @@
+"""The target autoencoder (paper section 2.2, Table 1).
+
+Symmetric about its code: ``targets -> h1 -> ... -> code -> ... -> h1 ->
+targets`` (8000-2000-8000 for the 21,290 GEO targets, 6000-2000-6000 for the
+9,520 cross-platform ones). Hidden layers are ELU with He variance scaling (the
+paper's choice for its MLPs; it does not name the autoencoder's), the code and
+the output are linear so codes are unbounded regression targets. Options:
+
+- ``tied``: the decoder reuses the encoder's kernels transposed ("tying
+  weights ... can simplify the training process", 2.2), halving parameters;
+- ``batch_norm``: batch normalization before each hidden activation.
+
+``build_autoencoder`` returns the training model and the encoder and decoder
+sharing its layers; ``export_coders`` saves encoder and decoder as plain,
+separate Keras models (tied kernels copied out).
+"""
+
+import keras
+from keras import ops
+
+LEARNING_RATE = 5e-4
+MOMENTUM = 0.9
+
+
+@keras.saving.register_keras_serializable("streamgex")
+class TiedDense(keras.layers.Layer):
+    """A dense layer whose kernel is another Dense layer's kernel, transposed."""
+
+    def __init__(self, tied_to, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tied_to = tied_to
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        units = self.tied_to.kernel.shape[0]
+        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return self.activation(ops.matmul(inputs, ops.transpose(self.tied_to.kernel)) + self.bias)
+
+
+def check_symmetric(hidden):
+    """Hidden sizes must mirror around the code: (8000, 2000, 8000)."""
+    hidden = tuple(int(h) for h in hidden)
+    if len(hidden) % 2 != 1 or hidden != hidden[::-1]:
+        raise ValueError(f"autoencoder hidden sizes must be symmetric around the code, got {hidden}")
+    return hidden
+
+
+def _hidden(units, name, batch_norm, seed):
+    init = keras.initializers.VarianceScaling(2.0, mode="fan_avg",
+                                              distribution="untruncated_normal", seed=seed)
+    if not batch_norm:
+        return [keras.layers.Dense(units, activation="elu", kernel_initializer=init, name=name)]
+    return [keras.layers.Dense(units, kernel_initializer=init, name=name),
+            keras.layers.BatchNormalization(name=f"{name}_bn"),
+            keras.layers.Activation("elu", name=f"{name}_elu")]
+
+
+def build_autoencoder(targets, hidden, *, tied=False, batch_norm=False, seed=0):
+    """``(autoencoder, encoder, decoder)`` Keras models sharing one set of layers."""
+    hidden = check_symmetric(hidden)
+    depth = len(hidden) // 2
+    encoder_layers, kernels = [], []
+    for i, units in enumerate(hidden[:depth]):
+        block = _hidden(units, f"encode{i + 1}", batch_norm, seed + i)
+        encoder_layers += block
+        kernels.append(block[0])
+    code = keras.layers.Dense(hidden[depth], name="code",
+                              kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 50))
+    encoder_layers.append(code)
+    kernels.append(code)
+    decoder_layers = []
+    sizes = list(hidden[depth + 1:]) + [targets]
+    for i, units in enumerate(sizes):
+        last = i == len(sizes) - 1
+        name = "reconstruction" if last else f"decode{i + 1}"
+        if tied:
+            source = kernels[depth - i]
+            if last or not batch_norm:
+                decoder_layers.append(TiedDense(source, None if last else "elu", name=name))
+            else:
+                decoder_layers += [TiedDense(source, None, name=name),
+                                   keras.layers.BatchNormalization(name=f"{name}_bn"),
+                                   keras.layers.Activation("elu", name=f"{name}_elu")]
+        elif last:
+            decoder_layers.append(keras.layers.Dense(
+                units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 60)))
+        else:
+            decoder_layers += _hidden(units, name, batch_norm, seed + 70 + i)
+
+    def apply(layers, x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    inputs = keras.Input((targets,), name="targets")
+    codes = apply(encoder_layers, inputs)
+    outputs = apply(decoder_layers, codes)
+    autoencoder = keras.Model(inputs, outputs, name="autoencoder")
+    encoder = keras.Model(inputs, codes, name="encoder")
+    code_input = keras.Input((hidden[depth],), name="codes")
+    decoder = keras.Model(code_input, apply(decoder_layers, code_input), name="decoder")
+    return autoencoder, encoder, decoder
+
+
+def export_coders(encoder, decoder, folder):
+    """Save encoder and decoder as standalone Keras models (``encoder.keras``, ``decoder.keras``).
+
+    A tied decoder is rebuilt from plain Dense layers holding copies of the
+    transposed kernels, so either file loads with no streamgex code.
+    """
+    encoder.save(folder / "encoder.keras")
+    plain = keras.Sequential([keras.Input(decoder.input_shape[1:])], name="decoder")
+    for layer in decoder.layers[1:]:
+        if isinstance(layer, TiedDense):
+            kernel = ops.transpose(layer.tied_to.kernel)
+            dense = keras.layers.Dense(kernel.shape[1], activation=layer.activation, name=layer.name)
+            plain.add(dense)
+            dense.set_weights([ops.convert_to_numpy(kernel), ops.convert_to_numpy(layer.bias)])
+        else:
+            clone = layer.__class__.from_config(layer.get_config())
+            plain.add(clone)
+            clone.set_weights(layer.get_weights())
+    plain.save(folder / "decoder.keras")
+    return plain
+
+
+def autoencoder_optimizer(learning_rate=LEARNING_RATE):
+    """Nesterov momentum 0.9, as the paper's MLPs (it names no optimizer for the autoencoder)."""
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM, nesterov=True)
