@@ -95,6 +95,22 @@ def _preprocess(args):
     preprocess(load_config(args.config, args.set), quiet=args.quiet)
 
 
+def _train(args):
+    from .training.train import train
+
+    train(args.model, args.data, args.run_dir, overrides=args.set, codes=args.codes,
+          restart=args.restart, quiet=args.quiet)
+
+
+def _encode(args):
+    from .training.encode import encode
+
+    extra = dict(item.split("=", 1) for item in args.store)
+    for name, path in encode(args.autoencoder_run, args.data, args.out, extra=extra,
+                             quiet=args.quiet).items():
+        print(f"{name:6s} {path}")
+
+
 def _step_options(args):
     return {"overwrite": args.overwrite, "scheduler": args.scheduler, "quiet": args.quiet}
 
@@ -199,6 +215,23 @@ def build_parser():
     sub.add_argument("config", help="TOML file, e.g. configs/cross_platform.toml")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set inputs.geo=data/geo.gctx")
+
+    sub = command("train", _train, "train a model on a split, resumably")
+    sub.add_argument("model", choices=("autoencoder", "emlp", "dgex", "linear"))
+    sub.add_argument("--data", required=True, help="split folder (train/, val/)")
+    sub.add_argument("--run-dir", required=True, help="run folder (created or resumed)")
+    sub.add_argument("--codes", help="E-MLP: the codes folder written by `streamgex encode`")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an option: hidden=6000,2000,6000 batch=200 max_epochs=250 "
+                     "precision=bf16 tied=true checkpoint_steps=500 deterministic=true ...")
+    sub.add_argument("--restart", action="store_true", help="discard an existing run folder")
+
+    sub = command("encode", _encode, "write the autoencoder codes of a split (and other stores)")
+    sub.add_argument("autoencoder_run", help="run folder of a trained autoencoder")
+    sub.add_argument("--data", required=True, help="split folder")
+    sub.add_argument("--out", required=True, help="codes folder (train/, val/, test/)")
+    sub.add_argument("--store", action="append", default=[], metavar="NAME=STORE",
+                     help="also encode another store, e.g. 1000g=stores/1000g_std.zarr")
 
     sub = command("info", _info, "describe a store")
     sub.add_argument("store")

@@ -78,14 +78,16 @@ def build_autoencoder(targets, hidden, *, tied=False, batch_norm=False, seed=0):
         if tied:
             source = kernels[depth - i]
             if last or not batch_norm:
-                decoder_layers.append(TiedDense(source, None if last else "elu", name=name))
+                decoder_layers.append(TiedDense(source, None if last else "elu", name=name,
+                                                dtype="float32" if last else None))
             else:
                 decoder_layers += [TiedDense(source, None, name=name),
                                    keras.layers.BatchNormalization(name=f"{name}_bn"),
                                    keras.layers.Activation("elu", name=f"{name}_elu")]
         elif last:
             decoder_layers.append(keras.layers.Dense(
-                units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 60)))
+                units, name=name, dtype="float32",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 60)))
         else:
             decoder_layers += _hidden(units, name, batch_norm, seed + 70 + i)
 

@@ -38,7 +38,7 @@ def build_dgex(inputs, outputs, hidden=HIDDEN, *, dropout=DROPOUT, seed=0):
         )(x)
         x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout{i + 1}")(x)
     out = keras.layers.Dense(
-        outputs, name="targets",
+        outputs, name="targets", dtype="float32",  # full precision even under mixed bf16
         kernel_initializer=keras.initializers.RandomUniform(-OUTPUT_RANGE, OUTPUT_RANGE,
                                                             seed=seed + 99),
     )(x)

@@ -43,7 +43,7 @@ def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
         )(x)
         x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout{i + 1}")(x)
     out = keras.layers.Dense(
-        outputs, name="codes",
+        outputs, name="codes", dtype="float32",  # full precision even under mixed bf16
         kernel_initializer=keras.initializers.RandomUniform(-OUTPUT_RANGE, OUTPUT_RANGE,
                                                             seed=seed + 99),
     )(x)

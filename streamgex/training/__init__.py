@@ -1,0 +1,1 @@
+"""Training: a deterministic, checkpointed loop over streams, and run directories."""

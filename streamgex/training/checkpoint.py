@@ -1,0 +1,65 @@
+"""Atomic checkpoints of a model, its optimizer and the loop's state.
+
+A checkpoint is a folder ``ckpt-<global step>`` holding ``variables.npz``
+(every model variable, the dropout seed generators included, and every
+optimizer variable: momentum slots, iteration, learning rate) and
+``state.json`` (epoch, step in the epoch, schedule, best so far). It is
+written under a temporary name and renamed, so a kill at any moment leaves
+either the previous checkpoint or the new one, never half of one.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+KEEP = 2
+
+
+def _variables(model, optimizer):
+    named = {f"model/{v.path}": v for v in model.variables}
+    named.update({f"optimizer/{v.path}": v for v in optimizer.variables})
+    return named
+
+
+def save(folder, model, optimizer, state, *, keep=KEEP):
+    """Write a checkpoint for ``state["global_step"]`` into ``folder``; keep the newest ``keep``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"ckpt-{state['global_step']:012d}"
+    tmp = folder / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    arrays = {name: np.asarray(v.numpy()) for name, v in _variables(model, optimizer).items()}
+    with open(tmp / "variables.npz", "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(folder.glob("ckpt-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(folder):
+    """The newest complete checkpoint folder, or None."""
+    found = sorted(Path(folder).glob("ckpt-*")) if Path(folder).exists() else []
+    return found[-1] if found else None
+
+
+def restore(path, model, optimizer):
+    """Load a checkpoint into ``model`` and ``optimizer``; returns its state dict."""
+    path = Path(path)
+    optimizer.build(model.trainable_variables)
+    named = _variables(model, optimizer)
+    with np.load(path / "variables.npz") as arrays:
+        missing = sorted(set(named) - set(arrays.files))
+        if missing:
+            raise ValueError(f"{path}: checkpoint lacks {missing[:3]}; was the model changed?")
+        for name, variable in named.items():
+            variable.assign(arrays[name])
+    return json.loads((path / "state.json").read_text())

@@ -1,0 +1,73 @@
+"""``streamgex encode``: the targets of every profile through a trained encoder (paper 3.1).
+
+"The encoded target expressions were written onto disk for training the
+prediction networks": each split part (and any other store with the same
+genes, such as 1000G) becomes a codes store with the same samples in the same
+order and chunking, so an E-MLP stream reads landmarks and codes row-aligned.
+Chunk by chunk, resumable like every store.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import store
+from ..errors import StreamgexError
+from ..progress import progress
+from .train import split_columns
+
+PARTS = ("train", "val", "test")
+
+
+def encode(autoencoder_run, data, out, *, extra=None, quiet=False):
+    """Write codes stores ``out/train``, ``out/val``, ``out/test`` (+ ``extra`` name -> store)."""
+    import keras
+
+    model_path = Path(autoencoder_run) / "best" / "encoder.keras"
+    if not model_path.exists():
+        raise StreamgexError(f"{model_path}: no trained encoder; run `streamgex train autoencoder` "
+                             f"first")
+    encoder = keras.saving.load_model(model_path)
+    sources = {part: Path(data) / part for part in PARTS}
+    sources.update({name: Path(path) for name, path in (extra or {}).items()})
+    outputs = {}
+    for name, source in sources.items():
+        outputs[name] = _encode_store(encoder, source, Path(out) / name, model_path, quiet)
+    return outputs
+
+
+def _encode_store(encoder, source, out, model_path, quiet):
+    ds = store.open_store(source)
+    _, targets = split_columns(source)
+    width = encoder.output_shape[-1]
+    origin = {"store": str(source.resolve()), "encoder": str(model_path.resolve()),
+              "encoder_mtime_ns": model_path.stat().st_mtime_ns}
+    group = store.begin(out, step="encode", parameters={}, source=origin, quiet=quiet,
+                        overwrite=True)
+    if group is None:
+        return out
+    array = zarr.open_group(source, mode="r")[store.EXPRESSION]
+    if store.EXPRESSION not in group:
+        store.define_expression(
+            group, samples=ds.sample.values,
+            genes=np.array([f"code{i}" for i in range(width)], dtype=object),
+            chunk_samples=array.chunks[0],
+        )
+        store.set_progress(group, phase="write", chunks_done=0)
+    codes = group[store.EXPRESSION]
+    size = array.chunks[0]
+    n_chunks = math.ceil(array.shape[0] / size)
+    first = store.state(group)["progress"].get("chunks_done", 0)
+    bar = progress(total=n_chunks, initial=first, desc=f"encode {out.name}", unit="chunk",
+                   quiet=quiet)
+    for k in range(first, n_chunks):
+        block = array[k * size:(k + 1) * size][:, targets]
+        codes[k * size:k * size + len(block)] = np.asarray(
+            encoder(block, training=False), dtype=np.float32)
+        store.set_progress(group, phase="write", chunks_done=k + 1)
+        bar.update(1)
+    bar.close()
+    store.finish(group)
+    return out

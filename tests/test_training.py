@@ -1,0 +1,84 @@
+"""Training runs end to end, and a run killed mid-epoch resumes to the very same weights."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from streamgex.cli import main  # noqa: E402
+from streamgex.ingest import ingest  # noqa: E402
+from streamgex.preprocess.genes import genes  # noqa: E402
+from streamgex.preprocess.split import split  # noqa: E402
+from streamgex.preprocess.standardize import standardize  # noqa: E402
+from test_ingest_resume import kill_when  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory, demo_raw):
+    tmp = tmp_path_factory.mktemp("train")
+    ingest(demo_raw["geo"], tmp / "geo.zarr", chunk_samples=128, quiet=True)
+    genes(tmp / "geo.zarr", tmp / "g.zarr", landmarks=demo_raw["map_lm"], targets=demo_raw["map_tg"],
+          quiet=True)
+    standardize(tmp / "g.zarr", tmp / "s.zarr", quiet=True)
+    split(tmp / "s.zarr", tmp / "split", train_per_cluster=100, val_per_cluster=20, quiet=True)
+    return tmp / "split"
+
+
+def latest_checkpoint_weights(run):
+    path = sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "variables.npz"
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+TRAIN = ["hidden=64,64,64", "max_epochs=3", "batch=50", "checkpoint_steps=7",
+         "deterministic=true", "monitor=200"]
+
+
+def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, split_dir):
+    args = ["train", "dgex", "--data", str(split_dir), "--quiet"] + [
+        a for s in TRAIN for a in ("--set", s)]
+    code = f"from streamgex.cli import main; main({args + ['--run-dir', str(tmp_path / 'killed')]!r})"
+
+    def reached(_):
+        found = sorted((tmp_path / "killed" / "part1" / "checkpoints").glob("ckpt-*"))
+        return bool(found) and int(found[-1].name[5:]) >= 50  # mid epoch 2 (37 steps/epoch)
+
+    kill_when(code, tmp_path / "killed" / "none", reached)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0
+    a = latest_checkpoint_weights(tmp_path / "killed" / "part1")
+    b = latest_checkpoint_weights(tmp_path / "straight" / "part1")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    log = (tmp_path / "killed" / "part1" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"], "one row per epoch"
+
+
+def test_all_four_models_train_and_a_changed_run_is_refused(tmp_path, split_dir, capsys):
+    base = ["--data", str(split_dir), "--quiet"]
+    small = ["--set", "max_epochs=5", "--set", "batch=64"]
+    assert main(["train", "linear", "--run-dir", str(tmp_path / "lin"), *base]) == 0
+    assert main(["train", "autoencoder", "--run-dir", str(tmp_path / "ae"), *base, *small,
+                 "--set", "hidden=64,16,64", "--set", "tied=true"]) == 0
+    assert (tmp_path / "ae" / "best" / "encoder.keras").exists()
+    assert main(["encode", str(tmp_path / "ae"), "--data", str(split_dir), "--out",
+                 str(tmp_path / "codes"), "--quiet"]) == 0
+    assert main(["train", "emlp", "--run-dir", str(tmp_path / "emlp"), *base, *small,
+                 "--set", "hidden=32,32", "--codes", str(tmp_path / "codes")]) == 0
+    assert (tmp_path / "emlp" / "best" / "emlp.keras").exists()
+    assert main(["train", "dgex", "--run-dir", str(tmp_path / "dgex"), *base, *small,
+                 "--set", "hidden=32,32,32", "--set", "partitions=2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "dgex" / "best").iterdir()) == [
+        "dgex_part1.keras", "dgex_part2.keras"]
+    log = (tmp_path / "emlp" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,global_step,train_mae,val_mae,learning_rate")
+    assert len(log) == 6 and log[5].split(",")[3] != ""  # validation at epoch 5
+    capsys.readouterr()
+    assert main(["train", "dgex", "--run-dir", str(tmp_path / "dgex"), *base, *small,
+                 "--set", "hidden=32,32,32"]) == 1
+    assert "differs in partitions" in capsys.readouterr().err
