@@ -47,6 +47,9 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, spli
         found = sorted((tmp_path / "killed" / "part1" / "checkpoints").glob("ckpt-*"))
         return bool(found) and int(found[-1].name[5:]) >= 50  # mid epoch 2 (37 steps/epoch)
 
+    from streamgex.models.emlp import build_emlp
+
+    build_emlp(8, 4, (4,))  # name counters now differ from the killed process's
     kill_when(code, tmp_path / "killed" / "none", reached)
     subprocess.run([sys.executable, "-c", code], check=True)
     assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0

@@ -19,8 +19,11 @@ KEEP = 2
 
 
 def _variables(model, optimizer):
-    named = {f"model/{v.path}": v for v in model.variables}
-    named.update({f"optimizer/{v.path}": v for v in optimizer.variables})
+    # Keyed by position, not by Keras path: paths carry process-wide name
+    # counters ("seed_generator_3"), which differ between the run that saved
+    # and the process that resumes after building other models first.
+    named = {f"model/{i:05d}": v for i, v in enumerate(model.variables)}
+    named.update({f"optimizer/{i:05d}": v for i, v in enumerate(optimizer.variables)})
     return named
 
 
@@ -61,5 +64,8 @@ def restore(path, model, optimizer):
         if missing:
             raise ValueError(f"{path}: checkpoint lacks {missing[:3]}; was the model changed?")
         for name, variable in named.items():
+            if tuple(arrays[name].shape) != tuple(variable.shape):
+                raise ValueError(f"{path}: {name} ({variable.path}) has shape "
+                                 f"{arrays[name].shape}, the model {tuple(variable.shape)}")
             variable.assign(arrays[name])
     return json.loads((path / "state.json").read_text())
