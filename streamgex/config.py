@@ -76,6 +76,9 @@ class Preprocess:
     split: Split = field(default_factory=Split)
     pca: Pca = field(default_factory=Pca)
     dask: Dask = field(default_factory=Dask)
+    #: ``[train.<model>]`` tables: ``streamgex train`` options per model
+    #: (checked by ``training.train.resolve``), for the runs a pipeline trains.
+    train: dict = field(default_factory=dict)
 
 
 def load_config(path, overrides=()):
@@ -126,6 +129,11 @@ def _build(cls, data, path, prefix):
             continue
         value = data[name]
         kind = spec.type
+        if kind is dict:
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise StreamgexError(f"{path}: [{prefix}{name}.<model>] must be tables")
+            values[name] = value
+            continue
         if dataclasses.is_dataclass(kind):
             values[name] = _build(kind, value, path, f"{prefix}{name}.")
             continue

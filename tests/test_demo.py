@@ -16,6 +16,10 @@ def test_demo_runs_then_skips_finished_steps(tmp_path, capsys):
     train = open_store(tmp_path / "work" / "split" / "train")
     assert train.sizes["sample"] == summary["totals"]["train"] and train.sizes["gene"] == 500
     assert train.expression.encoding["chunks"][0] == 256
+    assert "validation MAE" in first.out
+    for model in ("linear", "autoencoder", "emlp", "dgex"):
+        line = next(l for l in first.out.splitlines() if l.strip().startswith(model))
+        assert 0 < float(line.split()[1]) < 2, line
 
     assert main(["demo", "--workdir", str(tmp_path)]) == 0
     second = capsys.readouterr()

@@ -43,6 +43,12 @@ class TrainConfig:
     window: int = 4
 
 
+def overrides_from_table(table):
+    """``{"hidden": [64, 16, 64], "batch": 64}`` -> ``["hidden=64,16,64", "batch=64"]``."""
+    return [f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in table.items()]
+
+
 def resolve(kind, overrides=()):
     """The config for ``kind`` with ``key=value`` overrides applied and checked."""
     if kind not in KINDS:
