@@ -98,7 +98,12 @@ def _preprocess(args):
 def _train(args):
     from .training.train import train
 
-    train(args.model, args.data, args.run_dir, overrides=args.set, codes=args.codes,
+    overrides = list(args.set)
+    if args.precision:
+        overrides.append(f"precision={args.precision}")
+    if args.memory_budget:
+        overrides.append(f"memory_budget={args.memory_budget}")
+    train(args.model, args.data, args.run_dir, overrides=overrides, codes=args.codes,
           restart=args.restart, quiet=args.quiet)
 
 
@@ -225,6 +230,9 @@ def build_parser():
                      help="override an option: hidden=6000,2000,6000 batch=200 max_epochs=250 "
                      "precision=bf16 tied=true checkpoint_steps=500 deterministic=true ...")
     sub.add_argument("--restart", action="store_true", help="discard an existing run folder")
+    sub.add_argument("--precision", choices=("float32", "bf16"),
+                     help="bf16: Keras mixed bfloat16 (this CPU has AVX512_BF16)")
+    sub.add_argument("--memory-budget", help="e.g. 8GB (default: 80%% of the machine's memory)")
 
     sub = command("encode", _encode, "write the autoencoder codes of a split (and other stores)")
     sub.add_argument("autoencoder_run", help="run folder of a trained autoencoder")

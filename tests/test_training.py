@@ -85,3 +85,25 @@ def test_all_four_models_train_and_a_changed_run_is_refused(tmp_path, split_dir,
     assert main(["train", "dgex", "--run-dir", str(tmp_path / "dgex"), *base, *small,
                  "--set", "hidden=32,32,32"]) == 1
     assert "differs in partitions" in capsys.readouterr().err
+
+
+def test_a_run_that_cannot_fit_is_refused_with_the_options_named(tmp_path, split_dir, capsys):
+    status = main(["train", "autoencoder", "--data", str(split_dir), "--run-dir",
+                   str(tmp_path / "ae"), "--quiet", "--set", "hidden=2000,500,2000",
+                   "--memory-budget", "200MB"])
+    err = capsys.readouterr().err
+    assert status == 1 and "needs about" in err and "budget is 0.2 GiB" in err
+    for option in ("batch", "tied=true", "bf16", "smaller hidden"):
+        assert option in err
+
+
+def test_memory_estimate_counts_parameters_and_their_state():
+    from streamgex.models.emlp import build_emlp
+    from streamgex.training.memory import estimate, parse_size
+
+    model = build_emlp(100, 50, (300, 200))
+    parts = estimate(model, batch=10, stream_bytes=0, precision="float32")
+    parameters = 100 * 300 + 300 + 300 * 200 + 200 + 200 * 50 + 50
+    assert parts["parameters"] == parameters
+    assert parts["weights, gradients, momentum"] == 12 * parameters
+    assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20

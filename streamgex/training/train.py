@@ -41,6 +41,7 @@ class TrainConfig:
     monitor: int = 5000
     deterministic: bool = False
     window: int = 4
+    memory_budget: str = ""  # e.g. "8GB"; empty: 80% of the machine's memory
 
 
 def overrides_from_table(table):
@@ -113,6 +114,20 @@ def streams_for(data, x_columns, y_columns, config, *, y_store=None):
     return make("train", config.seed), make("val", config.seed)
 
 
+def check_memory(model, config, stream, what):
+    """Refuse before training when the estimate exceeds the budget (see ``memory``)."""
+    from . import memory
+
+    budget = (memory.parse_size(config.memory_budget) if config.memory_budget
+              else memory.machine_budget())
+    widths = sum(stream.widths())
+    stream_bytes = 2 * stream.window * stream.chunk_rows * widths * 4
+    parts = memory.estimate(model, batch=config.batch, stream_bytes=stream_bytes,
+                            precision=config.precision)
+    memory.check(parts, budget, what=what)
+    return parts
+
+
 def setup_backend(config):
     """Seeds, op determinism and the precision policy, before any model is built."""
     import keras
@@ -153,6 +168,7 @@ def train(kind, data, run, *, overrides=(), codes=None, restart=False, quiet=Fal
             len(targets), hidden, tied=config.tied, batch_norm=config.batch_norm, seed=config.seed)
         optimizer = autoencoder.autoencoder_optimizer(config.learning_rate or autoencoder.LEARNING_RATE)
         train_stream, val_stream = streams_for(data, targets, targets, config)
+        check_memory(model, config, train_stream, "this autoencoder")
         fit(run, model, optimizer, train_stream, validation=val_stream,
             schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,
             on_best=lambda epoch: autoencoder.export_coders(encoder, decoder, best))
@@ -170,6 +186,7 @@ def train(kind, data, run, *, overrides=(), codes=None, restart=False, quiet=Fal
         model = emlp.build_emlp(len(landmarks), n_codes, hidden, seed=config.seed)
         optimizer = emlp.emlp_optimizer(config.learning_rate or emlp.LEARNING_RATE)
         train_stream, val_stream = streams_for(data, landmarks, None, config, y_store=codes)
+        check_memory(model, config, train_stream, "this E-MLP")
         fit(run, model, optimizer, train_stream, validation=val_stream,
             schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,
             on_best=lambda epoch: model.save(best / "emlp.keras"))
@@ -183,6 +200,7 @@ def train(kind, data, run, *, overrides=(), codes=None, restart=False, quiet=Fal
                                 seed=config.seed + index)
         optimizer = dgex.dgex_optimizer(config.learning_rate or dgex.LEARNING_RATE)
         train_stream, val_stream = streams_for(data, landmarks, targets[start:stop], config)
+        check_memory(model, config, train_stream, "this D-GEX network")
         path = best / f"dgex_part{index + 1}.keras"
         fit(part_run, model, optimizer, train_stream, validation=val_stream,
             schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,

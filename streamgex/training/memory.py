@@ -1,0 +1,65 @@
+"""Will a training run fit in memory? An estimate made before the first step.
+
+For a dense network trained with momentum SGD, memory is dominated by
+per-parameter state: float32 weights, their gradients and the momentum slot
+(12 bytes a parameter), plus a bfloat16 copy of the weights under mixed
+precision; then the activations of one batch (kept for the backward pass,
+about four values per unit: pre-activation, activation, dropout mask,
+gradient), the stream's two windows of chunks, and the TensorFlow runtime.
+"""
+
+import os
+import re
+
+from ..errors import StreamgexError
+
+RUNTIME = 700 * 2**20
+UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+
+
+def parse_size(text):
+    """``"8GB"`` -> bytes (binary units; ``KiB``-style spellings accepted)."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise StreamgexError(f"memory budget {text!r}: expected a size such as 8GB or 512MB")
+    number, unit = match.groups()
+    return int(float(number) * UNITS[(unit.upper() + "B") if unit else ""])
+
+
+def machine_budget():
+    """Default budget: 80% of the machine's physical memory."""
+    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def estimate(model, *, batch, stream_bytes, precision):
+    """Bytes a training run of ``model`` needs, with its parts, as a dict."""
+    parameters = int(sum(int(v.numpy().size) if hasattr(v, "numpy") else 0
+                         for v in model.trainable_variables))
+    per_parameter = 12 + (2 if precision == "bf16" else 0)
+    units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
+                if hasattr(layer, "output") and layer.output is not None)
+    activation_bytes = 2 if precision == "bf16" else 4
+    parts = {
+        "parameters": parameters,
+        "weights, gradients, momentum": parameters * per_parameter,
+        "activations": batch * units * activation_bytes * 4,
+        "stream buffers": stream_bytes,
+        "runtime": RUNTIME,
+    }
+    parts["total"] = sum(v for k, v in parts.items() if k != "parameters")
+    return parts
+
+
+def check(parts, budget, *, what):
+    """Refuse a run whose estimate exceeds ``budget``, naming what would make it fit."""
+    if parts["total"] <= budget:
+        return
+    gib = 2**30
+    raise StreamgexError(
+        f"{what} needs about {parts['total'] / gib:.1f} GiB ({parts['parameters'] / 1e6:.0f}M "
+        f"parameters: {parts['weights, gradients, momentum'] / gib:.1f} GiB of weights, gradients "
+        f"and momentum; {parts['activations'] / gib:.1f} GiB of activations) but the budget is "
+        f"{budget / gib:.1f} GiB; try a smaller batch (--set batch=...), tied weights "
+        f"(--set tied=true, autoencoder), bf16 (--precision bf16 halves the activations), "
+        f"smaller hidden layers, or a larger --memory-budget if the machine has more"
+    )
