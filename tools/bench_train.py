@@ -1,0 +1,178 @@
+"""Benchmark: full-size models trained for a fixed number of steps, fed from Zarr.
+
+For each model and precision, in a fresh process of its own:
+
+- the matmul rate of the model's largest layer (batch x in @ in x out, same
+  precision) measured in that process, after training so that its operands do
+  not count in the training's peak RSS;
+- training throughput on in-memory tensors (one batch repeated) and on
+  batches streamed from Zarr stores (``streams.Stream`` through tf.data);
+- achieved GFLOP/s (6 FLOPs per weight per sample: forward, two backward
+  products), its ratio to the matmul rate, the Zarr / in-memory ratio;
+- the process's peak RSS, beside the estimate ``streamgex train`` checks.
+
+    python tools/bench_train.py                                  # both models, float32 and bf16
+    python tools/bench_train.py --models emlp --precisions float32 --batch 1024
+
+Data: random standardized values in stores shaped like the real ones (978
+landmarks + 21,290 targets; 2,000 codes), written once under --workdir.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LANDMARKS, TARGETS, CODES = 978, 21_290, 2_000
+
+
+def make_data(workdir, rows):
+    import numpy as np
+    import zarr
+
+    from streamgex import store
+
+    for name, width in (("expression", LANDMARKS + TARGETS), ("codes", CODES)):
+        path = workdir / f"{name}.zarr"
+        if store.matches(path, step="bench-data", parameters={"rows": rows}, source={}):
+            continue
+        group = store.begin(path, step="bench-data", parameters={"rows": rows}, source={},
+                            overwrite=True, quiet=True)
+        store.define_expression(group, samples=np.arange(rows).astype(str),
+                                genes=np.arange(width).astype(str), chunk_samples=320)
+        array = zarr.open_group(path, mode="r+")[store.EXPRESSION]
+        rng = np.random.default_rng(0)
+        for start in range(0, rows, 320):
+            array[start:start + 320] = rng.standard_normal((min(320, rows - start), width),
+                                                           dtype=np.float32)
+        store.finish(group)
+
+
+def run_one(workdir, model_name, precision, steps, batch):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from streamgex.models.autoencoder import autoencoder_optimizer, build_autoencoder
+    from streamgex.models.emlp import build_emlp, emlp_optimizer
+    from streamgex.streams import Source, Stream
+    from streamgex.training.loop import make_train_step
+    from streamgex.training.memory import estimate
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+    data = workdir / "expression.zarr"
+    if model_name == "emlp":
+        model = build_emlp(LANDMARKS, CODES, (11_850, 11_826))
+        optimizer = emlp_optimizer()
+        sources = (Source(data, np.arange(LANDMARKS)), Source(workdir / "codes.zarr"))
+        largest = (11_850, 11_826)
+    else:
+        model, _, _ = build_autoencoder(TARGETS, (8000, 2000, 8000))
+        optimizer = autoencoder_optimizer()
+        targets = np.arange(LANDMARKS, LANDMARKS + TARGETS)
+        sources = (Source(data, targets), Source(data, targets))
+        largest = (TARGETS, 8000)
+    weights = sum(int(np.prod(v.shape)) for v in model.trainable_variables if len(v.shape) == 2)
+    flops_per_sample = 6 * weights
+
+    step = make_train_step(model, optimizer)
+    stream = Stream(sources, batch=batch, seed=0)
+    x, y = next(stream.batches(epoch=0))
+    x, y = tf.constant(x), tf.constant(y)
+    for _ in range(3):
+        step(x, y).numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(x, y)
+    loss.numpy()
+    memory_rate = steps * batch / (time.perf_counter() - start)
+
+    dataset = stream.dataset(epoch=1)
+    iterator = iter(dataset)
+    step(*next(iterator)).numpy()
+    start = time.perf_counter()
+    done = 0
+    for xb, yb in iterator:
+        loss = step(xb, yb)
+        done += 1
+        if done == steps:
+            break
+    loss.numpy()
+    zarr_rate = done * batch / (time.perf_counter() - start)
+    parts = estimate(model, batch=batch, stream_bytes=2 * 4 * 320 * sum(stream.widths()) * 4,
+                     precision=precision)
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # training only
+    dtype = tf.bfloat16 if precision == "bf16" else tf.float32
+    a = tf.random.normal((batch, largest[0]), dtype=tf.float32)
+    b = tf.random.normal(largest, dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul()
+    start = time.perf_counter()
+    for _ in range(10):
+        matmul().numpy()
+    matmul_rate = 10 * 2 * batch * largest[0] * largest[1] / (time.perf_counter() - start) / 1e9
+
+
+    print(json.dumps({
+        "model": model_name, "precision": precision, "batch": batch,
+        "parameters": int(sum(int(np.prod(v.shape)) for v in model.trainable_variables)),
+        "matmul_gflops": matmul_rate, "memory_samples_per_s": memory_rate,
+        "zarr_samples_per_s": zarr_rate, "gflops": zarr_rate * flops_per_sample / 1e9,
+        "memory_gflops": memory_rate * flops_per_sample / 1e9,
+        "estimate_bytes": parts["total"],
+        "peak_rss": peak,
+    }))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="emlp,autoencoder")
+    parser.add_argument("--precisions", default="float32,bf16")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--workdir", default="bench-out/train")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    if args.one:
+        return run_one(workdir, *args.one, args.steps, args.batch)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = (args.steps + 8) * args.batch
+    subprocess.run([sys.executable, "-c",
+                    f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                    f"from bench_train import make_data; from pathlib import Path; "
+                    f"make_data(Path({str(workdir)!r}), {rows})"], check=True)
+    results = []
+    for model in args.models.split(","):
+        for precision in args.precisions.split(","):
+            out = subprocess.run([sys.executable, __file__, "--one", model, precision,
+                                  "--steps", str(args.steps), "--batch", str(args.batch),
+                                  "--workdir", str(workdir)], capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(out.stderr[-3000:])
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    gib = 2**30
+    print(f"{'model':>11} {'prec':>7} {'batch':>5} {'params':>7} {'zarr s/s':>9} {'mem s/s':>8} "
+          f"{'GFLOP/s':>8} {'matmul':>7} {'ratio':>6} {'zarr/mem':>8} {'peak RSS':>9} {'estimate':>9}")
+    for r in results:
+        print(f"{r['model']:>11} {r['precision']:>7} {r['batch']:>5} {r['parameters'] / 1e6:>6.1f}M "
+              f"{r['zarr_samples_per_s']:>9.1f} {r['memory_samples_per_s']:>8.1f} {r['gflops']:>8.1f} "
+              f"{r['matmul_gflops']:>7.1f} {r['gflops'] / r['matmul_gflops']:>6.2f} "
+              f"{r['zarr_samples_per_s'] / r['memory_samples_per_s']:>8.3f} "
+              f"{r['peak_rss'] / gib:>8.2f}G {r['estimate_bytes'] / gib:>8.2f}G")
+    by = {(r["model"], r["precision"]): r for r in results}
+    for model in args.models.split(","):
+        if (model, "float32") in by and (model, "bf16") in by:
+            speedup = by[(model, "bf16")]["zarr_samples_per_s"] / by[(model, "float32")]["zarr_samples_per_s"]
+            print(f"{model}: bf16 / float32 throughput = {speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()
