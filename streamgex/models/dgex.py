@@ -11,15 +11,16 @@
   removes that reason, so ``partitions=1`` trains one network.
 """
 
-import numpy as np
 import keras
+import numpy as np
+
+from .mlp import build_mlp
 
 HIDDEN = (9000, 9000, 9000)
 LEARNING_RATE = 3e-4
 MOMENTUM = 0.5
 DROPOUT = 0.1
 LATER_LAYER_SCALE = 3.0
-OUTPUT_RANGE = 1e-4
 
 
 def partitions(n_targets, count):
@@ -30,19 +31,10 @@ def partitions(n_targets, count):
 
 def build_dgex(inputs, outputs, hidden=HIDDEN, *, dropout=DROPOUT, seed=0):
     """A D-GEX network ``inputs -> 3 x tanh -> outputs`` (uncompiled Keras model)."""
-    x = layer_input = keras.Input((inputs,), name="landmarks")
-    for i, units in enumerate(hidden):
-        x = keras.layers.Dense(
-            units, activation="tanh", name=f"hidden{i + 1}",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
-        )(x)
-        x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout{i + 1}")(x)
-    out = keras.layers.Dense(
-        outputs, name="targets", dtype="float32",  # full precision even under mixed bf16
-        kernel_initializer=keras.initializers.RandomUniform(-OUTPUT_RANGE, OUTPUT_RANGE,
-                                                            seed=seed + 99),
-    )(x)
-    return keras.Model(layer_input, out, name="dgex")
+    return build_mlp(
+        inputs, outputs, hidden, activation="tanh", dropout=dropout, seed=seed, name="dgex",
+        output_name="targets", initializer=lambda s: keras.initializers.GlorotUniform(seed=s),
+    )
 
 
 def gradient_scales(model):

@@ -14,10 +14,11 @@ import math
 
 import keras
 
+from .mlp import build_mlp
+
 LEARNING_RATE = 5e-4
 MOMENTUM = 0.9
 DROPOUT = 0.1
-OUTPUT_RANGE = 1e-4
 
 
 def auto_hidden(outputs, samples):
@@ -34,20 +35,12 @@ def auto_hidden(outputs, samples):
 
 def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
     """An E-MLP ``inputs -> hidden... -> outputs`` (uncompiled Keras model)."""
-    x = layer_input = keras.Input((inputs,), name="landmarks")
-    for i, units in enumerate(hidden):
-        x = keras.layers.Dense(
-            units, activation="elu", name=f"hidden{i + 1}",
-            kernel_initializer=keras.initializers.VarianceScaling(
-                2.0, mode="fan_avg", distribution="untruncated_normal", seed=seed + i),
-        )(x)
-        x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout{i + 1}")(x)
-    out = keras.layers.Dense(
-        outputs, name="codes", dtype="float32",  # full precision even under mixed bf16
-        kernel_initializer=keras.initializers.RandomUniform(-OUTPUT_RANGE, OUTPUT_RANGE,
-                                                            seed=seed + 99),
-    )(x)
-    return keras.Model(layer_input, out, name="emlp")
+    return build_mlp(
+        inputs, outputs, hidden, activation="elu", dropout=dropout, seed=seed, name="emlp",
+        output_name="codes",
+        initializer=lambda s: keras.initializers.VarianceScaling(
+            2.0, mode="fan_avg", distribution="untruncated_normal", seed=s),
+    )
 
 
 def emlp_optimizer(learning_rate=LEARNING_RATE):
