@@ -110,14 +110,24 @@ class Stream:
         return min(self.chunk_rows, self.n_samples - chunk * self.chunk_rows)
 
     def _read(self, chunks, permutation):
-        parts = []
+        parts, read, made = [], {}, {}
         for source, array in zip(self.sources, self._arrays):
-            blocks = [array[c * self.chunk_rows:c * self.chunk_rows + self._chunk_size(c)]
-                      for c in chunks]
-            rows = np.concatenate(blocks)
+            key = (source.path, None if source.columns is None else source.columns.tobytes())
+            if key in made:  # the very same columns: one array serves both
+                parts.append(made[key])
+                continue
+            # An autoencoder's inputs and outputs are the same columns of the same
+            # store: decode each store's chunks once per window.
+            if source.path not in read:
+                read[source.path] = np.concatenate([
+                    array[c * self.chunk_rows:c * self.chunk_rows + self._chunk_size(c)]
+                    for c in chunks
+                ])
+            rows = read[source.path]
             if source.columns is not None:
                 rows = rows[:, source.columns]
-            parts.append(np.ascontiguousarray(rows[permutation], dtype=np.float32))
+            made[key] = np.ascontiguousarray(rows[permutation], dtype=np.float32)
+            parts.append(made[key])
         return parts
 
     def batches(self, epoch, start_step=0):
