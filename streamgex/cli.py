@@ -1,6 +1,7 @@
 """The ``streamgex`` command: argument parsing only; each command calls one public function."""
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -251,6 +252,8 @@ def build_parser():
 
 def main(argv=None):
     """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
+    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
