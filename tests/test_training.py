@@ -107,3 +107,37 @@ def test_memory_estimate_counts_parameters_and_their_state():
     assert parts["parameters"] == parameters
     assert parts["weights, gradients, momentum"] == 12 * parameters
     assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
+    import keras
+    import tensorflow as tf
+
+    from streamgex.models.emlp import build_emlp
+    from streamgex.training.loop import make_train_step
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 12)).astype(np.float32)
+    y = rng.normal(size=(16, 5)).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        keras.utils.set_random_seed(3)
+        model = build_emlp(12, 5, (20, 20), dropout=0.0)
+        optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov)
+        if fused:
+            step = make_train_step(model, optimizer)
+        else:
+            optimizer.build(model.trainable_variables)
+
+            def step(xb, yb, model=model, optimizer=optimizer):
+                with tf.GradientTape() as tape:
+                    loss = keras.ops.mean(keras.ops.square(model(xb, training=True) - yb))
+                optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables)
+        for _ in range(4):
+            step(x, y)
+        results.append([v.numpy() for v in model.trainable_variables + optimizer.momentums])
+        assert int(optimizer.iterations.numpy()) == 4
+    for fused_value, keras_value in zip(*results):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
