@@ -139,16 +139,18 @@ def main():
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--workdir", default="bench-out/train")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--make-data", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = Path(args.workdir)
+    if args.make_data:
+        return make_data(workdir, args.make_data)
     if args.one:
         return run_one(workdir, *args.one, args.steps, args.batch)
     workdir.mkdir(parents=True, exist_ok=True)
     rows = (args.steps + 8) * args.batch
-    subprocess.run([sys.executable, "-c",
-                    f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                    f"from bench_train import make_data; from pathlib import Path; "
-                    f"make_data(Path({str(workdir)!r}), {rows})"], check=True)
+    # Written by a child, so this small parent's RSS never counts in the runs' peaks.
+    subprocess.run([sys.executable, __file__, "--make-data", str(rows), "--workdir", str(workdir)],
+                   check=True)
     results = []
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
