@@ -17,7 +17,6 @@ any point resumes where it stopped when re-run with the same command.
 """
 
 import hashlib
-import math
 import os
 import re
 import threading
@@ -161,7 +160,7 @@ def _ingest_samples(group, src, chunk_samples, allow_missing, quiet):
             nonnegative=False,
         )
 
-    _write_chunks(group, read, quiet=quiet)
+    store.write_chunks(group, read, quiet=quiet, desc="writing samples")
 
 
 def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values):
@@ -180,7 +179,7 @@ def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values)
     def read(start, stop):
         return np.ascontiguousarray(scratch[:, start:stop].T)
 
-    _write_chunks(group, read, quiet=quiet)
+    store.write_chunks(group, read, quiet=quiet, desc="writing samples")
 
 
 def _transpose_rows(group, src, allow_missing, quiet, block_values):
@@ -246,35 +245,15 @@ def _transpose_rows(group, src, allow_missing, quiet, block_values):
     }
 
 
-def _write_chunks(group, read, *, quiet):
-    """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resumably."""
-    array = group[store.EXPRESSION]
-    n_samples = array.shape[0]
-    size = array.chunks[0]
-    first = store.state(group)["progress"].get("chunks_done", 0)
-    n_chunks = math.ceil(n_samples / size) if n_samples else 0
-    bar = progress(
-        total=n_samples, initial=min(first * size, n_samples), desc="writing samples",
-        unit="sample", quiet=quiet,
-    )
-    for k in range(first, n_chunks):
-        start, stop = k * size, min((k + 1) * size, n_samples)
-        array[start:stop] = read(start, stop)
-        store.set_progress(group, phase="write", chunks_done=k + 1)
-        bar.update(stop - start)
-    bar.close()
-
-
 def _define(group, *, samples, genes, coords, chunk_samples):
     """Create ``expression`` once the genes are known, and start counting chunks."""
-    store.define_expression(
+    store.start_writing(
         group,
         samples=samples,
         genes=genes,
         coords={name: ("gene", values) for name, values in coords.items()},
         chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
     )
-    store.set_progress(group, phase="write", chunks_done=0)
 
 
 def _check_values(block, *, position, allow_missing, nonnegative):

@@ -17,6 +17,7 @@ sets ``complete`` and consolidates the metadata, and ``open_store`` refuses a
 store without it, so a partial store is never mistaken for a finished one.
 """
 
+import math
 import os
 import shutil
 import sys
@@ -30,6 +31,7 @@ from zarr.codecs import BloscCodec
 
 from . import __version__
 from .errors import StreamgexError
+from .progress import progress
 
 EXPRESSION = "expression"
 SCRATCH = "scratch"
@@ -212,6 +214,34 @@ def define_expression(group, *, samples, genes, coords=None, chunk_samples):
         attributes=attributes,
         overwrite=True,
     )
+
+
+def start_writing(group, **expression):
+    """``define_expression(group, **expression)``, then record that chunk 0 is next.
+
+    Stages that fill ``expression`` chunk by chunk in order start with this;
+    ``state(group)["progress"]`` has ``chunks_done`` from then on.
+    """
+    array = define_expression(group, **expression)
+    set_progress(group, phase="write", chunks_done=0)
+    return array
+
+
+def write_chunks(group, read, *, quiet, desc):
+    """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resuming after
+    the chunks the progress attrs record as written."""
+    array = group[EXPRESSION]
+    n_samples, size = array.shape[0], array.chunks[0]
+    first = state(group)["progress"].get("chunks_done", 0)
+    n_chunks = math.ceil(n_samples / size) if n_samples else 0
+    bar = progress(total=n_samples, initial=min(first * size, n_samples), desc=desc,
+                   unit="sample", quiet=quiet)
+    for k in range(first, n_chunks):
+        start, stop = k * size, min((k + 1) * size, n_samples)
+        array[start:stop] = read(start, stop)
+        set_progress(group, phase="write", chunks_done=k + 1)
+        bar.update(stop - start)
+    bar.close()
 
 
 def _write_coordinate(group, name, dim, values):

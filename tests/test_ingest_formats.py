@@ -13,7 +13,6 @@ from rawfiles import (
     write_gct12,
     write_gct13,
     write_gctx,
-    write_geuvadis,
     write_table,
 )
 from streamgex.cli import main

@@ -4,14 +4,13 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from rawfiles import small_matrix, write_gctx
 from streamgex.ingest import ingest
 from streamgex.preprocess.quantile import normalize
 from streamgex.preprocess.standardize import standardize
-from test_ingest_resume import assert_same_store, kill_when
+from test_ingest_resume import kill_when
 
 
 def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):

@@ -109,7 +109,7 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
     with steps.scheduler(scheduler):
         if "chunks_done" not in store.state(group)["progress"]:
             keys = row_keys(kept)
-            store.define_expression(
+            store.start_writing(
                 group,
                 samples=ds.sample.values,
                 genes=np.array(keys, dtype=object),
@@ -123,7 +123,6 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
                 },
                 chunk_samples=x.chunks[0][0],
             )
-            store.set_progress(group, phase="write", chunks_done=0)
         n_out = len(plan.counts)
         y = x.map_blocks(collapse, plan, chunks=(x.chunks[0], (n_out,)), dtype=np.float32)
         steps.write_rows(group, y, quiet=quiet, desc="genes")

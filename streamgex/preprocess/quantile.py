@@ -145,13 +145,13 @@ def normalize(source, out, *, reference="mean", reference_from=None, overwrite=F
                 ref = resample_reference(reference_of(reference_from), n_genes)
             else:
                 ref = learn_mean_reference(x).compute()
-            store.define_expression(
+            # The reference first: once writing has started, a resumed run reads it back.
+            steps.save_vector(group, "reference", ref, "rank")
+            store.start_writing(
                 group, samples=ds.sample.values, genes=ds.gene.values,
                 coords={**steps.sample_coords(ds), **steps.gene_coords(ds)},
                 chunk_samples=x.chunks[0][0],
             )
-            steps.save_vector(group, "reference", ref, "rank")
-            store.set_progress(group, phase="write", chunks_done=0)
         ref = group["reference"][:]
         y = x.map_blocks(_checked_normalize, ref, str(source), dtype=np.float32)
         steps.write_rows(group, y, quiet=quiet, desc="normalize")

@@ -66,14 +66,13 @@ def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None
                 mean, std = stats_of(stats_from, ds.gene.values)
             else:
                 mean, std = learn_stats(x)
-            store.define_expression(
+            store.start_writing(
                 group, samples=ds.sample.values, genes=ds.gene.values,
                 coords={**steps.sample_coords(ds),
                         **steps.gene_coords(ds, skip=("gene_mean", "gene_std")),
                         "gene_mean": ("gene", mean), "gene_std": ("gene", std)},
                 chunk_samples=x.chunks[0][0],
             )
-            store.set_progress(group, phase="write", chunks_done=0)
         mean = group["gene_mean"][:]
         std = group["gene_std"][:]
         y = x.map_blocks(standardize_block, mean, std, dtype=np.float32)

@@ -7,7 +7,6 @@ order and chunking, so an E-MLP stream reads landmarks and codes row-aligned.
 Chunk by chunk, resumable like every store.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import zarr
 
 from .. import store
 from ..errors import StreamgexError
-from ..progress import progress
 from .train import split_columns
 
 PARTS = ("train", "val", "test")
@@ -49,25 +47,17 @@ def _encode_store(encoder, source, out, model_path, quiet):
     if group is None:
         return out
     array = zarr.open_group(source, mode="r")[store.EXPRESSION]
-    if store.EXPRESSION not in group:
-        store.define_expression(
+    if "chunks_done" not in store.state(group)["progress"]:
+        store.start_writing(
             group, samples=ds.sample.values,
             genes=np.array([f"code{i}" for i in range(width)], dtype=object),
             chunk_samples=array.chunks[0],
         )
-        store.set_progress(group, phase="write", chunks_done=0)
-    codes = group[store.EXPRESSION]
-    size = array.chunks[0]
-    n_chunks = math.ceil(array.shape[0] / size)
-    first = store.state(group)["progress"].get("chunks_done", 0)
-    bar = progress(total=n_chunks, initial=first, desc=f"encode {out.name}", unit="chunk",
-                   quiet=quiet)
-    for k in range(first, n_chunks):
-        block = array[k * size:(k + 1) * size][:, targets]
-        codes[k * size:k * size + len(block)] = np.asarray(
-            encoder(block, training=False), dtype=np.float32)
-        store.set_progress(group, phase="write", chunks_done=k + 1)
-        bar.update(1)
-    bar.close()
+
+    def read(start, stop):
+        return np.asarray(encoder(array[start:stop][:, targets], training=False),
+                          dtype=np.float32)
+
+    store.write_chunks(group, read, quiet=quiet, desc=f"encode {out.name}")
     store.finish(group)
     return out
