@@ -106,9 +106,12 @@ def write_rows(group, x, *, quiet, desc, wave=None):
     bar.close()
 
 
-def sample_coords(ds):
-    """``define_expression`` coords for the per-sample coordinates of ``ds``."""
-    return {name: ("sample", values) for name, values in coords_along(ds, "sample").items()}
+def sample_coords(ds, order=None):
+    """``define_expression`` coords for the per-sample coordinates of ``ds``
+    (of its samples ``order``, when a step reorders or selects them)."""
+    index = slice(None) if order is None else order
+    return {name: ("sample", values[index])
+            for name, values in coords_along(ds, "sample").items()}
 
 
 def gene_coords(ds, *, skip=()):

@@ -22,7 +22,7 @@ import zarr
 
 from .. import steps, store
 from ..progress import progress
-from .gather import gather
+from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
 
 BLOCK = 1024
@@ -94,15 +94,12 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     by_cluster = np.argsort(labels, kind="stable")
     kept = _scan(group, out, source_array, labels, by_cluster, centres, distance, quiet)
     order = np.flatnonzero(kept)
-    if store.EXPRESSION not in group:
-        store.define_expression(
-            group, samples=ds.sample.values[order], genes=ds.gene.values,
-            coords={**{k: ("sample", v[order]) for k, v in steps.coords_along(ds, "sample").items()},
-                    **steps.gene_coords(ds)},
-            chunk_samples=source_array.chunks[0],
-        )
-        store.set_progress(group, phase="scatter", scattered=0)
-    gather(source_array, order, group, quiet=quiet, desc="dedup")
+    gather_into(
+        source_array, order, group, quiet=quiet, desc="dedup",
+        samples=ds.sample.values[order], genes=ds.gene.values,
+        coords={**steps.sample_coords(ds, order), **steps.gene_coords(ds)},
+        chunk_samples=source_array.chunks[0],
+    )
     dropped = int(n - len(order))
     store.finish(group, attrs={"dedup": {"dropped": dropped, "kept": int(len(order))}})
     return out
@@ -116,11 +113,10 @@ def _scan(group, out, source_array, labels, by_cluster, centres, distance, quiet
     if not store.matches(sorted_path, step="dedup-sort", parameters={}, source={}):
         sorted_group = store.begin(sorted_path, step="dedup-sort", parameters={}, source={},
                                    quiet=True)
-        if store.EXPRESSION not in sorted_group:
-            store.define_expression(sorted_group, samples=np.arange(len(labels)).astype(str),
-                                    genes=np.arange(source_array.shape[1]).astype(str),
-                                    chunk_samples=source_array.chunks[0])
-        gather(source_array, by_cluster, sorted_group, quiet=quiet, desc="dedup sort")
+        gather_into(source_array, by_cluster, sorted_group, quiet=quiet, desc="dedup sort",
+                    samples=np.arange(len(labels)).astype(str),
+                    genes=np.arange(source_array.shape[1]).astype(str),
+                    chunk_samples=source_array.chunks[0])
         store.finish(sorted_group)
     rows = zarr.open_group(sorted_path, mode="r")[store.EXPRESSION]
     counts = np.bincount(labels, minlength=len(centres))

@@ -105,3 +105,11 @@ def gather(source, order, group, *, quiet=False, desc="gather", budget=None):
         store.set_progress(group, phase="gather", scattered=n_source_chunks, gathered=b + 1)
         bar.update(1)
     bar.close()
+
+
+def gather_into(source, order, group, *, quiet=False, desc="gather", **expression):
+    """Create ``group``'s ``expression`` (``store.define_expression(**expression)``,
+    first run only) and fill it with ``source[order]``, resumably."""
+    if store.EXPRESSION not in group:
+        store.define_expression(group, **expression)
+    gather(source, order, group, quiet=quiet, desc=desc)

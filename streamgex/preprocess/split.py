@@ -28,7 +28,7 @@ import numpy as np
 import zarr
 
 from .. import steps, store
-from .gather import gather
+from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
 
 PARTS = ("train", "val", "test")
@@ -89,16 +89,13 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
         order = part_order(parts, index, seed)
         group = store.begin(paths[part], step="split", parameters=part_parameters,
                             source=origin, overwrite=False, quiet=quiet)
-        if "phase" not in store.state(group)["progress"]:
-            sample = {name: ("sample", values[order])
-                      for name, values in steps.coords_along(ds, "sample").items()}
-            store.define_expression(
-                group, samples=ds.sample.values[order], genes=ds.gene.values,
-                coords={**sample, "cluster": ("sample", labels[order]), **steps.gene_coords(ds)},
-                chunk_samples=source_array.chunks[0],
-            )
-            store.set_progress(group, phase="scatter", scattered=0)
-        gather(source_array, order, group, quiet=quiet, desc=part)
+        gather_into(
+            source_array, order, group, quiet=quiet, desc=part,
+            samples=ds.sample.values[order], genes=ds.gene.values,
+            coords={**steps.sample_coords(ds, order), "cluster": ("sample", labels[order]),
+                    **steps.gene_coords(ds)},
+            chunk_samples=source_array.chunks[0],
+        )
         store.finish(group)
     _write_summary(out, _summary(labels, parts, parameters, ds))
     return result
