@@ -9,20 +9,16 @@ validation MAEs and their relative difference (target: within 1%).
 """
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
+
+from streamgex.demo import last_validation
 
 OPTIONS = {
     "dgex": ["hidden=512,512,512", "batch=64", "max_epochs=30", "learning_rate=0.01"],
     "autoencoder": ["hidden=256,64,256", "batch=64", "max_epochs=30", "learning_rate=0.01"],
 }
-
-
-def last_val(run):
-    with open(next(Path(run).glob("**/log.csv")), newline="") as f:
-        return [float(r["val_mae"]) for r in csv.DictReader(f) if r["val_mae"]][-1]
 
 
 def main():
@@ -40,7 +36,7 @@ def main():
         subprocess.run([sys.executable, "-m", "streamgex", "train", args.model, "--data", str(split),
                         "--run-dir", str(run), "--precision", precision, "--restart", "--quiet",
                         *sets], check=True)
-        results[precision] = last_val(run)
+        results[precision] = last_validation(run)
     f32, b16 = results["float32"], results["bf16"]
     print(f"{args.model}: val MAE float32 {f32:.4f}, bf16 {b16:.4f}, "
           f"relative difference {(b16 - f32) / f32:+.2%}")

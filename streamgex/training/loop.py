@@ -89,14 +89,17 @@ def make_predict(model):
 
 
 def mean_absolute_error(predict, stream, *, limit=None):
-    """MAE of ``predict`` over a stream's epoch-0 batches (the first ``limit`` profiles)."""
+    """MAE of ``predict`` over a stream's epoch-0 batches (the first ``limit`` profiles).
+
+    ``predict`` maps a batch of inputs to outputs (a TensorFlow function or numpy).
+    """
     total, count = 0.0, 0
     for x, y in stream.batches(epoch=0):
         if limit is not None and count >= limit:
             break
         if limit is not None:
             x, y = x[:limit - count], y[:limit - count]
-        total += float(np.abs(predict(x).numpy() - y).sum(dtype=np.float64))
+        total += float(np.abs(np.asarray(predict(x)) - y).sum(dtype=np.float64))
         count += x.shape[0]
     width = stream.widths()[1]
     return total / max(count * width, 1)

@@ -215,6 +215,7 @@ def _train_linear(data, run, landmarks, targets, config, quiet):
     """Least squares from normal equations accumulated over the training stream."""
     from ..models.linear import NormalEquations, predict
     from ..progress import progress
+    from .loop import mean_absolute_error
 
     train_stream, val_stream = streams_for(data, landmarks, targets, config)
     equations = NormalEquations(len(landmarks), len(targets))
@@ -227,9 +228,7 @@ def _train_linear(data, run, landmarks, targets, config, quiet):
     coefficients = equations.solve(config.ridge)
     (run / "best").mkdir(exist_ok=True)
     np.save(run / "best" / "linear.npy", coefficients)
-    errors = [np.abs(predict(coefficients, x) - y).sum(dtype=np.float64) for x, y in
-              val_stream.batches(epoch=0)]
-    val_mae = float(sum(errors) / (val_stream.n_samples * len(targets)))
+    val_mae = mean_absolute_error(lambda x: predict(coefficients, x), val_stream)
     (run / "log.csv").write_text(f"epoch,val_mae\n1,{val_mae}\n")
     if not quiet:
         print(f"linear regression: val MAE {val_mae:.4f} ({equations.count:,} training profiles)")
