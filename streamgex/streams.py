@@ -124,9 +124,10 @@ class Stream:
                     for c in chunks
                 ])
             rows = read[source.path]
-            if source.columns is not None:
-                rows = rows[:, source.columns]
-            made[key] = np.ascontiguousarray(rows[permutation], dtype=np.float32)
+            # One gather for rows and columns together: no intermediate copy.
+            index = (permutation if source.columns is None
+                     else np.ix_(permutation, source.columns))
+            made[key] = np.ascontiguousarray(rows[index], dtype=np.float32)
             parts.append(made[key])
         return parts
 
