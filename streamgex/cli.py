@@ -117,6 +117,65 @@ def _encode(args):
         print(f"{name:6s} {path}")
 
 
+def _run(args):
+    from .config import load_config
+    from .experiment import run_experiment
+
+    run_experiment(load_config(args.config, args.set), quiet=args.quiet)
+
+
+def _status(args):
+    from .config import load_config
+    from .experiment import format_status, status
+
+    print(format_status(status(load_config(args.config, args.set))))
+
+
+def _evaluate(args):
+    from .evaluation.evaluate import evaluate, format_result
+    from .evaluation.metrics import compare
+    from .evaluation.report import NAMES
+
+    result = evaluate(args.run, args.store, name=args.name, partitions=args.partitions,
+                      quiet=True)
+    print(format_result(result))
+    if args.against:
+        other = evaluate(args.against, args.store, name=args.name, partitions=args.partitions,
+                         quiet=True)
+        print(format_result(other))
+        c = compare(*(_gene_errors(r) for r in (result, other)))
+        print(f"{NAMES[result['model']]} vs {NAMES[other['model']]}: relative improvement "
+              f"{100 * c['relative_improvement']:.2f}%, better on {100 * c['share_a_better']:.2f}% "
+              f"of {c['genes']:,} genes")
+
+
+def _gene_errors(result):
+    from pathlib import Path
+
+    from .evaluation.evaluate import read_gene_errors
+
+    path = Path(result["run"]) / "eval" / f"{result['dataset']}_genes.csv"
+    return read_gene_errors(path)["mae"].astype(float)
+
+
+def _report(args):
+    from .evaluation.report import headline, report
+
+    path = report(args.runs, args.out, pca=args.pca)
+    print(f"report: {path}\n{headline(args.runs)}")
+
+
+def _predict(args):
+    from .inference.predict import predict
+
+    out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
+                  gctx=args.gctx, overwrite=args.overwrite, quiet=args.quiet)
+    if not args.quiet:
+        from .store import summary
+
+        print(summary(out))
+
+
 def _step_options(args):
     return {"overwrite": args.overwrite, "scheduler": args.scheduler, "quiet": args.quiet}
 
@@ -242,10 +301,47 @@ def build_parser():
     sub.add_argument("--store", action="append", default=[], metavar="NAME=STORE",
                      help="also encode another store, e.g. 1000g=stores/1000g_std.zarr")
 
+    sub = command("run", _run, "run a whole experiment from a config: raw files to report")
+    sub.add_argument("config", help="TOML file, e.g. configs/cross_platform.toml")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set train.emlp.precision=\"bf16\"")
+
+    sub = command("status", _status, "list an experiment's stages: done, partial or to do")
+    sub.add_argument("config", help="TOML file of the experiment")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="the same overrides given to `run`")
+
+    sub = command("evaluate", _evaluate, "a trained run's errors on a store (paper Tables 1-3)")
+    sub.add_argument("run", help="run folder")
+    sub.add_argument("store", help="standardized store with the run's genes, e.g. SPLIT/test")
+    sub.add_argument("--name", help="dataset name in the results (default: the store's name)")
+    sub.add_argument("--partitions", type=int, default=0,
+                     help="partitions for the paper's sum-over-partitions figure (0: the paper's)")
+    sub.add_argument("--against", metavar="RUN",
+                     help="also evaluate this run and compare: relative improvement, share of "
+                     "genes better")
+
+    sub = command("report", _report, "the paper's tables and figures from evaluated runs")
+    sub.add_argument("runs", nargs="+", help="evaluated run folders")
+    sub.add_argument("--out", required=True, help="report folder")
+    sub.add_argument("--pca", help="a `streamgex pca` folder, for Figure 1")
+
+    sub = command("predict", _predict, "infer target genes for new landmark profiles")
+    sub.add_argument("run", help="an E-MLP, D-GEX or linear run folder")
+    sub.add_argument("input", help="profiles: GCTX, GCT, TSV/CSV or a store; probe or gene ids")
+    sub.add_argument("--out", required=True, help="output store of predicted targets")
+    sub.add_argument("--units", choices=("raw", "normalized", "standardized"), default="raw",
+                     help="raw: normalize as the pipeline did; normalized: quantile-normalized "
+                     "already; standardized: the pipeline's z-scores")
+    sub.add_argument("--expression", action="store_true",
+                     help="write normalized expression instead of z-scores")
+    sub.add_argument("--gctx", help="also write the predictions to this GCTX file")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
     sub = command("info", _info, "describe a store")
     sub.add_argument("store")
 
-    sub = command("demo", _demo, "run the pipeline on the built-in simulated data")
+    sub = command("demo", _demo, "run the whole experiment on the built-in simulated data")
     sub.add_argument("--workdir", default="streamgex-demo", help="folder for the demo's files")
     return parser
 

@@ -58,13 +58,20 @@ class Pca:
 
 
 @dataclass(frozen=True)
+class Evaluate:
+    #: Target partitions for the paper's sum-over-partitions figure; 0: the
+    #: paper's own (2 for the 9,520 cross-platform targets, 5 for 21,290).
+    partitions: int = 0
+
+
+@dataclass(frozen=True)
 class Dask:
     scheduler: str = ""
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    """A preprocessing chain: where its outputs go and every step's options."""
+class Experiment:
+    """An experiment: its raw inputs, where its outputs go, every step's options."""
 
     name: str
     workdir: str
@@ -76,13 +83,14 @@ class Preprocess:
     split: Split = field(default_factory=Split)
     pca: Pca = field(default_factory=Pca)
     dask: Dask = field(default_factory=Dask)
+    evaluate: Evaluate = field(default_factory=Evaluate)
     #: ``[train.<model>]`` tables: ``streamgex train`` options per model
     #: (checked by ``training.train.resolve``), for the runs a pipeline trains.
     train: dict = field(default_factory=dict)
 
 
 def load_config(path, overrides=()):
-    """Read and validate a config file into a ``Preprocess``; errors name the file and key."""
+    """Read and validate a config file into an ``Experiment``; errors name the file and key."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -92,7 +100,7 @@ def load_config(path, overrides=()):
         raise StreamgexError(f"{path}: not valid TOML ({exc})") from None
     for override in overrides:
         _apply_override(data, override, path)
-    return _build(Preprocess, data, path, "")
+    return _build(Experiment, data, path, "")
 
 
 def _apply_override(data, override, path):

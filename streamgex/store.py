@@ -167,6 +167,16 @@ def matches(path, *, step, parameters, source):
     )
 
 
+def status(path):
+    """``("done" | "partial" | "to do", detail)`` of the store at ``path``, without opening it."""
+    st = _read_state(path)
+    if st is None:
+        return "to do", ""
+    if st.get("complete"):
+        return "done", ""
+    return "partial", describe_progress(st.get("progress", {}))
+
+
 def state(group):
     """The ``streamgex`` attrs of a store: step, parameters, progress, complete."""
     return dict(group.attrs[ATTR])
@@ -305,6 +315,11 @@ def open_store(path):
             f"re-run the same `streamgex {st.get('step')}` command to finish it"
         )
     return xr.open_zarr(path, consolidated=True)
+
+
+def strings(values):
+    """A string coordinate (numpy's StringDType, as zarr 3 returns it) as a ``<U`` array."""
+    return np.asarray(values).astype(object).astype(str)
 
 
 def summary(path):

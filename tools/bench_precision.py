@@ -1,8 +1,9 @@
 """Benchmark: validation MAE of float32 vs mixed bfloat16 training on the demo data.
 
 Trains the same model (default: the demo config's D-GEX, one partition) on the
-demo split twice, in float32 and in bf16, with the same seed, and prints both
-validation MAEs and their relative difference (target: within 1%).
+demo split twice, in float32 and in bf16, with the same seed, evaluates both on
+the validation profiles (``streamgex evaluate``) and prints both MAEs and their
+relative difference (target: within 1%).
 
     python tools/bench_precision.py                 # needs the demo: tools/demo.sh first
     python tools/bench_precision.py --model autoencoder --workdir streamgex-demo
@@ -13,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamgex.demo import last_validation
+from streamgex.evaluation.evaluate import evaluate
 
 OPTIONS = {
     "dgex": ["hidden=512,512,512", "batch=64", "max_epochs=30", "learning_rate=0.01"],
@@ -36,7 +37,7 @@ def main():
         subprocess.run([sys.executable, "-m", "streamgex", "train", args.model, "--data", str(split),
                         "--run-dir", str(run), "--precision", precision, "--restart", "--quiet",
                         *sets], check=True)
-        results[precision] = last_validation(run)
+        results[precision] = evaluate(run, split / "val", quiet=True)["mae"]
     f32, b16 = results["float32"], results["bf16"]
     print(f"{args.model}: val MAE float32 {f32:.4f}, bf16 {b16:.4f}, "
           f"relative difference {(b16 - f32) / f32:+.2%}")

@@ -102,3 +102,20 @@ def _strings(dataset):
         [v.decode("utf-8").strip() if isinstance(v, bytes) else str(v).strip() for v in values],
         dtype=object,
     )
+
+
+def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None):
+    """Lay out a GCTX 1.0 file in an open ``h5py.File``; returns the empty matrix.
+
+    The matrix is ``(samples, genes) float32`` in ~1 MiB HDF5 chunks (cmapPy's
+    default shape), filled by the caller a block of samples at a time.
+    """
+    handle.attrs["version"] = "GCTX1.0"
+    samples, genes = len(sample_ids), len(gene_ids)
+    matrix = handle.create_dataset(MATRIX, shape=(samples, genes), dtype="float32",
+                                   chunks=(max(1, min(256, samples)), max(1, min(1024, genes))))
+    handle[ROW_IDS] = np.asarray(gene_ids).astype("S")
+    handle[COL_IDS] = np.asarray(sample_ids).astype("S")
+    if gene_symbols is not None:
+        handle[f"{ROW_META}/pr_gene_symbol"] = np.asarray(gene_symbols).astype("S")
+    return matrix

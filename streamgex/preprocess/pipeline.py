@@ -42,7 +42,7 @@ def stores_of(config):
 
 
 def preprocess(config, *, quiet=False):
-    """Run the chain of a validated ``config.Preprocess``; returns the output paths."""
+    """Run the chain of a validated ``config.Experiment``; returns the output paths."""
     paths = stores_of(config)
     inputs = config.inputs
     dask_options = {"scheduler": config.dask.scheduler or None, "quiet": quiet,

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..formats.gctx import create_gctx
 from ..progress import progress
 from .model import add_near_duplicates, probe_values
 
@@ -27,18 +28,9 @@ def write_gctx(path, *, universe, model, samples, seed, quiet=False):
     ~1 MiB HDF5 chunks (like cmapPy's default), ids at ``/0/META/{ROW,COL}/id``
     and probe symbols at ``/0/META/ROW/pr_gene_symbol``.
     """
-    n_probes = len(universe.probe_ids)
     with _atomic(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["version"] = "GCTX1.0"
-        matrix = f.create_dataset(
-            "0/DATA/0/matrix",
-            shape=(samples, n_probes),
-            dtype="float32",
-            chunks=(min(256, samples), min(1024, n_probes)),
-        )
-        f["0/META/ROW/id"] = universe.probe_ids.astype("S")
-        f["0/META/ROW/pr_gene_symbol"] = universe.symbol[universe.probe_gene].astype("S")
-        f["0/META/COL/id"] = geo_sample_ids(samples).astype("S")
+        matrix = create_gctx(f, sample_ids=geo_sample_ids(samples), gene_ids=universe.probe_ids,
+                             gene_symbols=universe.symbol[universe.probe_gene])
         bar = progress(total=samples, desc="simulating GEO", unit="profile", quiet=quiet)
         for b, start in enumerate(range(0, samples, BLOCK)):
             stop = min(start + BLOCK, samples)

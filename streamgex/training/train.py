@@ -74,6 +74,53 @@ def resolve(kind, overrides=()):
     return config
 
 
+def _save_inputs(run, data, codes):
+    """Record where the run's data (and an E-MLP's codes) are, for evaluate and predict."""
+    inputs = {"data": str(Path(data).resolve()),
+              "codes": str(Path(codes).resolve()) if codes else None}
+    path = run / "inputs.json"
+    if path.exists() and json.loads(path.read_text()) != inputs:
+        raise StreamgexError(f"{run}: trained on {json.loads(path.read_text())['data']}; "
+                             f"pass --restart to retrain it on {data}")
+    path.write_text(json.dumps(inputs, indent=1) + "\n")
+
+
+def run_inputs(run):
+    """``{"data": split folder, "codes": codes folder or None}`` of a run folder."""
+    path = Path(run) / "inputs.json"
+    if not path.exists():
+        raise StreamgexError(f"{run}: not a streamgex run folder (no inputs.json); "
+                             f"train it with `streamgex train`")
+    return json.loads(path.read_text())
+
+
+def run_progress(run):
+    """Loop states of a run's newest checkpoints, one per trained network (D-GEX: per part).
+
+    Returns a list of dicts (epoch, step, schedule, done, ...); empty before the
+    first checkpoint. A linear run, solved in one go, is one ``{"done": True}``.
+    """
+    from .checkpoint import latest
+
+    run = Path(run)
+    if (run / "best" / "linear.npy").exists():
+        return [{"done": True, "epoch": 1, "schedule": {}}]
+    states = []
+    for folder in [run, *sorted(run.glob("part*"))]:
+        found = latest(folder / "checkpoints")
+        if found is not None:
+            states.append(json.loads((found / "state.json").read_text()))
+    return states
+
+
+def is_done(run):
+    """Whether every network of the run finished training."""
+    config = json.loads((Path(run) / "config.json").read_text())
+    states = run_progress(run)
+    wanted = config["partitions"] if config["model"] == "dgex" else 1
+    return len(states) == wanted and all(s["done"] for s in states)
+
+
 def split_columns(path):
     """Landmark and target column indices of a split store."""
     ds = open_store(path)
@@ -152,6 +199,11 @@ def train(kind, data, run, *, overrides=(), codes=None, restart=False, quiet=Fal
 
     config = resolve(kind, overrides)
     data, run = Path(data), prepare_run(run, config, restart=restart)
+    _save_inputs(run, data, codes)
+    if is_done(run):
+        if not quiet:
+            print(f"{run}: up to date (training finished)")
+        return run
     landmarks, targets = split_columns(data / "train")
     if kind == "linear":
         return _train_linear(data, run, landmarks, targets, config, quiet)

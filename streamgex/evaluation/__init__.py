@@ -1,0 +1,1 @@
+"""Evaluation: a run as a predictor, its errors on stores, comparisons and the report."""

@@ -1,0 +1,172 @@
+"""``streamgex evaluate``: a trained run's errors on a store (paper 3.2, Tables 1-3).
+
+The store is read chunk by chunk in its own order (memory: one chunk plus
+the per-gene sums); its genes are matched to the run's by key, so a split
+part and an external store made by the same genes step (1000G) both work.
+Results go to ``RUN/eval/NAME.json`` (figures, dataset shape, provenance) and
+``RUN/eval/NAME_genes.csv`` (one row per target gene); they are reused while
+the model files and the store are unchanged.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import steps, store
+from ..errors import StreamgexError
+from ..models.dgex import partitions as contiguous
+from ..progress import progress
+from .metrics import AbsoluteErrors, summarize
+from .predictor import load_predictor, model_files
+
+
+def paper_partitions(n_targets):
+    """The paper's partition count: 2 for the cross-platform 9,520 targets, 5 for 21,290."""
+    return 5 if n_targets > 15_000 else 2
+
+
+def evaluate(run, data, *, name=None, partitions=0, out=None, predictor=None, quiet=False):
+    """Evaluate ``run``'s best model on the store ``data``; see the module doc.
+
+    Parameters
+    ----------
+    run : path
+        A finished run folder (any kind).
+    data : path
+        A standardized store with the run's genes, e.g. ``SPLIT/test`` or 1000G's.
+    name : str, optional
+        Dataset name in the results (default: the store's folder name).
+    partitions : int
+        Target partitions for the paper's sum-over-partitions figure; 0 picks
+        the paper's (``paper_partitions``).
+    predictor : Predictor, optional
+        ``load_predictor(run)`` already loaded (evaluating one run on several
+        stores loads it once); loaded here when needed otherwise.
+
+    Returns
+    -------
+    dict
+        The JSON written (``mae``, ``partition_mae``, ``sum_over_partitions``,
+        ``mae_without_shared``, and for an E-MLP ``reconstruction``).
+    """
+    run, data = Path(run), Path(data)
+    name = name or data.name.removesuffix(".zarr")
+    out = Path(out) if out else run / "eval"
+    found = current_result(run, data, name=name, partitions=partitions, out=out)
+    if found is not None:
+        if not quiet:
+            print(f"{out / name}.json: up to date", file=sys.stderr)
+        return found
+
+    ds = store.open_store(data)
+    predictor = predictor or load_predictor(run)
+    n_targets = len(predictor.targets)
+    count = partitions or paper_partitions(n_targets)
+    keys = store.strings(ds.gene.values)
+    inputs = columns_of(keys, predictor.inputs, data, "input")
+    targets = columns_of(keys, predictor.targets, data, "target")
+    shared = shared_targets(predictor.data / "train")
+    errors = AbsoluteErrors(n_targets)
+    rebuilt = AbsoluteErrors(n_targets) if predictor.reconstruct else None
+    array = zarr.open_group(data, mode="r")[store.EXPRESSION]
+    rows, size = array.shape[0], array.chunks[0]
+    bar = progress(total=rows, desc=f"evaluate {predictor.kind} on {name}", unit="profile",
+                   quiet=quiet)
+    for start in range(0, rows, size):
+        block = array[start:start + size]
+        y = block[:, targets]
+        errors.add(predictor.predict(block[:, inputs]), y)
+        if rebuilt is not None:
+            rebuilt.add(predictor.reconstruct(y), y)
+        bar.update(len(block))
+    bar.close()
+
+    ranges = contiguous(n_targets, count)
+    result = {"model": predictor.kind, "run": str(predictor.run.resolve()), "dataset": name,
+              "store": str(data.resolve()), "profiles": rows, "targets": n_targets,
+              "inputs": len(predictor.inputs), "partitions": count,
+              **summarize(errors.per_gene, ranges, shared=shared)}
+    if rebuilt is not None:
+        result["reconstruction"] = summarize(rebuilt.per_gene, ranges, shared=shared)
+    result["identity"] = _identity(run, data, partitions)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_genes(out / f"{name}_genes.csv", ds, targets, shared, errors, rebuilt)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    if not quiet:
+        print(format_result(result))
+    return result
+
+
+def current_result(run, data, *, name, partitions=0, out=None):
+    """The saved result of this evaluation if the models and the store are unchanged, else None."""
+    path = (Path(out) if out else Path(run) / "eval") / f"{name}.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("identity") == _identity(run, data, partitions) else None
+
+
+def _identity(run, data, partitions):
+    return {"store": str(Path(data).resolve()), "fingerprint": steps.fingerprint(data),
+            "partitions": partitions,
+            "models": {str(f): f.stat().st_mtime_ns for f in model_files(run)}}
+
+
+def columns_of(keys, wanted, path, what):
+    """Positions of the gene keys ``wanted`` in ``keys``; an error lists the missing ones."""
+    index = {k: i for i, k in enumerate(keys)}
+    missing = [k for k in wanted if k not in index]
+    if missing:
+        raise StreamgexError(
+            f"{path}: lacks {len(missing)} of the model's {len(wanted)} {what} genes (first: "
+            f"{', '.join(missing[:5])}); it must come from the same genes step as the training data"
+        )
+    return np.array([index[k] for k in wanted], dtype=np.int64)
+
+
+def shared_targets(split_store):
+    """``(n_targets,) bool``: targets whose Ensembl id is also a landmark's (FACTS.md: 445)."""
+    ds = store.open_store(split_store)
+    mask = ds.is_landmark.values.astype(bool)
+    if "gene_ensembl" not in ds.coords:
+        return np.zeros(int((~mask).sum()), dtype=bool)
+    ensembl = store.strings(ds.gene_ensembl.values)
+    return np.isin(ensembl[~mask], ensembl[mask])
+
+
+def read_gene_errors(path):
+    """A ``*_genes.csv`` as ``{column: numpy array}``."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise StreamgexError(f"{path}: no genes")
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+
+
+def format_result(result):
+    """One or two lines for the terminal."""
+    text = (f"{result['model']} on {result['dataset']} ({result['profiles']:,} profiles x "
+            f"{result['targets']:,} targets): MAE {result['mae']:.4f}; sum over "
+            f"{result['partitions']} partitions (paper's convention) "
+            f"{result['sum_over_partitions']:.4f}")
+    if "reconstruction" in result:
+        text += f"\n  its autoencoder's reconstruction MAE {result['reconstruction']['mae']:.4f}"
+    return text
+
+
+def _write_genes(path, ds, targets, shared, errors, rebuilt):
+    symbols = (store.strings(ds.gene_symbol.values[targets]) if "gene_symbol" in ds.coords
+               else [""] * len(targets))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["gene", "symbol", "shared_with_landmark", "mae"]
+                        + (["reconstruction_mae"] if rebuilt else []))
+        for i, column in enumerate(targets):
+            row = [ds.gene.values[column], symbols[i], int(shared[i]), f"{errors.per_gene[i]:.6g}"]
+            if rebuilt:
+                row.append(f"{rebuilt.per_gene[i]:.6g}")
+            writer.writerow(row)

@@ -1,0 +1,166 @@
+"""A trained run as one function: standardized inputs -> standardized targets.
+
+Every model kind answers the same question, so evaluation and ``predict``
+need not know which one they hold:
+
+- ``linear``: ``x @ W + b`` from the saved normal-equation solution;
+- ``dgex``: the partition networks side by side (paper 2.4; D-GEX);
+- ``emlp``: the E-MLP's codes through the autoencoder's decoder (paper 3.1:
+  "the predicted codes are decoded to the target expression");
+- ``autoencoder``: targets -> encoder -> decoder, the reconstruction the
+  paper reports in Table 1 (its inputs are the targets themselves).
+
+An E-MLP also carries ``reconstruct``, its autoencoder's round trip on the true
+targets: the error floor the E-MLP cannot beat (paper 3.2.2).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StreamgexError
+from .. import store
+from ..store import open_store
+from ..training.train import run_inputs
+
+#: Profiles per forward pass: large enough that the matmuls run near their peak.
+BATCH = 1024
+
+
+@dataclass
+class Predictor:
+    """A run's model as a function of the split's gene keys.
+
+    Attributes
+    ----------
+    kind : str
+        ``linear``, ``dgex``, ``emlp`` or ``autoencoder``.
+    run, data : Path
+        The run folder and the split folder it was trained on.
+    inputs, targets : numpy.ndarray of str
+        Gene keys the model reads and predicts, in model order.
+    predict : callable
+        ``(n, n_inputs) float32 -> (n, n_targets) float32``, z-scores.
+    reconstruct : callable or None
+        E-MLP only: ``(n, n_targets) -> (n, n_targets)`` through its autoencoder.
+    partitions : int
+        D-GEX's target partitions (1 for the others).
+    """
+
+    kind: str
+    run: Path
+    data: Path
+    inputs: np.ndarray
+    targets: np.ndarray
+    predict: object
+    reconstruct: object = None
+    partitions: int = 1
+
+    def model_files(self):
+        """The files whose change makes earlier results stale."""
+        return model_files(self.run)
+
+
+def load_predictor(run):
+    """Load the best model of a finished run folder; see the module doc."""
+    from ..training.train import is_done
+
+    run = Path(run)
+    config_path = run / "config.json"
+    if not config_path.exists():
+        raise StreamgexError(f"{run}: not a run folder (no config.json); train one with "
+                             f"`streamgex train`")
+    config = json.loads(config_path.read_text())
+    if not is_done(run):
+        raise StreamgexError(f"{run}: training has not finished; re-run its `streamgex train` "
+                             f"command to complete it")
+    data = Path(run_inputs(run)["data"])
+    genes = open_store(data / "train")
+    keys = store.strings(genes.gene.values)
+    mask = genes.is_landmark.values.astype(bool)
+    landmarks, targets = keys[mask], keys[~mask]
+    kind = config["model"]
+    best = run / "best"
+    if kind == "linear":
+        from ..models.linear import predict as linear
+
+        coefficients = np.load(best / "linear.npy")
+        return Predictor(kind, run, data, landmarks, targets,
+                         predict=lambda x: linear(coefficients, x))
+    if kind == "autoencoder":
+        model = _compose(_load(best / "encoder.keras"), _load(best / "decoder.keras"))
+        return Predictor(kind, run, data, targets, targets, predict=model)
+    if kind == "emlp":
+        decoder = _load(decoder_of(run))
+        encoder = _load(decoder_of(run).with_name("encoder.keras"))
+        return Predictor(kind, run, data, landmarks, targets,
+                         predict=_compose(_load(best / "emlp.keras"), decoder),
+                         reconstruct=_compose(encoder, decoder))
+    parts = [_load(best / f"dgex_part{i + 1}.keras") for i in range(config["partitions"])]
+    return Predictor(kind, run, data, landmarks, targets, predict=_side_by_side(parts),
+                     partitions=config["partitions"])
+
+
+def model_files(run):
+    """A run's saved model files (an E-MLP's encoder and decoder included), without loading them."""
+    best = Path(run) / "best"
+    files = sorted(best.glob("*.keras")) + sorted(best.glob("*.npy"))
+    if (best / "emlp.keras").exists():
+        files += [decoder_of(run), decoder_of(run).with_name("encoder.keras")]
+    return files
+
+
+def decoder_of(run):
+    """The decoder an E-MLP run's codes came from (recorded by ``encode`` in the codes store)."""
+    codes = run_inputs(run)["codes"]
+    encoder = Path(open_store(Path(codes) / "train").attrs["source"]["encoder"])
+    decoder = encoder.with_name("decoder.keras")
+    if not decoder.exists():
+        raise StreamgexError(f"{decoder}: the decoder of {run}'s autoencoder is missing")
+    return decoder
+
+
+def _load(path):
+    import keras
+
+    if not path.exists():
+        raise StreamgexError(f"{path}: missing; the run's best model was never saved")
+    return keras.saving.load_model(path, compile=False)
+
+
+def _batched(forward):
+    """``forward`` (a tf.function of a float32 batch) applied ``BATCH`` profiles at a time."""
+    def apply(x):
+        x = np.asarray(x, dtype=np.float32)
+        return np.concatenate([forward(x[i:i + BATCH]).numpy()
+                               for i in range(0, max(len(x), 1), BATCH)])
+    return apply
+
+
+def _signature(model):
+    import tensorflow as tf
+
+    # One trace for every batch size: a plain tf.function would retrace for the last batch.
+    return [tf.TensorSpec((None, model.input_shape[-1]), tf.float32)]
+
+
+def _compose(first, second):
+    import tensorflow as tf
+
+    @tf.function(input_signature=_signature(first))
+    def forward(x):
+        return tf.cast(second(first(x, training=False), training=False), tf.float32)
+
+    return _batched(forward)
+
+
+def _side_by_side(models):
+    import tensorflow as tf
+
+    @tf.function(input_signature=_signature(models[0]))
+    def forward(x):
+        return tf.concat([tf.cast(m(x, training=False), tf.float32) for m in models], axis=1)
+
+    return _batched(forward)

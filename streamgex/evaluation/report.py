@@ -1,0 +1,310 @@
+"""``streamgex report``: the paper's tables and figures from evaluated runs.
+
+Reads each run's ``eval/*.json`` and ``eval/*_genes.csv`` (``evaluate``), its
+``log.csv`` and its split's ``summary.json``, and writes ``report.md`` with
+tables laid out like the paper's Tables 1-4 (each as CSV too) and PNG figures
+like its Figures 1, 3, 4 and 5:
+
+- Table 1 / autoencoder reconstruction error on each dataset;
+- Table 2 / GEO test and Table 3 / 1000G: MAE of each model (true mean,
+  without the targets that are also landmarks, and the paper's sum over
+  partitions, labelled), with the E-MLP's autoencoder floor;
+- Table 4: relative improvement and share of genes where one model beats the
+  other (paper Figure 4; D-GEX's 99.97% statistic);
+- figures: PCA explained variance, validation error per epoch, gene-wise
+  errors of E-MLP vs D-GEX, models on GEO test vs 1000G.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StreamgexError
+from ..training.train import run_inputs
+from .evaluate import read_gene_errors
+from .metrics import compare
+
+ORDER = ("linear", "dgex", "emlp", "autoencoder")
+NAMES = {"linear": "Linear regression", "dgex": "D-GEX", "emlp": "E-MLP",
+         "autoencoder": "Autoencoder"}
+#: Datasets in the order the tables show them; others follow alphabetically.
+DATASETS = ("val", "test", "1000g")
+
+
+def report(runs, out, *, pca=None, title="streamgex report"):
+    """Write ``out/report.md``, ``out/table*.csv`` and ``out/fig*.png``; returns the report path.
+
+    ``runs``: run folders, each evaluated at least once; ``pca``: a ``streamgex
+    pca`` folder for Figure 1.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _load(runs)
+    split = _split_summary(runs)
+    lines = [f"# {title}", "", *_data_lines(results, split), ""]
+    tables = [_table1(results), _table_models(results, "test", "Table 2"),
+              _table_models(results, "1000g", "Table 3"), _table4(results)]
+    for number, (caption, header, rows) in enumerate(tables, start=1):
+        if not rows:
+            continue
+        _write_csv(out / f"table{number}.csv", header, rows)
+        lines += [f"## {caption}", "", *_markdown(header, rows), ""]
+    lines += ["## Figures", ""]
+    for name, caption, draw in (
+        ("fig1_pca.png", "Figure 1. Explained variance of the target genes' principal components",
+         lambda path: _pca_figure(pca, path)),
+        ("fig3_validation.png", "Figure 3. Validation error per epoch",
+         lambda path: _validation_figure(runs, path)),
+        ("fig4_genes.png", "Figure 4. Gene-wise test error, E-MLP vs D-GEX",
+         lambda path: _genes_figure(results, path)),
+        ("fig5_1000g.png", "Figure 5. Models on GEO test and 1000G",
+         lambda path: _datasets_figure(results, path)),
+    ):
+        if draw(out / name):
+            lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def headline(runs):
+    """The demo's headline: MAE of linear, D-GEX and E-MLP on GEO test and 1000G, as text."""
+    results = _load(runs)
+    rows = [f"{'model':<18} {'GEO test MAE':>13} {'1000G MAE':>10}"]
+    for kind in ("linear", "dgex", "emlp"):
+        by = results.get(kind, {})
+        if not by:
+            continue
+        cells = [f"{by[d]['mae']:.4f}" if d in by else "-" for d in ("test", "1000g")]
+        rows.append(f"{NAMES[kind]:<18} {cells[0]:>13} {cells[1]:>10}")
+    return "\n".join(rows)
+
+
+def _load(runs):
+    """``{kind: {dataset: result dict with "genes" per-gene errors}}``."""
+    results = {}
+    for run in runs:
+        files = sorted((Path(run) / "eval").glob("*.json"))
+        if not files:
+            raise StreamgexError(f"{run}: not evaluated yet; run `streamgex evaluate {run} STORE` "
+                                 f"first")
+        for file in files:
+            result = json.loads(file.read_text())
+            result["genes"] = read_gene_errors(file.with_name(f"{file.stem}_genes.csv"))
+            results.setdefault(result["model"], {})[result["dataset"]] = result
+    return results
+
+
+def _split_summary(runs):
+    for run in runs:
+        path = Path(run_inputs(run)["data"]) / "summary.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
+def _datasets(results):
+    found = {d for by in results.values() for d in by}
+    return [d for d in DATASETS if d in found] + sorted(found - set(DATASETS))
+
+
+def _data_lines(results, split):
+    lines = []
+    if split:
+        t = split["totals"]
+        lines.append(f"GEO after de-duplication: {split['profiles']:,} profiles x "
+                     f"{split['genes']:,} genes, split into {t['train']:,} training, "
+                     f"{t['val']:,} validation and {t['test']:,} test profiles "
+                     f"({split['parameters']['clusters']} clusters).")
+    for dataset in _datasets(results):
+        any_result = next(by[dataset] for by in results.values() if dataset in by)
+        lines.append(f"- `{dataset}`: {any_result['profiles']:,} profiles x "
+                     f"{any_result['targets']:,} targets ({any_result['store']})")
+    lines += ["", "Errors are mean absolute errors in standardized units (z-scores) over all "
+              "targets and profiles. The paper's tables give the *sum* of per-partition MAEs "
+              "instead; that figure is shown beside, labelled."]
+    return lines
+
+
+def _table1(results):
+    by = results.get("autoencoder", {})
+    datasets = [d for d in _datasets(results) if d in by]
+    if not by:
+        return ("Table 1", [], [])
+    config = json.loads((Path(next(iter(by.values()))["run"]) / "config.json").read_text())
+    hidden = "-".join(map(str, config["hidden"])) or "default"
+    rows = [[hidden] + [f"{by[d]['mae']:.4f}" for d in datasets]]
+    return ("Table 1. Autoencoder reconstruction error (MAE)", ["hidden layers", *datasets], rows)
+
+
+def _table_models(results, dataset, number):
+    rows = []
+    partitions = None
+    for kind in ORDER[:3]:
+        result = results.get(kind, {}).get(dataset)
+        if result is None:
+            continue
+        partitions = result["partitions"]
+        rows.append([NAMES[kind], f"{result['mae']:.4f}", _fmt(result.get("mae_without_shared")),
+                     f"{result['sum_over_partitions']:.4f}",
+                     " / ".join(f"{p:.4f}" for p in result["partition_mae"])])
+        if kind == "emlp":
+            floor = result["reconstruction"]
+            rows.append(["(E-MLP's autoencoder floor)", f"{floor['mae']:.4f}",
+                         _fmt(floor.get("mae_without_shared")),
+                         f"{floor['sum_over_partitions']:.4f}",
+                         " / ".join(f"{p:.4f}" for p in floor["partition_mae"])])
+    name = "GEO test set" if dataset == "test" else "1000G (RNA-Seq)"
+    header = ["model", "MAE", "MAE without targets that are landmarks",
+              f"sum over {partitions} partitions (paper's convention)", "per partition"]
+    return (f"{number}. {name}", header, rows)
+
+
+def _table4(results):
+    rows = []
+    pairs = (("emlp", "dgex"), ("emlp", "linear"), ("dgex", "linear"))
+    for dataset in _datasets(results):
+        for a, b in pairs:
+            ra, rb = results.get(a, {}).get(dataset), results.get(b, {}).get(dataset)
+            if ra is None or rb is None:
+                continue
+            c = compare(ra["genes"]["mae"].astype(float), rb["genes"]["mae"].astype(float))
+            rows.append([f"{NAMES[a]} vs {NAMES[b]}", dataset,
+                         f"{100 * c['relative_improvement']:.2f}%",
+                         f"{100 * c['share_a_better']:.2f}%", f"{c['genes']:,}"])
+    header = ["comparison", "dataset", "relative improvement (MAE)",
+              "genes where the first is better", "genes"]
+    return ("Table 4. Relative improvement and gene-wise comparison", header, rows)
+
+
+def _fmt(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _markdown(header, rows):
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _pca_figure(pca, path):
+    table = Path(pca) / "explained_variance.csv" if pca else None
+    if table is None or not table.exists():
+        return False
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    component = np.array([int(r["component"]) for r in rows])
+    cumulative = np.array([float(r["cumulative"]) for r in rows])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(component, 100 * cumulative, color="tab:blue")
+    lines = ["components needed:"]
+    for level in (90, 95, 99):
+        k = int(np.searchsorted(100 * cumulative, level) + 1)
+        ax.axhline(level, color="grey", lw=0.6, ls=":")
+        ax.plot([k], [level], "o", color="tab:red", ms=4)
+        lines.append(f"{level}% of variance: {k:,}")
+    ax.text(0.97, 0.05, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=8, bbox={"facecolor": "white", "edgecolor": "grey"})
+    ax.set_xlabel("number of principal components")
+    ax.set_ylabel("cumulative explained variance (%)")
+    ax.set_title("PCA of the target genes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _validation_figure(runs, path):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for run in runs:
+        kind = json.loads((Path(run) / "config.json").read_text())["model"]
+        logs = sorted(Path(run).glob("part*/log.csv")) or [Path(run) / "log.csv"]
+        for i, log in enumerate(logs):
+            with open(log, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("val_mae")]
+            if not rows:
+                continue
+            label = NAMES[kind] + (f" part {i + 1}" if len(logs) > 1 else "")
+            label += {"emlp": " (on codes)", "linear": " (solved exactly)"}.get(kind, "")
+            epochs = [int(r["epoch"]) for r in rows]
+            values = [float(r["val_mae"]) for r in rows]
+            if kind == "linear":
+                ax.axhline(values[-1], color="black", ls="--", lw=1, label=label)
+            else:
+                ax.plot(epochs, values, marker="o", ms=3, label=label)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MAE (z-scores)")
+    ax.set_title("Validation error during training")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _genes_figure(results, path):
+    emlp, dgex = results.get("emlp", {}).get("test"), results.get("dgex", {}).get("test")
+    if emlp is None or dgex is None:
+        return False
+    x, y = dgex["genes"]["mae"].astype(float), emlp["genes"]["mae"].astype(float)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x, y, s=4, alpha=0.5, color="tab:blue", linewidths=0)
+    low, high = min(x.min(), y.min()), max(x.max(), y.max())
+    ax.plot([low, high], [low, high], color="tab:red", lw=1, label="equal error")
+    ax.set_xlabel("D-GEX MAE per gene")
+    ax.set_ylabel("E-MLP MAE per gene")
+    ax.set_title(f"E-MLP better on {100 * (y < x).mean():.1f}% of {len(x):,} genes")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _datasets_figure(results, path):
+    datasets = [d for d in ("test", "1000g") if any(d in by for by in results.values())]
+    kinds = [k for k in ORDER[:3] if k in results]
+    if len(datasets) < 2 or not kinds:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        values = [results[kind][d]["mae"] if d in results[kind] else np.nan for d in datasets]
+        bars = ax.bar(np.arange(len(datasets)) + i * width, values, width, label=NAMES[kind])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(np.arange(len(datasets)) + width * (len(kinds) - 1) / 2,
+                  ["GEO test" if d == "test" else "1000G" for d in datasets])
+    ax.set_ylabel("MAE (z-scores)")
+    ax.set_title("Error on GEO test (microarray) and 1000G (RNA-Seq)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

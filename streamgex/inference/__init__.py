@@ -1,0 +1,1 @@
+"""Inference on new profiles: read them, re-apply the pipeline, predict targets."""

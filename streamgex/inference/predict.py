@@ -1,0 +1,119 @@
+"""``streamgex predict``: target genes for new landmark profiles, streaming.
+
+Reads the input a block of profiles at a time (``profiles``), re-applies the
+pipeline's normalization (``transform``), runs the run's model (E-MLP +
+decoder, D-GEX or linear: ``evaluation.predictor``) and writes a store of the
+predicted targets, chunk by chunk and resumable like every store. Memory is
+one block of profiles and the model, whatever the input size (the
+1,328,098-profile L1000 file included).
+
+Outputs are z-scores in the pipeline's units, or with ``expression`` the
+normalized expression they stand for (``z * (std + 1e-3) + mean``: log2 scale
+after quantile normalization). ``gctx`` also writes a GCTX copy.
+"""
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+
+from .. import store
+from ..errors import StreamgexError
+from ..evaluation.predictor import load_predictor
+from ..formats.gctx import create_gctx
+from ..progress import progress
+from .profiles import open_profiles
+from .transform import input_transform, pipeline_state
+
+
+def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False,
+            quiet=False):
+    """Predict the targets of every profile of ``source`` with ``run``'s model.
+
+    Parameters
+    ----------
+    run : path
+        A finished E-MLP, D-GEX or linear run folder.
+    source : path
+        Profiles: a store, GCTX, GCT, TSV/CSV; probe or gene ids; all genes or
+        only the landmarks.
+    out : path
+        The output store: ``(n_samples, n_targets) float32``.
+    units : {"raw", "normalized", "standardized"}
+        What the input values are (``transform`` module doc).
+    expression : bool
+        Write normalized expression instead of z-scores.
+    gctx : path, optional
+        Also write the output as GCTX.
+
+    Returns
+    -------
+    Path
+        The output store.
+    """
+    out = Path(out)
+    predictor = load_predictor(run)
+    if predictor.kind == "autoencoder":
+        raise StreamgexError(f"{run}: an autoencoder predicts nothing from landmarks; pass an "
+                             f"E-MLP, D-GEX or linear run")
+    state = pipeline_state(predictor.data)
+    scratch = out.with_name(out.name + ".input")
+    profiles = open_profiles(source, scratch=scratch, quiet=quiet)
+    try:
+        transform, how = input_transform(state, profiles.gene_ids, units, quiet=quiet)
+        targets = ~state.is_landmark
+        parameters = {"run": str(predictor.run.resolve()), "units": units,
+                      "expression": expression,
+                      "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
+        group = store.begin(out, step="predict", parameters=parameters,
+                            source=profiles.identity, overwrite=overwrite, quiet=quiet)
+        if group is not None:
+            if "chunks_done" not in store.state(group)["progress"]:
+                store.start_writing(
+                    group, samples=profiles.sample_ids, genes=state.keys[targets],
+                    coords={"gene_symbol": ("gene", state.symbols[targets]),
+                            "gene_ensembl": ("gene", state.ensembl[targets])},
+                    chunk_samples=profiles.block)
+
+            def read(start, stop):
+                block = profiles.read(start, stop)
+                if not np.isfinite(block).all():
+                    i = int(np.argwhere(~np.isfinite(block))[0][0])
+                    raise StreamgexError(f"{source}: profile {profiles.sample_ids[start + i]!r} "
+                                         f"holds a missing or non-finite value")
+                z = predictor.predict(transform(block))
+                return state.destandardize(z, targets).astype(np.float32) if expression else z
+
+            store.write_chunks(group, read, quiet=quiet, desc=f"predict ({predictor.kind})")
+            store.finish(group, attrs={"predict": {"normalization": how, "model": predictor.kind,
+                                                   "values": "expression" if expression
+                                                   else "z-scores"}})
+    finally:
+        profiles.close()
+    if profiles.scratch is not None:
+        shutil.rmtree(profiles.scratch, ignore_errors=True)
+    if gctx:
+        write_gctx(out, gctx, quiet=quiet)
+    return out
+
+
+def write_gctx(path, gctx, *, quiet=False):
+    """Copy a store to a GCTX file a chunk at a time (written as ``gctx.partial``, renamed)."""
+    ds = store.open_store(path)
+    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    gctx = Path(gctx)
+    partial = gctx.with_name(gctx.name + ".partial")
+    with h5py.File(partial, "w") as handle:
+        matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
+                             gene_ids=store.strings(ds.gene.values),
+                             gene_symbols=store.strings(ds.gene_symbol.values))
+        bar = progress(total=array.shape[0], desc="writing GCTX", unit="sample", quiet=quiet)
+        for start in range(0, array.shape[0], array.chunks[0]):
+            block = array[start:start + array.chunks[0]]
+            matrix[start:start + len(block)] = block
+            bar.update(len(block))
+        bar.close()
+    partial.replace(gctx)
+    return gctx

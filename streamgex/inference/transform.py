@@ -1,0 +1,178 @@
+"""The preprocessing a run's data went through, re-applied to new profiles.
+
+Like a fitted scikit-learn transformer: the state (gene map, quantile
+reference, per-gene mean and std) was learned by the pipeline and saved in its
+stores; ``input_transform`` applies it to the profiles ``predict`` reads.
+
+Input units:
+
+- ``raw``: probe- or gene-level expression as the pipeline's raw input
+  (log2 microarray values). Probes are averaged into genes (D-GEX step 2).
+  When every gene of the pipeline is present, each profile is quantile-
+  normalized onto the saved reference exactly as the pipeline did (step 3),
+  then standardized (step 4). When only the landmarks are measured (L1000),
+  a whole-profile normalization is impossible; the landmarks are then
+  quantile-normalized onto the *landmark reference*: the mean sorted landmark
+  sub-profile of the normalized training profiles, i.e. the distribution the
+  landmarks had after the pipeline's own normalization.
+- ``normalized``: already quantile-normalized like the pipeline's output
+  (e.g. ``bgedv2_QNORM.gctx``): standardized only.
+- ``standardized``: in the pipeline's z-scores already (a split part): used as is.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from .. import store
+from ..errors import StreamgexError
+from ..preprocess.genes import CollapsePlan, collapse
+from ..preprocess.quantile import quantile_normalize
+from ..preprocess.standardize import EPSILON, standardize_block
+from ..progress import progress
+
+UNITS = ("raw", "normalized", "standardized")
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """What preprocessing learned, for the genes of a split (landmarks first).
+
+    Attributes
+    ----------
+    keys, ensembl, symbols : (n_genes,) str
+        Gene keys of the genes step, their Ensembl ids and symbols.
+    probes : list of tuple of str
+        The probes each gene averages.
+    is_landmark : (n_genes,) bool
+    mean, std : (n_genes,) float64
+        Standardization statistics (z = (x - mean) / (std + 1e-3)).
+    reference : (n_genes,) float64
+        The quantile-normalization reference.
+    train : Path
+        The training store (for the landmark reference).
+    """
+
+    keys: np.ndarray
+    ensembl: np.ndarray
+    symbols: np.ndarray
+    probes: list
+    is_landmark: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    reference: np.ndarray
+    train: object
+
+    def destandardize(self, z, genes):
+        """z-scores of ``genes`` (a mask or indices) back to normalized expression units."""
+        return z * (self.std[genes] + EPSILON) + self.mean[genes]
+
+
+def pipeline_state(split):
+    """Read the ``PipelineState`` of a split folder from its stores' provenance."""
+    train = split / "train"
+    ds = store.open_store(train)
+    return PipelineState(
+        keys=store.strings(ds.gene.values),
+        ensembl=store.strings(ds.gene_ensembl.values),
+        symbols=store.strings(ds.gene_symbol.values),
+        probes=[tuple(p.split(",")) for p in store.strings(ds.gene_probes.values)],
+        is_landmark=ds.is_landmark.values.astype(bool),
+        mean=ds.gene_mean.values.astype(np.float64),
+        std=ds.gene_std.values.astype(np.float64),
+        reference=_upstream_reference(train),
+        train=train,
+    )
+
+
+def _upstream_reference(path):
+    """The ``reference`` of the normalize store the chain of ``path`` went through."""
+    seen = path
+    for _ in range(16):
+        group = zarr.open_group(seen, mode="r")
+        if group.attrs.get(store.ATTR, {}).get("step") == "normalize":
+            return group["reference"][:].astype(np.float64)
+        upstream = group.attrs.get("source", {}).get("store")
+        if not upstream:
+            break
+        seen = upstream
+    raise StreamgexError(f"{path}: no normalize step found upstream of it; predict needs the "
+                         f"pipeline's stores (genes -> normalize -> standardize -> split) in place")
+
+
+def match_genes(state, gene_ids, wanted):
+    """How to make the genes ``wanted`` (indices into ``state.keys``) from input columns.
+
+    A gene is found by its key, then its Ensembl id, then as the mean of all
+    its probes. Returns ``(plan, missing)``: a ``CollapsePlan`` and the
+    indices of ``wanted`` genes the input lacks.
+    """
+    index = {g: i for i, g in enumerate(gene_ids)}
+    columns, counts, missing = [], [], []
+    for gene in wanted:
+        for ids in ((state.keys[gene],), (state.ensembl[gene],), state.probes[gene]):
+            found = [index.get(i) for i in ids]
+            if ids and None not in found:
+                columns.extend(found)
+                counts.append(len(found))
+                break
+        else:
+            missing.append(gene)
+    counts = np.array(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return CollapsePlan(np.array(columns, dtype=np.int64), starts, counts), missing
+
+
+def input_transform(state, gene_ids, units, *, quiet=False):
+    """``(transform, how)``: ``transform(block) -> (n, n_landmarks) float32`` z-scores.
+
+    ``how`` says in words which normalization applies (recorded by predict).
+    """
+    if units not in UNITS:
+        raise StreamgexError(f"--units must be one of {', '.join(UNITS)}, got {units!r}")
+    landmarks = np.flatnonzero(state.is_landmark)
+    if units == "raw":
+        plan, missing = match_genes(state, gene_ids, np.arange(len(state.keys)))
+        if not missing:
+            return _full_profile(state, plan, landmarks), "quantile-normalized over whole profiles"
+    plan, missing = match_genes(state, gene_ids, landmarks)
+    if missing:
+        names = ", ".join(f"{state.keys[g]} (probes {','.join(state.probes[g])})"
+                          for g in missing[:10])
+        raise StreamgexError(f"the input lacks {len(missing)} of the {len(landmarks)} landmark "
+                             f"genes the model needs: {names}{' ...' if len(missing) > 10 else ''}")
+    mean, std = state.mean[landmarks], state.std[landmarks]
+    if units == "standardized":
+        return (lambda block: collapse(block, plan)), "used as given (standardized)"
+    if units == "normalized":
+        return (lambda block: standardize_block(collapse(block, plan), mean, std),
+                "standardized with the pipeline's statistics")
+    reference = landmark_reference(state, quiet=quiet)
+    return (lambda block: standardize_block(quantile_normalize(collapse(block, plan), reference),
+                                            mean, std),
+            "landmarks quantile-normalized onto the landmark reference")
+
+
+def _full_profile(state, plan, landmarks):
+    def transform(block):
+        genes = quantile_normalize(collapse(block, plan), state.reference)
+        return standardize_block(genes[:, landmarks], state.mean[landmarks], state.std[landmarks])
+    return transform
+
+
+def landmark_reference(state, *, quiet=False):
+    """``(n_landmarks,) float64``: mean sorted landmark sub-profile of the training profiles,
+    in normalized (not standardized) units; one pass over the training store."""
+    landmarks = np.flatnonzero(state.is_landmark)
+    array = zarr.open_group(state.train, mode="r")[store.EXPRESSION]
+    total, count = np.zeros(len(landmarks)), 0
+    bar = progress(total=array.shape[0], desc="landmark reference", unit="sample", quiet=quiet)
+    for start in range(0, array.shape[0], array.chunks[0]):
+        block = state.destandardize(array[start:start + array.chunks[0]][:, landmarks].astype(
+            np.float64), landmarks)
+        total += np.sort(block, axis=1).sum(axis=0)
+        count += len(block)
+        bar.update(len(block))
+    bar.close()
+    return total / count
