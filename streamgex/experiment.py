@@ -140,7 +140,8 @@ def training_stage(kind, run):
     details = []
     for i, s in enumerate(states):
         best = (s.get("schedule") or {}).get("best")
-        text = f"epoch {s['epoch']}" + (f" step {s['step']}" if s.get("step") else "")
+        text = f"{s['epoch']} epochs done"
+        text += f" + {s['step']} steps of epoch {s['epoch'] + 1}" if s.get("step") else ""
         text += f", best validation MAE {best[1]:.4f} (epoch {best[0] + 1})" if best else ""
         text += " on codes" if best and kind == "emlp" else ""
         details.append(f"part {i + 1}: {text}" if kind == "dgex" else text)

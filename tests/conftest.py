@@ -7,3 +7,18 @@ from streamgex.simulate import simulate
 def demo_raw(tmp_path_factory):
     """The simulated demo dataset (GCTX, GEUVADIS table, maps), written once."""
     return simulate("demo", tmp_path_factory.mktemp("demo-raw"), seed=0, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def demo_experiment(tmp_path_factory):
+    """``streamgex demo`` run once: ``(workdir, stdout, stderr)`` of its first run."""
+    import contextlib
+    import io
+
+    from streamgex.cli import main
+
+    workdir = tmp_path_factory.mktemp("demo")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["demo", "--workdir", str(workdir)]) == 0, err.getvalue()[-2000:]
+    return workdir, out.getvalue(), err.getvalue()

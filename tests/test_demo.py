@@ -1,4 +1,4 @@
-"""The demo command (what tools/demo.sh runs) works, and a second run reuses what is done."""
+"""The demo command (what tools/demo.sh runs): the whole experiment, then a re-run that skips it."""
 
 import json
 
@@ -6,25 +6,27 @@ from streamgex.cli import main
 from streamgex.store import open_store
 
 
-def test_demo_runs_then_skips_finished_steps(tmp_path, capsys):
-    assert main(["demo", "--workdir", str(tmp_path)]) == 0
-    first = capsys.readouterr()
-    assert "simulating the demo dataset" in first.out
-    assert "dedup: dropped" in first.out and "split 2,9" in first.out
-    assert "x 500 genes" in first.out
-    summary = json.loads((tmp_path / "work" / "split" / "summary.json").read_text())
-    train = open_store(tmp_path / "work" / "split" / "train")
+def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, capsys):
+    workdir, out, err = demo_experiment
+    assert "simulating the demo dataset" in out
+    assert "dedup: dropped" in out and "split 2,9" in out
+    summary = json.loads((workdir / "work" / "split" / "summary.json").read_text())
+    train = open_store(workdir / "work" / "split" / "train")
     assert train.sizes["sample"] == summary["totals"]["train"] and train.sizes["gene"] == 500
     assert train.expression.encoding["chunks"][0] == 256
-    assert "validation MAE" in first.out
-    for model in ("linear", "autoencoder", "emlp", "dgex"):
-        line = next(l for l in first.out.splitlines() if l.strip().startswith(model))
-        assert 0 < float(line.split()[1]) < 2, line
+    report = workdir / "work" / "report" / "report.md"
+    assert f"report: {report}" in out
+    headline = out[out.index(f"report: {report}"):].splitlines()[2:5]
+    assert [line.split()[0] for line in headline] == ["Linear", "D-GEX", "E-MLP"]
+    for line in headline:
+        test_mae, rnaseq_mae = map(float, line.split()[-2:])
+        assert 0.2 < test_mae < 1.2 and 0.2 < rnaseq_mae < 2.0, line
 
-    assert main(["demo", "--workdir", str(tmp_path)]) == 0
+    assert main(["demo", "--workdir", str(workdir)]) == 0
     second = capsys.readouterr()
-    assert "simulating" not in second.out
-    assert second.err.count("up to date") >= 10, second.err
+    assert "simulating" not in second.out and "epoch 1:" not in second.out
+    assert second.err.count("up to date") >= 20, second.err
+    assert "training finished" in second.out
 
 
 def test_later_stages_refuse_what_is_not_a_store(tmp_path, capsys):

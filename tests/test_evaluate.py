@@ -1,0 +1,131 @@
+"""Evaluation equals a numpy computation on a tiny known case; the report lays it out."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from streamgex import store  # noqa: E402
+from streamgex.cli import main  # noqa: E402
+from streamgex.evaluation.evaluate import evaluate, read_gene_errors  # noqa: E402
+from streamgex.evaluation.metrics import compare, summarize  # noqa: E402
+from streamgex.training.train import resolve  # noqa: E402
+
+LANDMARKS, TARGETS = 3, 5
+#: Target 0 is the same Ensembl gene as landmark 1 (as the real maps' 445 genes).
+ENSEMBL = ["E_L0", "E_L1", "E_L2", "E_L1", "E_T1", "E_T2", "E_T3", "E_T4"]
+
+
+def write_store(path, values, *, step="split", chunk=4):
+    keys = [f"G{i}" for i in range(LANDMARKS + TARGETS)]
+    group = store.begin(path, step=step, parameters={}, source={}, quiet=True)
+    store.start_writing(
+        group, samples=[f"S{i}" for i in range(len(values))], genes=keys, chunk_samples=chunk,
+        coords={"is_landmark": ("gene", np.arange(len(keys)) < LANDMARKS),
+                "gene_ensembl": ("gene", np.array(ENSEMBL, dtype=object)),
+                "gene_symbol": ("gene", np.array([f"SYM{i}" for i in range(len(keys))],
+                                                 dtype=object))})
+    store.write_chunks(group, lambda a, b: values[a:b], quiet=True, desc="")
+    store.finish(group)
+    return path
+
+
+def linear_run(tmp_path, split, coefficients):
+    """A finished linear run folder holding the given coefficients."""
+    from dataclasses import asdict
+
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(asdict(resolve("linear"))))
+    (run / "inputs.json").write_text(json.dumps({"data": str(split), "codes": None}))
+    np.save(run / "best" / "linear.npy", coefficients)
+    return run
+
+
+@pytest.fixture
+def known_case(tmp_path):
+    rng = np.random.default_rng(1)
+    split = tmp_path / "split"
+    for part, rows in (("train", 6), ("test", 10)):
+        write_store(split / part, rng.standard_normal((rows, 8)).astype(np.float32))
+    coefficients = rng.standard_normal((LANDMARKS + 1, TARGETS))
+    return split, linear_run(tmp_path, split, coefficients), coefficients
+
+
+def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
+    split, run, w = known_case
+    x = store.open_store(split / "test").expression.values.astype(np.float64)
+    predicted = (x[:, :LANDMARKS] @ w[:-1] + w[-1]).astype(np.float32)
+    per_gene = np.abs(predicted - x[:, LANDMARKS:]).mean(axis=0)
+
+    result = evaluate(run, split / "test", partitions=2, quiet=True)
+
+    assert result["profiles"] == 10 and result["targets"] == TARGETS
+    assert result["mae"] == pytest.approx(per_gene.mean(), rel=1e-6)
+    # partitions of 5 targets: [0, 2) and [2, 5) (np.linspace rounding), summed as the paper does
+    parts = [per_gene[:2].mean(), per_gene[2:].mean()]
+    assert result["partition_mae"] == pytest.approx(parts, rel=1e-6)
+    assert result["sum_over_partitions"] == pytest.approx(sum(parts), rel=1e-6)
+    assert result["sum_over_partitions"] != pytest.approx(result["mae"])
+    assert result["shared_genes"] == 1
+    assert result["mae_without_shared"] == pytest.approx(per_gene[1:].mean(), rel=1e-6)
+    genes = read_gene_errors(run / "eval" / "test_genes.csv")
+    assert list(genes["gene"]) == ["G3", "G4", "G5", "G6", "G7"]
+    assert list(genes["shared_with_landmark"]) == ["1", "0", "0", "0", "0"]
+    np.testing.assert_allclose(genes["mae"].astype(float), per_gene, rtol=1e-5)
+
+
+def test_evaluation_is_reused_until_the_model_changes(known_case, capsys):
+    split, run, w = known_case
+    first = evaluate(run, split / "test", quiet=True)
+    assert evaluate(run, split / "test")["mae"] == first["mae"]
+    assert "up to date" in capsys.readouterr().err
+    np.save(run / "best" / "linear.npy", w * 2)
+    assert evaluate(run, split / "test", quiet=True)["mae"] != first["mae"]
+
+
+def test_evaluate_names_the_genes_a_store_lacks(known_case, tmp_path, capsys):
+    split, run, _ = known_case
+    other = tmp_path / "other.zarr"
+    group = store.begin(other, step="genes", parameters={}, source={}, quiet=True)
+    store.start_writing(group, samples=["a"], genes=["G0", "G1", "X"], chunk_samples=1)
+    store.write_chunks(group, lambda a, b: np.zeros((1, 3), np.float32), quiet=True, desc="")
+    store.finish(group)
+    assert main(["evaluate", str(run), str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "lacks 1 of the model's 3 input genes (first: G2)" in err
+
+
+def test_compare_gives_relative_improvement_and_share_of_genes():
+    a, b = np.array([1.0, 2.0, 3.0, 1.0]), np.array([2.0, 2.0, 2.0, 2.0])
+    c = compare(a, b)
+    assert c["relative_improvement"] == pytest.approx((2.0 - 1.75) / 2.0)
+    assert c["share_a_better"] == pytest.approx(0.5)  # genes 0 and 3; a tie is not "better"
+    summary = summarize(a, [(0, 1), (1, 4)], shared=np.array([True, False, False, False]))
+    assert summary["sum_over_partitions"] == pytest.approx(1.0 + 2.0)
+    assert summary["mae_without_shared"] == pytest.approx(2.0)
+
+
+def test_report_has_the_papers_tables_and_figures(demo_experiment):
+    workdir = demo_experiment[0]
+    report = workdir / "work" / "report" / "report.md"
+    text = report.read_text()
+    for caption in ("Table 1. Autoencoder reconstruction", "Table 2. GEO test set",
+                    "Table 3. 1000G", "Table 4. Relative improvement",
+                    "sum over 2 partitions (paper's convention)", "859 test profiles"):
+        assert caption in text, caption
+    for name in ("fig1_pca.png", "fig3_validation.png", "fig4_genes.png", "fig5_1000g.png"):
+        png = report.parent / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert f"]({name})" in text
+    table2 = (report.parent / "table2.csv").read_text().splitlines()
+    assert table2[1].startswith("Linear regression,") and len(table2) == 5  # + E-MLP floor
+    tested = json.loads((workdir / "work" / "runs" / "emlp" / "eval" / "test.json").read_text())
+    assert f"{tested['mae']:.4f}" in text
+    autoencoder = json.loads((workdir / "work" / "runs" / "autoencoder" / "eval" / "test.json")
+                             .read_text())
+    # the E-MLP's floor is its own autoencoder's round trip on the same profiles
+    assert tested["reconstruction"]["mae"] == pytest.approx(autoencoder["mae"], rel=1e-5)

@@ -1,0 +1,147 @@
+"""predict reproduces the evaluation's predictions and re-applies the pipeline's normalization."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from streamgex.cli import main  # noqa: E402
+from streamgex.evaluation.predictor import load_predictor  # noqa: E402
+from streamgex.formats.gctx import COL_IDS, MATRIX, ROW_IDS, create_gctx, open_gctx  # noqa: E402
+from streamgex.inference.transform import input_transform, landmark_reference  # noqa: E402
+from streamgex.inference.transform import pipeline_state  # noqa: E402
+from streamgex.preprocess.standardize import EPSILON  # noqa: E402
+from streamgex.store import open_store, strings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(demo_experiment):
+    workdir = demo_experiment[0]
+    runs = workdir / "work" / "runs"
+    test = open_store(workdir / "work" / "split" / "test")
+    return {"workdir": workdir, "runs": runs, "test": test,
+            "split": workdir / "work" / "split", "raw": workdir / "raw" / "geo.gctx"}
+
+
+def by_sample(path, samples):
+    ds = open_store(path)
+    index = {s: i for i, s in enumerate(strings(ds.sample.values))}
+    return ds.expression.values[[index[s] for s in samples]]
+
+
+@pytest.mark.parametrize("model", ["emlp", "dgex"])
+def test_predict_on_the_test_split_reproduces_the_evaluation(demo, tmp_path, model):
+    run = demo["runs"] / model
+    out = tmp_path / "pred.zarr"
+    assert main(["predict", str(run), str(demo["split"] / "test"), "--out", str(out),
+                 "--units", "standardized", "--quiet"]) == 0
+    test = demo["test"]
+    landmarks = test.is_landmark.values.astype(bool)
+    predicted = open_store(out).expression.values
+    expected = load_predictor(run).predict(test.expression.values[:, landmarks])
+    np.testing.assert_array_equal(predicted, expected)
+    mae = np.abs(predicted.astype(np.float64) - test.expression.values[:, ~landmarks]).mean()
+    evaluated = json.loads((run / "eval" / "test.json").read_text())
+    assert mae == pytest.approx(evaluated["mae"], rel=1e-6)
+    assert list(strings(open_store(out).gene.values)) == list(strings(test.gene.values[~landmarks]))
+
+
+def test_raw_gctx_profiles_get_the_pipelines_normalization(demo, tmp_path):
+    run = demo["runs"] / "emlp"
+    out, gctx = tmp_path / "raw.zarr", tmp_path / "raw.gctx"
+    assert main(["predict", str(run), str(demo["raw"]), "--out", str(out), "--gctx", str(gctx),
+                 "--quiet"]) == 0
+    test = demo["test"]
+    samples = strings(test.sample.values)
+    landmarks = test.is_landmark.values.astype(bool)
+    from_raw = by_sample(out, samples)
+    from_split = load_predictor(run).predict(test.expression.values[:, landmarks])
+    # raw probes -> genes -> quantile normalization -> standardization, as the pipeline did
+    np.testing.assert_allclose(from_raw, from_split, atol=1e-5)
+    assert open_store(out).attrs["predict"]["normalization"] == (
+        "quantile-normalized over whole profiles")
+    source = open_gctx(gctx)
+    try:
+        np.testing.assert_array_equal(source.read(0, 3000), open_store(out).expression.values)
+        assert list(source.gene_ids) == list(strings(open_store(out).gene.values))
+    finally:
+        source.close()
+
+
+def test_expression_output_undoes_the_standardization(demo, tmp_path):
+    run = demo["runs"] / "linear"
+    z, expression = tmp_path / "z.zarr", tmp_path / "x.zarr"
+    for out, extra in ((z, []), (expression, ["--expression"])):
+        assert main(["predict", str(run), str(demo["split"] / "test"), "--out", str(out),
+                     "--units", "standardized", "--quiet", *extra]) == 0
+    state = pipeline_state(demo["split"])
+    targets = ~state.is_landmark
+    np.testing.assert_allclose(
+        open_store(expression).expression.values,
+        open_store(z).expression.values * (state.std[targets] + EPSILON) + state.mean[targets],
+        rtol=1e-5)
+
+
+def landmark_only_gctx(path, raw, state, rows):
+    """A GCTX holding only the landmark probes of the first ``rows`` raw profiles."""
+    source = open_gctx(raw)
+    try:
+        probes = [p for g in np.flatnonzero(state.is_landmark) for p in state.probes[g]]
+        index = {p: i for i, p in enumerate(source.gene_ids)}
+        values = source.read(0, rows)[:, [index[p] for p in probes]]
+        with h5py.File(path, "w") as f:
+            matrix = create_gctx(f, sample_ids=source.sample_ids[:rows], gene_ids=probes)
+            matrix[:] = values
+    finally:
+        source.close()
+    return probes
+
+
+def test_landmark_only_profiles_are_normalized_onto_the_landmark_reference(demo, tmp_path):
+    state = pipeline_state(demo["split"])
+    path = tmp_path / "l1000.gctx"
+    probes = landmark_only_gctx(path, demo["raw"], state, rows=50)
+    transform, how = input_transform(state, probes, "raw", quiet=True)
+    assert how == "landmarks quantile-normalized onto the landmark reference"
+    source = open_gctx(path)
+    raw = source.read(0, 50)
+    source.close()
+    z = transform(raw)
+    landmarks = np.flatnonzero(state.is_landmark)
+    normalized = state.destandardize(z.astype(np.float64), landmarks)
+    reference = landmark_reference(state, quiet=True)
+    # a profile without ties now has exactly the landmark reference as its distribution
+    # (tied values, here the simulator's clipping at 4 and 15, share the mean of their ranks)
+    untied = np.array([len(np.unique(row)) == len(row) for row in raw])
+    assert 10 < untied.sum() < 50
+    np.testing.assert_allclose(np.sort(normalized[untied], axis=1),
+                               np.tile(reference, (untied.sum(), 1)), atol=1e-4)
+    np.testing.assert_allclose(normalized.mean(axis=1), reference.mean(), atol=1e-4)
+
+    out = tmp_path / "l1000.zarr"
+    assert main(["predict", str(demo["runs"] / "emlp"), str(path), "--out", str(out),
+                 "--quiet"]) == 0
+    assert open_store(out).expression.shape == (50, int((~state.is_landmark).sum()))
+
+
+def test_missing_landmarks_are_listed_and_an_autoencoder_is_refused(demo, tmp_path, capsys):
+    state = pipeline_state(demo["split"])
+    path = tmp_path / "short.gctx"
+    probes = landmark_only_gctx(path, demo["raw"], state, rows=5)
+    with h5py.File(path, "r+") as f:
+        ids = f[ROW_IDS][:]
+        ids[:2] = [b"NOT_A_PROBE_1", b"NOT_A_PROBE_2"]
+        del f[ROW_IDS]
+        f[ROW_IDS] = ids
+        assert f[MATRIX].shape[0] == len(f[COL_IDS])
+    assert main(["predict", str(demo["runs"] / "emlp"), str(path), "--out",
+                 str(tmp_path / "o.zarr")]) == 1
+    err = capsys.readouterr().err
+    assert "lacks 2 of the 100 landmark genes" in err and probes[0] in err
+    assert main(["predict", str(demo["runs"] / "autoencoder"), str(path), "--out",
+                 str(tmp_path / "o.zarr")]) == 1
+    assert "an autoencoder predicts nothing" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""Benchmark: ``streamgex predict`` with the full-size E-MLP + decoder on a large landmark file.
+
+Builds, under --workdir, what a finished full-size experiment leaves behind —
+a split whose genes are 978 landmarks + 21,290 targets (a few profiles; only
+its coordinates, statistics and quantile reference matter), an autoencoder
+run (8000-2000-8000, ~373M parameters; its encoder and decoder) and an E-MLP
+run (978-11,850-11,826-2,000, ~175M parameters), random weights — and an
+L1000-like GCTX holding raw values of the 978 landmark probes only. Then, in a
+fresh process, times ``predict`` (landmark-only quantile normalization,
+standardization, E-MLP, decoder, Zarr output) and prints profiles/s, achieved
+GFLOP/s (2 FLOPs per weight per profile), the same process's matmul rate for
+the largest layer at the prediction batch, their ratio (target: at least
+0.80) and the process's peak RSS.
+
+    python tools/bench_predict.py                       # 20,000 profiles
+    python tools/bench_predict.py --profiles 100000
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LANDMARKS, TARGETS = 978, 21_290
+EMLP, AUTOENCODER = (11_850, 11_826), (8000, 2000, 8000)
+
+
+def make_fixture(workdir, profiles):
+    """The stores, runs and GCTX described in the module doc (skipped when present)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import h5py
+    import numpy as np
+
+    from streamgex import store
+    from streamgex.formats.gctx import create_gctx
+    from streamgex.models.autoencoder import build_autoencoder, export_coders
+    from streamgex.models.emlp import build_emlp
+    from streamgex.training.train import resolve
+
+    done = workdir / "fixture.json"
+    if done.exists() and json.loads(done.read_text()) == {"profiles": profiles}:
+        return
+    rng = np.random.default_rng(0)
+    genes = LANDMARKS + TARGETS
+    keys = np.array([f"ENSG{i:011d}" for i in range(genes)], dtype=object)
+    probes = np.array([f"{200000 + i}_at" for i in range(genes)], dtype=object)
+
+    def write(path, values, step, source, extra=None):
+        group = store.begin(path, step=step, parameters={}, source=source, overwrite=True,
+                            quiet=True)
+        coords = {"is_landmark": ("gene", np.arange(genes) < LANDMARKS),
+                  "gene_ensembl": ("gene", keys), "gene_symbol": ("gene", keys),
+                  "gene_probes": ("gene", probes)}
+        coords.update(extra or {})
+        store.start_writing(group, samples=np.array([f"S{i}" for i in range(len(values))],
+                                                    dtype=object),
+                            genes=keys if values.shape[1] == genes else
+                            np.array([f"code{i}" for i in range(values.shape[1])], dtype=object),
+                            coords=coords if values.shape[1] == genes else None,
+                            chunk_samples=64)
+        store.write_chunks(group, lambda a, b: values[a:b], quiet=True, desc="")
+        store.finish(group)
+        return group
+
+    sample = (rng.standard_normal((64, genes)) + 8).astype(np.float32)
+    norm = workdir / "data" / "norm.zarr"
+    write(norm, sample, "normalize", {})
+    group = zarr_group(norm)
+    group.create_array("reference", shape=(genes,), dtype="float64",
+                       dimension_names=("rank",), overwrite=True)[:] = np.sort(sample.mean(0))
+    mean, std = sample.mean(0).astype(np.float64), sample.std(0).astype(np.float64)
+    split = workdir / "data" / "split"
+    write(split / "train", (sample - mean) / (std + 1e-3), "split",
+          {"store": str(norm.resolve())},
+          {"gene_mean": ("gene", mean), "gene_std": ("gene", std)})
+
+    from dataclasses import asdict
+
+    ae_run, emlp_run = workdir / "runs" / "autoencoder", workdir / "runs" / "emlp"
+    _, encoder, decoder = build_autoencoder(TARGETS, list(AUTOENCODER))
+    (ae_run / "best").mkdir(parents=True, exist_ok=True)
+    export_coders(encoder, decoder, ae_run / "best")
+    codes = workdir / "runs" / "codes"
+    write(codes / "train", np.zeros((64, AUTOENCODER[1]), np.float32), "encode",
+          {"encoder": str((ae_run / "best" / "encoder.keras").resolve())})
+    (emlp_run / "best").mkdir(parents=True, exist_ok=True)
+    build_emlp(LANDMARKS, AUTOENCODER[1], EMLP).save(emlp_run / "best" / "emlp.keras")
+    (emlp_run / "config.json").write_text(json.dumps(asdict(resolve("emlp"))))
+    (emlp_run / "inputs.json").write_text(json.dumps({"data": str(split.resolve()),
+                                                      "codes": str(codes.resolve())}))
+    state = emlp_run / "checkpoints" / "ckpt-000000000001"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "state.json").write_text(json.dumps({"done": True, "epoch": 1, "step": 0}))
+
+    with h5py.File(workdir / "l1000.gctx", "w") as f:
+        matrix = create_gctx(f, sample_ids=[f"L1000_{i}" for i in range(profiles)],
+                             gene_ids=probes[:LANDMARKS])
+        for start in range(0, profiles, 10_000):
+            rows = min(10_000, profiles - start)
+            matrix[start:start + rows] = (rng.standard_normal((rows, LANDMARKS)) * 2 + 8)
+    done.write_text(json.dumps({"profiles": profiles}))
+
+
+def zarr_group(path):
+    import zarr
+
+    return zarr.open_group(path, mode="r+")
+
+
+def run_one(workdir, batch):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import shutil
+
+    import tensorflow as tf
+
+    from streamgex.evaluation import predictor as predictor_module
+    from streamgex.inference.predict import predict
+
+    predictor_module.BATCH = batch
+    out = workdir / "predicted.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    predict(workdir / "runs" / "emlp", workdir / "l1000.gctx", out, quiet=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    import zarr
+
+    profiles = zarr.open_group(out, mode="r")["expression"].shape[0]
+    weights = (LANDMARKS * EMLP[0] + EMLP[0] * EMLP[1] + EMLP[1] * AUTOENCODER[1]
+               + AUTOENCODER[1] * AUTOENCODER[2] + AUTOENCODER[2] * TARGETS)
+    largest = (AUTOENCODER[2], TARGETS)
+    a = tf.random.normal((batch, largest[0]))
+    b = tf.random.normal(largest)
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul().numpy()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        matmul().numpy()
+    matmul_rate = 10 * 2 * batch * largest[0] * largest[1] / (time.perf_counter() - t0) / 1e9
+    print(json.dumps({"profiles": profiles, "seconds": seconds, "weights": weights,
+                      "batch": batch, "matmul_gflops": matmul_rate, "peak_rss": peak}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1024, help="profiles per forward pass")
+    parser.add_argument("--workdir", default="bench-out/predict")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--make", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    if args.make:
+        return make_fixture(workdir, args.profiles)
+    if args.one:
+        return run_one(workdir, args.batch)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Each phase in a child of this small parent, so the timed run's peak RSS is its own.
+    subprocess.run([sys.executable, __file__, "--make", "--profiles", str(args.profiles),
+                    "--workdir", str(workdir)], check=True)
+    out = subprocess.run([sys.executable, __file__, "--one", "--batch", str(args.batch),
+                          "--workdir", str(workdir)], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    rate = r["profiles"] / r["seconds"]
+    gflops = rate * 2 * r["weights"] / 1e9
+    print(f"predict, E-MLP + decoder ({r['weights'] / 1e6:.0f}M weights), {r['profiles']:,} "
+          f"landmark profiles from GCTX, batch {r['batch']}:")
+    print(f"  {r['seconds']:.1f} s, {rate:,.0f} profiles/s, {gflops:.1f} GFLOP/s; matmul "
+          f"{r['matmul_gflops']:.1f} GFLOP/s; ratio {gflops / r['matmul_gflops']:.2f}; "
+          f"peak RSS {r['peak_rss'] / 2**30:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
