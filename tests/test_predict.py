@@ -145,3 +145,19 @@ def test_missing_landmarks_are_listed_and_an_autoencoder_is_refused(demo, tmp_pa
     assert main(["predict", str(demo["runs"] / "autoencoder"), str(path), "--out",
                  str(tmp_path / "o.zarr")]) == 1
     assert "an autoencoder predicts nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["emlp/best/emlp.keras", "autoencoder/best/decoder.keras",
+                                   "dgex/best/dgex_part1.keras"])
+def test_models_load_with_exactly_the_saved_weights(demo, model):
+    import keras
+
+    from streamgex.evaluation.predictor import _load
+
+    path = demo["runs"] / model
+    expected = keras.saving.load_model(path, compile=False).get_weights()
+    loaded = _load(path).get_weights()
+    assert len(loaded) == len(expected) > 0
+    for a, b in zip(loaded, expected):
+        np.testing.assert_array_equal(a, b)
+    assert not list(path.parent.glob(".weights-*"))  # the extracted file is cleaned up

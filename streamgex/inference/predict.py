@@ -13,6 +13,7 @@ after quantile normalization). ``gctx`` also writes a GCTX copy.
 """
 
 import shutil
+import time
 from pathlib import Path
 
 import h5py
@@ -21,7 +22,7 @@ import zarr
 
 from .. import store
 from ..errors import StreamgexError
-from ..evaluation.predictor import load_predictor
+from ..evaluation.predictor import BATCH, load_predictor
 from ..formats.gctx import create_gctx
 from ..progress import progress
 from .profiles import open_profiles
@@ -75,7 +76,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                     group, samples=profiles.sample_ids, genes=state.keys[targets],
                     coords={"gene_symbol": ("gene", state.symbols[targets]),
                             "gene_ensembl": ("gene", state.ensembl[targets])},
-                    chunk_samples=profiles.block)
+                    chunk_samples=store.default_chunk_samples(int(targets.sum())))
 
             def read(start, stop):
                 block = profiles.read(start, stop)
@@ -86,10 +87,17 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                 z = predictor.predict(transform(block))
                 return state.destandardize(z, targets).astype(np.float32) if expression else z
 
-            store.write_chunks(group, read, quiet=quiet, desc=f"predict ({predictor.kind})")
-            store.finish(group, attrs={"predict": {"normalization": how, "model": predictor.kind,
-                                                   "values": "expression" if expression
-                                                   else "z-scores"}})
+            chunk = group[store.EXPRESSION].chunks[0]
+            first = store.state(group)["progress"]["chunks_done"] * chunk
+            started = time.perf_counter()
+            store.write_chunks(group, read, quiet=quiet, desc=f"predict ({predictor.kind})",
+                               chunks_per_read=max(1, BATCH // chunk))
+            streamed = {"profiles": len(profiles.sample_ids) - min(first, len(profiles.sample_ids)),
+                        "seconds": time.perf_counter() - started}
+            store.finish(group, attrs={"predict": {
+                "normalization": how, "model": predictor.kind,
+                "values": "expression" if expression else "z-scores",
+                "streamed": streamed}})
     finally:
         profiles.close()
     if profiles.scratch is not None:

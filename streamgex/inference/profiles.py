@@ -28,8 +28,6 @@ class Profiles:
     ----------
     sample_ids, gene_ids : numpy.ndarray of str
         Gene ids with Ensembl versions stripped, as ingest stores them.
-    block : int
-        Profiles per read (a store's chunk; ~32 MiB for a file).
     identity : dict
         What the input is (path, size, mtime or store fingerprint).
     """
@@ -37,7 +35,6 @@ class Profiles:
     sample_ids: np.ndarray
     gene_ids: np.ndarray
     read: object
-    block: int
     identity: dict
     close: object = lambda: None
     scratch: Path = None
@@ -58,8 +55,8 @@ def open_profiles(path, *, scratch, quiet=False):
     identity = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if isinstance(source, SampleMajorSource):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
-        return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read,
-                        store.default_chunk_samples(len(genes)), identity, close=source.close)
+        return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read, identity,
+                        close=source.close)
     if not quiet:
         print(f"{path} holds one gene per line: converting it to a store first ({scratch})")
     ingest(path, scratch, overwrite=True, quiet=quiet)
@@ -74,5 +71,5 @@ def _from_store(path):
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
     return Profiles(store.strings(ds.sample.values), store.strings(ds.gene.values),
-                    lambda start, stop: array[start:stop], array.chunks[0],
+                    lambda start, stop: array[start:stop],
                     {"store": str(Path(path).resolve()), "fingerprint": fingerprint(path)})
