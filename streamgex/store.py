@@ -362,13 +362,13 @@ def summary(path):
         f"(compression ratio {raw / max(stored, 1):.2f})",
         f"  coordinates {', '.join(sorted(ds.coords))}",
     ]
-    if "path" in source:
-        lines.append(
-            f"  source      {source['path']} ({source.get('format')}, "
-            f"sha256 {str(source.get('sha256', ''))[:12]})"
-        )
-    elif "store" in source:
-        lines.append(f"  made by     {ds.attrs[ATTR]['step']} from {source['store']}")
+    step, origin = ds.attrs[ATTR]["step"], source.get("path") or source.get("store")
+    details = ", ".join(filter(None, [source.get("format"), source.get("sha256") and
+                                      f"sha256 {source['sha256'][:12]}"]))
+    if step == "ingest" and origin:
+        lines.append(f"  source      {origin}" + (f" ({details})" if details else ""))
+    elif origin:
+        lines.append(f"  made by     {step} from {origin}")
     return "\n".join(lines)
 
 

@@ -52,7 +52,8 @@ def open_profiles(path, *, scratch, quiet=False):
         return _from_store(path)
     source = open_source(path)
     stat = path.stat()
-    identity = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    identity = {"path": str(path.resolve()), "format": source.format, "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns}
     if isinstance(source, SampleMajorSource):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
         return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read, identity,
