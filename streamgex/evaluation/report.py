@@ -223,13 +223,9 @@ def _pca_figure(pca, path):
         lines.append(f"{level}% of variance: {k:,}")
     ax.text(0.97, 0.05, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
             fontsize=8, bbox={"facecolor": "white", "edgecolor": "grey"})
-    ax.set_xlabel("number of principal components")
-    ax.set_ylabel("cumulative explained variance (%)")
-    ax.set_title("PCA of the target genes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return _save(fig, ax, path, x="number of principal components",
+                 y="cumulative explained variance (%)", title="PCA of the target genes",
+                 legend=False)
 
 
 def _validation_figure(runs, path):
@@ -256,14 +252,8 @@ def _validation_figure(runs, path):
     if not drawn:
         plt.close(fig)
         return False
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MAE (z-scores)")
-    ax.set_title("Validation error during training")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return _save(fig, ax, path, x="epoch", y="validation MAE (z-scores)",
+                 title="Validation error during training")
 
 
 def _genes_figure(results, path):
@@ -276,15 +266,9 @@ def _genes_figure(results, path):
     ax.scatter(x, y, s=4, alpha=0.5, color="tab:blue", linewidths=0)
     low, high = min(x.min(), y.min()), max(x.max(), y.max())
     ax.plot([low, high], [low, high], color="tab:red", lw=1, label="equal error")
-    ax.set_xlabel("D-GEX MAE per gene")
-    ax.set_ylabel("E-MLP MAE per gene")
-    ax.set_title(f"E-MLP better on {100 * (y < x).mean():.1f}% of {len(x):,} genes")
     ax.set_aspect("equal")
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return _save(fig, ax, path, x="D-GEX MAE per gene", y="E-MLP MAE per gene",
+                 title=f"E-MLP better on {100 * (y < x).mean():.1f}% of {len(x):,} genes")
 
 
 def _datasets_figure(results, path):
@@ -301,10 +285,18 @@ def _datasets_figure(results, path):
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(kinds) - 1) / 2,
                   ["GEO test" if d == "test" else "1000G" for d in datasets])
-    ax.set_ylabel("MAE (z-scores)")
-    ax.set_title("Error on GEO test (microarray) and 1000G (RNA-Seq)")
-    ax.legend(fontsize=8)
+    return _save(fig, ax, path, x="", y="MAE (z-scores)",
+                 title="Error on GEO test (microarray) and 1000G (RNA-Seq)")
+
+
+def _save(fig, ax, path, *, x, y, title, legend=True):
+    """Label, lay out and write a figure as PNG; True (it was drawn)."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return True
