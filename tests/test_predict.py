@@ -161,3 +161,17 @@ def test_models_load_with_exactly_the_saved_weights(demo, model):
     for a, b in zip(loaded, expected):
         np.testing.assert_array_equal(a, b)
     assert not list(path.parent.glob(".weights-*"))  # the extracted file is cleaned up
+
+
+def test_normalized_input_is_only_standardized(demo, tmp_path):
+    run = demo["runs"] / "linear"
+    out = tmp_path / "norm.zarr"
+    normalized = demo["workdir"] / "work" / "stores" / "geo_norm.zarr"
+    assert main(["predict", str(run), str(normalized), "--out", str(out), "--units", "normalized",
+                 "--quiet"]) == 0
+    test = demo["test"]
+    landmarks = test.is_landmark.values.astype(bool)
+    expected = load_predictor(run).predict(test.expression.values[:, landmarks])
+    np.testing.assert_allclose(by_sample(out, strings(test.sample.values)), expected, atol=1e-5)
+    assert open_store(out).attrs["predict"]["normalization"] == (
+        "standardized with the pipeline's statistics")
