@@ -87,3 +87,15 @@ def test_tf_dataset_yields_the_same_batches(indexed_store):
     for (x1, y1), (x2, y2) in zip(direct, through_tf):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
+
+
+def test_a_few_columns_are_cut_from_each_chunk_in_the_order_asked(indexed_store):
+    # 3 of 12 columns: the window keeps only them (an E-MLP's landmarks of all genes)
+    x, y = Source(indexed_store, np.array([7, 1])), Source(indexed_store, np.array([10]))
+    stream = Stream((x, y), batch=50, seed=7, window=3)
+    rows, kept = stream._decode(indexed_store, np.array([0, 2]))
+    assert list(kept) == [1, 7, 10] and rows.shape == (128, 3)
+    for xb, yb in stream.batches(epoch=1):
+        np.testing.assert_array_equal(xb % 100, np.tile([7, 1], (len(xb), 1)))
+        np.testing.assert_array_equal(yb[:, 0] // 100, xb[:, 0] // 100)
+        np.testing.assert_array_equal(yb % 100, 10)
