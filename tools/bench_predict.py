@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _matmul import matmul_gflops
+from _bench import matmul_gflops, run_child
 
 LANDMARKS, TARGETS = 978, 21_290
 EMLP, AUTOENCODER = (11_850, 11_826), (8000, 2000, 8000)
@@ -167,8 +167,8 @@ def main():
     # Each phase in a child of this small parent, so the timed run's peak RSS is its own.
     subprocess.run([sys.executable, __file__, "--make", "--profiles", str(args.profiles),
                     "--workdir", str(workdir)], check=True)
-    fresh = _child("--matmul")["matmul_gflops"]
-    r = _child("--one", "--workdir", str(workdir))
+    fresh = run_child(__file__, "--matmul")["matmul_gflops"]
+    r = run_child(__file__, "--one", "--workdir", str(workdir))
     # The matmul rate of a fresh process and of the predicting process after it
     # predicted: the higher one is the reference, so the ratio is not flattered.
     reference = max(fresh, r["matmul_gflops"])
@@ -182,13 +182,6 @@ def main():
     print(f"  matmul of the largest layer {reference:.1f} GFLOP/s (fresh process {fresh:.1f}, "
           f"after predicting {r['matmul_gflops']:.1f}); ratio {gflops / reference:.2f}; "
           f"peak RSS {r['peak_rss'] / 2**30:.2f} GB")
-
-def _child(*arguments):
-    out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _matmul import matmul_gflops
+from _bench import matmul_gflops, run_child
 
 LANDMARKS, TARGETS, CODES = 978, 21_290, 2_000
 
@@ -156,8 +156,8 @@ def main():
     results = []
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
-            fresh = _child("--matmul", model, precision, "--batch", str(args.batch))
-            result = _child("--one", model, precision, "--steps", str(args.steps),
+            fresh = run_child(__file__, "--matmul", model, precision, "--batch", str(args.batch))
+            result = run_child(__file__, "--one", model, precision, "--steps", str(args.steps),
                             "--batch", str(args.batch), "--workdir", str(workdir))
             # The matmul rate of a fresh process and of the training process after
             # training: the higher one is the reference, so the ratio is not flattered.
@@ -180,13 +180,6 @@ def main():
         if (model, "float32") in by and (model, "bf16") in by:
             speedup = by[(model, "bf16")]["zarr_samples_per_s"] / by[(model, "float32")]["zarr_samples_per_s"]
             print(f"{model}: bf16 / float32 throughput = {speedup:.2f}")
-
-
-def _child(*arguments):
-    out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

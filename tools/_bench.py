@@ -1,7 +1,22 @@
-"""The benchmarks' reference: the matmul rate of a model's largest layer on this machine."""
+"""What the benchmarks share: the matmul-rate reference and running a phase in a child."""
 
+import json
 import os
+import subprocess
+import sys
 import time
+
+
+def run_child(script, *arguments):
+    """Run ``script`` with ``arguments`` in a fresh interpreter; its last stdout line as JSON.
+
+    Each measured phase runs in a child of a small parent, so its peak RSS is
+    its own (Linux carries a forked parent's peak into the child).
+    """
+    out = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def matmul_gflops(precision, batch, shape):
