@@ -73,3 +73,15 @@ def test_chain_skips_finished_steps_and_redoes_changed_ones(tmp_path, demo_raw, 
 
     result = preprocess(load_config(config, ["split.seed=5"]), quiet=True)
     assert result["split"] == paths["split"]
+
+
+def test_a_missing_raw_file_names_the_config_key_to_set(tmp_path, capsys):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "cross_platform.toml"
+    assert main(["run", str(config), "--set", f"workdir={tmp_path}",
+                 "--set", f"inputs.geo={tmp_path / 'nowhere.gctx'}"]) == 1
+    err = capsys.readouterr().err
+    assert f"inputs.geo = {tmp_path / 'nowhere.gctx'}: no such file" in err
+    assert "--set inputs.geo=PATH" in err
+    assert not (tmp_path / "stores").exists()  # refused before writing anything

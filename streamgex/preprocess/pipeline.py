@@ -11,6 +11,7 @@ resumed when it was cut short; a step whose options changed is redone.
 from dataclasses import asdict
 from pathlib import Path
 
+from ..errors import StreamgexError
 from ..ingest import ingest
 from ..store import open_store
 from .dedup import dedup
@@ -41,8 +42,19 @@ def stores_of(config):
     }
 
 
+def check_inputs(config):
+    """Every raw file the config names exists, or an error naming the config key to set."""
+    for key in ("geo", "rnaseq", "landmarks", "targets"):
+        path = getattr(config.inputs, key)
+        if path and not Path(path).exists():
+            raise StreamgexError(f"inputs.{key} = {path}: no such file (relative paths are "
+                                 f"relative to {Path.cwd()}); put it there or pass "
+                                 f"--set inputs.{key}=PATH")
+
+
 def preprocess(config, *, quiet=False):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
+    check_inputs(config)
     paths = stores_of(config)
     inputs = config.inputs
     dask_options = {"scheduler": config.dask.scheduler or None, "quiet": quiet,
