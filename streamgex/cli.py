@@ -1,6 +1,7 @@
 """The ``streamgex`` command: argument parsing only; each command calls one public function."""
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -346,11 +347,38 @@ def build_parser():
     return parser
 
 
+#: Commands that load TensorFlow (the others never pay for importing it).
+USES_TENSORFLOW = {"train", "encode", "evaluate", "report", "predict", "run", "demo"}
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 silenced.
+
+    Its "oneDNN custom operations are on" notes are written by C++ before its
+    logging is set up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hold them back.
+    Python errors still surface: an exception raised by the import is
+    reported after stderr is restored.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        importlib.import_module("tensorflow")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv=None):
     """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
     # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.command in USES_TENSORFLOW:
+        _import_tensorflow_quietly()
     try:
         args.func(args)
     except StreamgexError as exc:

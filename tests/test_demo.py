@@ -32,3 +32,18 @@ def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, ca
 def test_later_stages_refuse_what_is_not_a_store(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
     assert "not a streamgex store" in capsys.readouterr().err
+
+
+def test_a_tensorflow_command_prints_only_its_own_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-m", "streamgex", "evaluate", str(tmp_path / "run"),
+                          str(tmp_path / "store")], capture_output=True, text=True, env=env)
+    assert out.returncode == 1
+    # no TensorFlow start-up notes (oneDNN, CPU features) around the one-line error
+    assert out.stderr.splitlines() == [
+        f"streamgex: error: {tmp_path / 'store'}: not a streamgex store (no Zarr group with "
+        f"streamgex attrs); create it with `streamgex ingest`"], out.stderr
