@@ -16,7 +16,7 @@ from pathlib import Path
 from . import store
 from .errors import StreamgexError
 from .preprocess.pipeline import preprocess, stores_of
-from .training.train import overrides_from_table, run_progress
+from .training.train import is_done, overrides_from_table, run_progress
 
 #: Training order: the E-MLP needs the autoencoder's codes.
 MODELS = ("linear", "autoencoder", "emlp", "dgex")
@@ -135,19 +135,15 @@ def training_stage(kind, run):
     states = run_progress(run) if (run / "config.json").exists() else []
     if not states:
         return Stage(f"train {kind}", "to do")
-    wanted = json.loads((run / "config.json").read_text())["partitions"] if kind == "dgex" else 1
-    done = len(states) == wanted and all(s["done"] for s in states)
     details = []
-    for i, s in enumerate(states):
+    for i, s in enumerate(states if kind != "linear" else []):  # linear: solved in one go
         best = (s.get("schedule") or {}).get("best")
         text = f"{s['epoch']} epochs done"
         text += f" + {s['step']} steps of epoch {s['epoch'] + 1}" if s.get("step") else ""
         text += f", best validation MAE {best[1]:.4f} (epoch {best[0] + 1})" if best else ""
         text += " on codes" if best and kind == "emlp" else ""
         details.append(f"part {i + 1}: {text}" if kind == "dgex" else text)
-    if kind == "linear":
-        details = []
-    return Stage(f"train {kind}", "done" if done else "partial", "; ".join(details))
+    return Stage(f"train {kind}", "done" if is_done(run) else "partial", "; ".join(details))
 
 
 def format_status(stages):
