@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -14,7 +15,7 @@ def _simulate(args):
 
     paths = simulate(
         args.preset, args.out, seed=args.seed, samples=args.samples,
-        overwrite=args.overwrite, quiet=args.quiet,
+        overwrite=args.overwrite,
     )
     for key, path in paths.items():
         print(f"{key:7s} {path}")
@@ -26,7 +27,7 @@ def _ingest(args):
 
     out = ingest(
         args.source, args.out, format=args.format, chunk_samples=args.chunk_samples,
-        allow_missing=args.allow_missing, overwrite=args.overwrite, quiet=args.quiet,
+        allow_missing=args.allow_missing, overwrite=args.overwrite,
     )
     if not args.quiet:
         print(summary(out))
@@ -70,22 +71,22 @@ def _dedup(args):
 
 
 def _split(args):
-    import json
-
     from .preprocess.split import format_summary, split
+
+    from .atomic import read_json
 
     paths = split(args.store, args.out, clusters=args.clusters,
                   train_per_cluster=args.train_per_cluster, val_per_cluster=args.val_per_cluster,
                   seed=args.seed, **_step_options(args))
     if not args.quiet:
-        print(format_summary(json.loads(paths["summary"].read_text())))
+        print(format_summary(read_json(paths["summary"])))
 
 
 def _pca(args):
     from .preprocess.pca import format_summary, pca
 
     summary = pca(args.store, args.out, genes=args.genes, components=args.components,
-                  seed=args.seed, scheduler=args.scheduler, quiet=args.quiet)
+                  seed=args.seed, scheduler=args.scheduler)
     if not args.quiet:
         print(format_summary(summary))
 
@@ -94,7 +95,7 @@ def _preprocess(args):
     from .config import load_config
     from .preprocess.pipeline import preprocess
 
-    preprocess(load_config(args.config, args.set), quiet=args.quiet)
+    preprocess(load_config(args.config, args.set))
 
 
 def _train(args):
@@ -102,27 +103,34 @@ def _train(args):
 
     overrides = list(args.set)
     if args.precision:
-        overrides.append(f"precision={args.precision}")
+        overrides.append(f'precision="{args.precision}"')
     if args.memory_budget:
-        overrides.append(f"memory_budget={args.memory_budget}")
+        overrides.append(f'memory_budget="{args.memory_budget}"')
     train(args.model, args.data, args.run_dir, overrides=overrides, codes=args.codes,
-          restart=args.restart, quiet=args.quiet)
+          restart=args.restart)
 
 
 def _encode(args):
     from .training.encode import encode
 
-    extra = dict(item.split("=", 1) for item in args.store)
-    for name, path in encode(args.autoencoder_run, args.data, args.out, extra=extra,
-                             quiet=args.quiet).items():
+    extra = {}
+    for item in args.store:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise StreamgexError(f"--store {item!r}: expected NAME=STORE, e.g. "
+                                 f"1000g=stores/1000g_std.zarr")
+        extra[name] = path
+    for name, path in encode(args.autoencoder_run, args.data, args.out, extra=extra).items():
         print(f"{name:6s} {path}")
 
 
 def _run(args):
     from .config import load_config
-    from .experiment import run_experiment
+    from .evaluation.report import headline
+    from .experiment import folders_of, run_experiment
 
-    run_experiment(load_config(args.config, args.set), quiet=args.quiet)
+    config = load_config(args.config, args.set)
+    _print_report(run_experiment(config), folders_of(config)["runs"].values(), headline)
 
 
 def _status(args):
@@ -133,44 +141,31 @@ def _status(args):
 
 
 def _evaluate(args):
-    from .evaluation.evaluate import evaluate, format_result
-    from .evaluation.metrics import compare
-    from .evaluation.report import NAMES
+    from .evaluation.evaluate import compare_runs, evaluate, format_result
 
-    result = evaluate(args.run, args.store, name=args.name, partitions=args.partitions,
-                      quiet=True)
+    result = evaluate(args.run, args.store, name=args.name, partitions=args.partitions)
     print(format_result(result))
     if args.against:
-        other = evaluate(args.against, args.store, name=args.name, partitions=args.partitions,
-                         quiet=True)
+        other = evaluate(args.against, args.store, name=args.name, partitions=args.partitions)
         print(format_result(other))
-        c = compare(*(_gene_errors(r) for r in (result, other)))
-        print(f"{NAMES[result['model']]} vs {NAMES[other['model']]}: relative improvement "
-              f"{100 * c['relative_improvement']:.2f}%, better on {100 * c['share_a_better']:.2f}% "
-              f"of {c['genes']:,} genes")
-
-
-def _gene_errors(result):
-    from pathlib import Path
-
-    from .evaluation.evaluate import read_gene_errors
-
-    path = Path(result["run"]) / "eval" / f"{result['dataset']}_genes.csv"
-    return read_gene_errors(path)["mae"].astype(float)
+        print(compare_runs(result, other))
 
 
 def _report(args):
     from .evaluation.report import headline, report
 
-    path = report(args.runs, args.out, pca=args.pca)
-    print(f"report: {path}\n{headline(args.runs)}")
+    _print_report(report(args.runs, args.out, pca=args.pca), args.runs, headline)
+
+
+def _print_report(path, runs, headline):
+    print(f"report: {path}\n{headline(list(runs))}")
 
 
 def _predict(args):
     from .inference.predict import predict
 
     out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
-                  gctx=args.gctx, overwrite=args.overwrite, quiet=args.quiet)
+                  gctx=args.gctx, overwrite=args.overwrite)
     if not args.quiet:
         from .store import summary
 
@@ -178,7 +173,7 @@ def _predict(args):
 
 
 def _step_options(args):
-    return {"overwrite": args.overwrite, "scheduler": args.scheduler, "quiet": args.quiet}
+    return {"overwrite": args.overwrite, "scheduler": args.scheduler}
 
 
 def _done(args, out):
@@ -195,14 +190,18 @@ def _info(args):
 
 
 def _demo(args):
-    from .demo import demo
+    from .demo import demo, demo_config
+    from .evaluation.report import headline
+    from .experiment import folders_of
 
-    demo(args.workdir, quiet=args.quiet)
+    _print_report(demo(args.workdir), folders_of(demo_config(args.workdir))["runs"].values(),
+                  headline)
 
 
 def build_parser():
     from .formats import FORMATS
     from .ingest import MISSING_POLICIES
+    from .models import registry
     from .simulate import PRESETS
 
     parser = argparse.ArgumentParser(
@@ -214,7 +213,11 @@ def build_parser():
     def command(name, func, help):
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(func=func)
-        sub.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+        sub.add_argument("--quiet", action="store_true",
+                         help="no progress bars, messages or summary; errors only")
+        sub.add_argument("--verbose", action="store_true", help="debug messages too")
+        sub.add_argument("--log-file", metavar="FILE",
+                         help="also append every message, timestamped, to FILE")
         return sub
 
     sub = command("simulate", _simulate, "write a simulated GEO + 1000G dataset in the real formats")
@@ -283,7 +286,7 @@ def build_parser():
                      help="override a config value, e.g. --set inputs.geo=data/geo.gctx")
 
     sub = command("train", _train, "train a model on a split, resumably")
-    sub.add_argument("model", choices=("autoencoder", "emlp", "dgex", "linear"))
+    sub.add_argument("model", choices=registry.names(), help="model kind")
     sub.add_argument("--data", required=True, help="split folder (train/, val/)")
     sub.add_argument("--run-dir", required=True, help="run folder (created or resumed)")
     sub.add_argument("--codes", help="E-MLP: the codes folder written by `streamgex encode`")
@@ -372,13 +375,45 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
+def setup_logging(*, quiet=False, verbose=False, log_file=None):
+    """Messages of the ``streamgex`` logger to stderr (INFO; ``quiet``: warnings and errors
+    only; ``verbose``: DEBUG), and with ``log_file`` every message, timestamped, to that file."""
+    logger = logging.getLogger("streamgex")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    if log_file:
+        file = logging.FileHandler(log_file)
+        file.setLevel(logging.DEBUG)
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(file)
+    logger.setLevel(logging.DEBUG if verbose or log_file else level)
+    logger.propagate = False
+    return logger
+
+
 def main(argv=None):
     """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
     # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     if args.command in USES_TENSORFLOW:
         _import_tensorflow_quietly()
+    try:
+        return _call(args)
+    finally:
+        for handler in list(logger.handlers):  # a library caller after us sees no CLI handlers
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def _call(args):
     try:
         args.func(args)
     except StreamgexError as exc:

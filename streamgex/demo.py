@@ -7,12 +7,15 @@ skipped when its output is complete, so re-running the demo after an
 interruption goes on where it stopped.
 """
 
+import logging
 from pathlib import Path
 
 from .config import load_config
 from .errors import StreamgexError
 from .experiment import run_experiment
 from .simulate import OUTPUTS, simulate
+
+log = logging.getLogger(__name__)
 
 SEED = 0
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.toml"
@@ -31,7 +34,7 @@ def demo_config(workdir):
     return load_config(CONFIG, overrides)
 
 
-def demo(workdir="streamgex-demo", *, quiet=False):
+def demo(workdir="streamgex-demo"):
     """Simulate the ``demo`` preset into ``workdir/raw`` and run the experiment on it.
 
     Returns
@@ -42,7 +45,6 @@ def demo(workdir="streamgex-demo", *, quiet=False):
     raw = Path(workdir) / "raw"
     config = demo_config(workdir)
     if not all((raw / name).exists() for name in OUTPUTS.values()):
-        if not quiet:
-            print(f"simulating the demo dataset into {raw}", flush=True)
-        simulate("demo", raw, seed=SEED, overwrite=True, quiet=quiet)
-    return run_experiment(config, quiet=quiet)
+        log.info("simulating the demo dataset into %s", raw)
+        simulate("demo", raw, seed=SEED, overwrite=True)
+    return run_experiment(config)

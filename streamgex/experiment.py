@@ -9,23 +9,23 @@ unchanged and resumes what was cut short: after a crash or a reboot, run the
 same command again. ``status`` reads those records without running anything.
 """
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import store
 from .errors import StreamgexError
+from .models import registry
 from .preprocess.pipeline import preprocess, stores_of
-from .training.train import is_done, overrides_from_table, run_progress
+from .training.run import Run
 
-#: Training order: the E-MLP needs the autoencoder's codes.
-MODELS = ("linear", "autoencoder", "emlp", "dgex")
+log = logging.getLogger(__name__)
 
 
 def folders_of(config):
     """Where the experiment's runs, codes and report go (beside ``stores_of``)."""
     work = Path(config.workdir)
-    runs = {m: work / "runs" / m for m in MODELS if m in config.train}
+    runs = {name: work / "runs" / name for name in registry.training_order(list(config.train))}
     return {"runs": runs, "codes": work / "runs" / "codes", "report": work / "report"}
 
 
@@ -38,43 +38,48 @@ def datasets_of(config):
     return found
 
 
-def run_experiment(config, *, quiet=False):
-    """Run every stage of ``config`` (a ``config.Experiment``); returns the report's path."""
-    from .evaluation.report import headline, report
+def check_models(config):
+    """Every model that trains on codes has the model that makes them in the config."""
+    for name in config.train:
+        source = registry.get(name).codes_from
+        if source and source not in config.train:
+            raise StreamgexError(f"[train.{name}] trains on {source} codes: add a "
+                                 f"[train.{source}] table to the config")
 
-    paths = preprocess(config, quiet=quiet)
-    runs = train_models(config, paths["split"], quiet=quiet)
+
+def run_experiment(config):
+    """Run every stage of ``config`` (a ``config.Experiment``); returns the report's path."""
+    from .evaluation.report import report
+
+    check_models(config)
+    paths = preprocess(config)
+    runs = train_models(config, paths["split"])
     for run in runs.values():
-        evaluate_run(run, datasets_of(config), partitions=config.evaluate.partitions, quiet=quiet)
-    path = report(list(runs.values()), folders_of(config)["report"],
+        evaluate_run(run, datasets_of(config), partitions=config.evaluate.partitions)
+    return report(list(runs.values()), folders_of(config)["report"],
                   pca=paths["pca"] if config.pca.enabled else None,
                   title=f"streamgex report: {config.name}")
-    _say(quiet, f"report: {path}\n{headline(list(runs.values()))}")
-    return path
 
 
-def train_models(config, split, *, quiet=False):
-    """Train the models of the config's ``[train.<model>]`` tables; returns ``{kind: run}``."""
+def train_models(config, split):
+    """Train the models of the config's ``[train.<model>]`` tables; returns ``{name: Run}``."""
     from .training.encode import encode
     from .training.train import train
 
+    check_models(config)
     folders = folders_of(config)
     done = {}
-    for kind, run in folders["runs"].items():
-        codes = None
-        if kind == "emlp":
-            if "autoencoder" not in done:
-                raise StreamgexError("an E-MLP needs an autoencoder: add a [train.autoencoder] "
-                                     "table to the config")
-            encode(done["autoencoder"], split, folders["codes"], quiet=quiet)
+    for name, run in folders["runs"].items():
+        kind, codes = registry.get(name), None
+        if kind.codes_from:
+            encode(done[kind.codes_from], split, folders["codes"])
             codes = folders["codes"]
-        _say(quiet, f"[{config.name}] training {kind} in {run}")
-        done[kind] = train(kind, split, run, codes=codes, quiet=quiet,
-                           overrides=overrides_from_table(config.train[kind]))
+        log.info("[%s] training %s in %s", config.name, name, run)
+        done[name] = train(name, split, run, options=config.train[name], codes=codes)
     return done
 
 
-def evaluate_run(run, datasets, *, partitions=0, quiet=False):
+def evaluate_run(run, datasets, *, partitions=0):
     """Evaluate one run on each of ``datasets`` (``{name: store}``), loading its model once."""
     from .evaluation.evaluate import current_result, evaluate
     from .evaluation.predictor import load_predictor
@@ -83,12 +88,12 @@ def evaluate_run(run, datasets, *, partitions=0, quiet=False):
              for name, data in datasets.items()]
     predictor = load_predictor(run) if any(stale) else None
     for name, data in datasets.items():
-        evaluate(run, data, name=name, partitions=partitions, predictor=predictor, quiet=quiet)
+        evaluate(run, data, name=name, partitions=partitions, predictor=predictor)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One line of ``status``: a stage, ``done`` / ``partial`` / ``to do``, and details."""
+    """One line of ``status``: a stage, ``done`` / ``partial`` / ``stale`` / ``to do``, and details."""
 
     name: str
     state: str
@@ -112,38 +117,49 @@ def status(config):
         for name in ("rnaseq", "rnaseq_genes", "rnaseq_norm", "rnaseq_std"):
             stages.append(Stage(f"{name} store", *store.status(paths[name])))
     folders = folders_of(config)
-    for kind, run in folders["runs"].items():
-        if kind == "emlp":
+    for name, path in folders["runs"].items():
+        if registry.get(name).codes_from:
             parts = [store.status(folders["codes"] / p)[0] for p in ("train", "val", "test")]
             stages.append(Stage("encode", _combine(parts, folders["codes"].exists())))
-        stages.append(training_stage(kind, run))
-    for kind, run in folders["runs"].items():
-        for name in datasets_of(config):
-            result = run / "eval" / f"{name}.json"
-            if result.exists():
-                mae = json.loads(result.read_text())["mae"]
-                stages.append(Stage(f"evaluate {kind} on {name}", "done", f"MAE {mae:.4f}"))
-            else:
-                stages.append(Stage(f"evaluate {kind} on {name}", "to do"))
-    stages.append(Stage("report", "done" if (folders["report"] / "report.md").exists()
-                        else "to do", str(folders["report"] / "report.md")))
+        stages.append(training_stage(name, Run(path)))
+    for name, path in folders["runs"].items():
+        for dataset, data in datasets_of(config).items():
+            stages.append(evaluation_stage(name, Run(path), dataset, data,
+                                           config.evaluate.partitions))
+    report = folders["report"] / "report.md"
+    stages.append(Stage("report", "done" if report.exists() else "to do", str(report)))
     return stages
 
 
-def training_stage(kind, run):
+def evaluation_stage(name, run, dataset, data, partitions):
+    """An evaluation's ``Stage`` by ``evaluate``'s own rule: done only while the saved result's
+    model files and store are the ones there now."""
+    from .evaluation.evaluate import current_result
+
+    label = f"evaluate {name} on {dataset}"
+    result = current_result(run, data, name=dataset, partitions=partitions) \
+        if run.is_done() else None
+    if result is not None:
+        return Stage(label, "done", f"MAE {result['mae']:.4f}")
+    if run.result_file(dataset).exists():
+        return Stage(label, "stale", "the model or the store changed since")
+    return Stage(label, "to do")
+
+
+def training_stage(name, run):
     """A run's ``Stage``: epochs done, the best validation error so far, done or not."""
-    states = run_progress(run) if (run / "config.json").exists() else []
+    states = run.progress() if run.config_file.exists() else []
     if not states:
-        return Stage(f"train {kind}", "to do")
-    details = []
-    for i, s in enumerate(states if kind != "linear" else []):  # linear: solved in one go
-        best = (s.get("schedule") or {}).get("best")
+        return Stage(f"train {name}", "to do")
+    kind, details = run.kind, []
+    for i, s in enumerate(states if kind.iterative else []):
+        best = ((s.get("hooks") or {}).get("schedule") or {}).get("best")
         text = f"{s['epoch']} epochs done"
         text += f" + {s['step']} steps of epoch {s['epoch'] + 1}" if s.get("step") else ""
         text += f", best validation MAE {best[1]:.4f} (epoch {best[0] + 1})" if best else ""
-        text += " on codes" if best and kind == "emlp" else ""
-        details.append(f"part {i + 1}: {text}" if kind == "dgex" else text)
-    return Stage(f"train {kind}", "done" if is_done(run) else "partial", "; ".join(details))
+        text += kind.curve_label if best else ""
+        details.append(f"part {i + 1}: {text}" if run.networks > 1 else text)
+    return Stage(f"train {name}", "done" if run.is_done() else "partial", "; ".join(details))
 
 
 def format_status(stages):
@@ -156,8 +172,3 @@ def _combine(states, started):
     if all(s == "done" for s in states):
         return "done"
     return "partial" if started or "partial" in states or "done" in states else "to do"
-
-
-def _say(quiet, text):
-    if not quiet:
-        print(text, flush=True)

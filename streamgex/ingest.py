@@ -66,7 +66,6 @@ def ingest(
     chunk_samples=None,
     allow_missing=None,
     overwrite=False,
-    quiet=False,
     block_values=BLOCK_VALUES,
 ):
     """Convert a GCTX, GCT, GEUVADIS or TSV/CSV file into a Zarr store.
@@ -89,8 +88,6 @@ def ingest(
         them.
     overwrite : bool
         Replace an existing store.
-    quiet : bool
-        No progress bars.
     block_values : int
         Values per gene-row block when transposing a text table.
 
@@ -119,15 +116,14 @@ def ingest(
     try:
         group = store.begin(
             out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite,
-            quiet=quiet,
         )
         if group is None:
             return out
         try:
             if isinstance(src, SampleMajorSource):
-                _ingest_samples(group, src, chunk_samples, allow_missing, quiet)
+                _ingest_samples(group, src, chunk_samples, allow_missing)
             else:
-                _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values)
+                _ingest_table(group, src, chunk_samples, allow_missing, block_values)
             store.finish(group, source={"sha256": checksum.result()})
         except StreamgexError:
             store.remove(out)
@@ -139,7 +135,7 @@ def ingest(
     return out
 
 
-def _ingest_samples(group, src, chunk_samples, allow_missing, quiet):
+def _ingest_samples(group, src, chunk_samples, allow_missing):
     done = store.state(group)["progress"]
     if "chunks_done" not in done:
         genes = np.array([strip_version(g) for g in src.gene_ids], dtype=object)
@@ -160,13 +156,13 @@ def _ingest_samples(group, src, chunk_samples, allow_missing, quiet):
             nonnegative=False,
         )
 
-    store.write_chunks(group, read, quiet=quiet, desc="writing samples")
+    store.write_chunks(group, read, desc="writing samples")
 
 
-def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values):
+def _ingest_table(group, src, chunk_samples, allow_missing, block_values):
     done = store.state(group)["progress"]
     if done.get("phase") != "write":
-        genes, raw, coords = _transpose_rows(group, src, allow_missing, quiet, block_values)
+        genes, raw, coords = _transpose_rows(group, src, allow_missing, block_values)
         _define(
             group,
             samples=src.sample_ids,
@@ -179,10 +175,10 @@ def _ingest_table(group, src, chunk_samples, allow_missing, quiet, block_values)
     def read(start, stop):
         return np.ascontiguousarray(scratch[:, start:stop].T)
 
-    store.write_chunks(group, read, quiet=quiet, desc="writing samples")
+    store.write_chunks(group, read, desc="writing samples")
 
 
-def _transpose_rows(group, src, allow_missing, quiet, block_values):
+def _transpose_rows(group, src, allow_missing, block_values):
     """First pass: gene rows -> the scratch array; returns gene ids and coords."""
     layout = src.layout
     n_samples = len(layout.sample_ids)
@@ -205,7 +201,7 @@ def _transpose_rows(group, src, allow_missing, quiet, block_values):
     raw, lines = [], []
     meta_columns = {name: [] for name in src.meta_names if name is not None}
     seen = {}
-    bar = progress(total=layout.declared_rows, desc="reading genes", unit="gene", quiet=quiet)
+    bar = progress(total=layout.declared_rows, desc="reading genes", unit="gene")
     for block in gene_rows(layout, block_rows=block_rows, parse_from=rows_done):
         start = len(raw)
         for line, fields in zip(block.lines, block.meta):

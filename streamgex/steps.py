@@ -80,7 +80,7 @@ def coords_along(ds, dim, *, skip=()):
     }
 
 
-def write_rows(group, x, *, quiet, desc, wave=None):
+def write_rows(group, x, *, desc, wave=None):
     """Compute ``x`` (dask, ``(n_samples, n_genes)``) into ``expression``, wave by wave.
 
     Each wave is a few chunks computed in parallel and stored by the workers;
@@ -96,7 +96,7 @@ def write_rows(group, x, *, quiet, desc, wave=None):
     wave = wave or max(4, 2 * (os.cpu_count() or 1))
     first = store.state(group)["progress"].get("chunks_done", 0)
     bar = progress(total=n_samples, initial=min(first * size, n_samples), desc=desc,
-                   unit="sample", quiet=quiet)
+                   unit="sample")
     for k0 in range(first, n_chunks, wave):
         k1 = min(k0 + wave, n_chunks)
         r0, r1 = k0 * size, min(k1 * size, n_samples)

@@ -17,10 +17,10 @@ sets ``complete`` and consolidates the metadata, and ``open_store`` refuses a
 store without it, so a partial store is never mistaken for a finished one.
 """
 
+import logging
 import math
 import os
 import shutil
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +33,8 @@ from zarr.codecs import BloscCodec
 from . import __version__
 from .errors import StreamgexError
 from .progress import progress
+
+log = logging.getLogger(__name__)
 
 EXPRESSION = "expression"
 SCRATCH = "scratch"
@@ -64,7 +66,7 @@ def default_chunk_samples(n_genes):
     return int(min(max(rows // CHUNK_ALIGN * CHUNK_ALIGN, CHUNK_ALIGN), 16384))
 
 
-def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
+def begin(path, *, step, parameters, source, overwrite=False):
     """Create the store a stage writes, reopen its interrupted run, or say it is done.
 
     Parameters
@@ -80,8 +82,6 @@ def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
     overwrite : bool
         Replace a store at ``path`` that was made by another step, from
         another input or with other parameters (without it, that is an error).
-    quiet : bool
-        Say nothing on stderr about resuming or skipping.
 
     Returns
     -------
@@ -100,12 +100,12 @@ def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
         same = existing is not None and _same_run(path, step=step, parameters=parameters,
                                                    source=source)
         if same and existing.get("complete"):
-            _say(quiet, f"{path}: up to date")
+            log.info("%s: up to date", path)
             return None
         if same:
             done = existing.get("progress") or {}
             if done:
-                _say(quiet, f"resuming {path}: {describe_progress(done)}")
+                log.info("resuming %s: %s", path, describe_progress(done))
             return zarr.open_group(path, mode="r+")
         if not overwrite:
             what = "a complete" if existing.get("complete") else "an interrupted"
@@ -128,11 +128,6 @@ def begin(path, *, step, parameters, source, overwrite=False, quiet=False):
         }
     )
     return group
-
-
-def _say(quiet, text):
-    if not quiet:
-        print(text, file=sys.stderr, flush=True)
 
 
 def describe_progress(done):
@@ -240,7 +235,7 @@ def start_writing(group, **expression):
     return array
 
 
-def write_chunks(group, read, *, quiet, desc, chunks_per_read=1):
+def write_chunks(group, read, *, desc, chunks_per_read=1):
     """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resuming after
     the chunks the progress attrs record as written.
 
@@ -255,7 +250,7 @@ def write_chunks(group, read, *, quiet, desc, chunks_per_read=1):
     first = state(group)["progress"].get("chunks_done", 0)
     n_chunks = math.ceil(n_samples / size) if n_samples else 0
     bar = progress(total=n_samples, initial=min(first * size, n_samples), desc=desc,
-                   unit="sample", quiet=quiet)
+                   unit="sample")
     pending = None
 
     def settle():

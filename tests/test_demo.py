@@ -8,9 +8,12 @@ from streamgex.store import open_store
 
 def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, capsys):
     workdir, out, err = demo_experiment
-    assert "simulating the demo dataset" in out
-    assert "dedup: dropped" in out and "split 2,9" in out
+    assert "simulating the demo dataset" in err  # messages on stderr, the report on stdout
     summary = json.loads((workdir / "work" / "split" / "summary.json").read_text())
+    dedup = open_store(workdir / "work" / "stores" / "geo_dedup.zarr").attrs["dedup"]
+    assert f"dedup: dropped {dedup['dropped']:,} near-duplicate profiles" in err
+    assert f"split {summary['profiles']:,} profiles" in err
+    assert summary["profiles"] == dedup["kept"] and dedup["dropped"] > 0
     train = open_store(workdir / "work" / "split" / "train")
     assert train.sizes["sample"] == summary["totals"]["train"] and train.sizes["gene"] == 500
     assert train.expression.encoding["chunks"][0] == 256
@@ -24,9 +27,9 @@ def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, ca
 
     assert main(["demo", "--workdir", str(workdir)]) == 0
     second = capsys.readouterr()
-    assert "simulating" not in second.out and "epoch 1:" not in second.out
+    assert "simulating" not in second.err + second.out and "epoch 1:" not in second.err
     assert second.err.count("up to date") >= 20, second.err
-    assert "training finished" in second.out
+    assert "training finished" in second.err
 
 
 def test_later_stages_refuse_what_is_not_a_store(tmp_path, capsys):

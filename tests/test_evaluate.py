@@ -21,14 +21,14 @@ ENSEMBL = ["E_L0", "E_L1", "E_L2", "E_L1", "E_T1", "E_T2", "E_T3", "E_T4"]
 
 def write_store(path, values, *, step="split", chunk=4):
     keys = [f"G{i}" for i in range(LANDMARKS + TARGETS)]
-    group = store.begin(path, step=step, parameters={}, source={}, quiet=True)
+    group = store.begin(path, step=step, parameters={}, source={})
     store.start_writing(
         group, samples=[f"S{i}" for i in range(len(values))], genes=keys, chunk_samples=chunk,
         coords={"is_landmark": ("gene", np.arange(len(keys)) < LANDMARKS),
                 "gene_ensembl": ("gene", np.array(ENSEMBL, dtype=object)),
                 "gene_symbol": ("gene", np.array([f"SYM{i}" for i in range(len(keys))],
                                                  dtype=object))})
-    store.write_chunks(group, lambda a, b: values[a:b], quiet=True, desc="")
+    store.write_chunks(group, lambda a, b: values[a:b], desc="")
     store.finish(group)
     return path
 
@@ -61,7 +61,7 @@ def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
     predicted = (x[:, :LANDMARKS] @ w[:-1] + w[-1]).astype(np.float32)
     per_gene = np.abs(predicted - x[:, LANDMARKS:]).mean(axis=0)
 
-    result = evaluate(run, split / "test", partitions=2, quiet=True)
+    result = evaluate(run, split / "test", partitions=2)
 
     assert result["profiles"] == 10 and result["targets"] == TARGETS
     assert result["mae"] == pytest.approx(per_gene.mean(), rel=1e-6)
@@ -80,19 +80,19 @@ def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
 
 def test_evaluation_is_reused_until_the_model_changes(known_case, capsys):
     split, run, w = known_case
-    first = evaluate(run, split / "test", quiet=True)
+    first = evaluate(run, split / "test")
     assert evaluate(run, split / "test")["mae"] == first["mae"]
     assert "up to date" in capsys.readouterr().err
     np.save(run / "best" / "linear.npy", w * 2)
-    assert evaluate(run, split / "test", quiet=True)["mae"] != first["mae"]
+    assert evaluate(run, split / "test")["mae"] != first["mae"]
 
 
 def test_evaluate_names_the_genes_a_store_lacks(known_case, tmp_path, capsys):
     split, run, _ = known_case
     other = tmp_path / "other.zarr"
-    group = store.begin(other, step="genes", parameters={}, source={}, quiet=True)
+    group = store.begin(other, step="genes", parameters={}, source={})
     store.start_writing(group, samples=["a"], genes=["G0", "G1", "X"], chunk_samples=1)
-    store.write_chunks(group, lambda a, b: np.zeros((1, 3), np.float32), quiet=True, desc="")
+    store.write_chunks(group, lambda a, b: np.zeros((1, 3), np.float32), desc="")
     store.finish(group)
     assert main(["evaluate", str(run), str(other)]) == 1
     err = capsys.readouterr().err

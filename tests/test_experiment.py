@@ -1,7 +1,6 @@
 """``streamgex run``: killed in the middle of training, ``status`` says where it stopped, and
 running the same command again skips what is done and resumes the rest."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import time
 
 from streamgex.cli import main
+from streamgex.training.checkpoint import latest, read_state
 
 CONFIG = """
 name = "tiny"
@@ -47,8 +47,8 @@ def status_of(config, capsys):
 
 
 def checkpoint_state(run):
-    found = sorted((run / "checkpoints").glob("ckpt-*"))
-    return json.loads((found[-1] / "state.json").read_text()) if found else None
+    found = latest(run / "checkpoints")
+    return read_state(found) if found else None
 
 
 def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys):
@@ -84,9 +84,9 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
 
     assert main(["run", str(config)]) == 0
     resumed = capsys.readouterr()
-    assert f"resuming {run} from ckpt-" in resumed.out
-    assert "epoch 1:" not in resumed.out  # nothing trained twice from the start
-    assert "training finished" in resumed.out  # linear: skipped
+    assert f"resuming {run} from ckpt-" in resumed.err  # messages go to stderr, results to stdout
+    assert "epoch 1:" not in resumed.err + resumed.out  # nothing trained twice from the start
+    assert "training finished" in resumed.err  # linear: skipped
     assert resumed.err.count("up to date") >= 8  # every preprocessing store
     assert "report:" in resumed.out
 

@@ -36,7 +36,7 @@ def test_gctx_round_trip(tmp_path, chunk):
     values, samples, genes = small_matrix(50, 30)
     symbols = [f"SYM{j}" for j in range(30)]
     write_gctx(tmp_path / "x.gctx", values, samples, genes, symbols=symbols, chunks=(8, 16))
-    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=chunk, quiet=True)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=chunk)
     ds = assert_store(tmp_path / "x.zarr", values, samples, genes)
     assert list(ds.gene_symbol.values) == symbols
     assert ds.expression.encoding["chunks"][0] == (chunk or 50)
@@ -45,7 +45,7 @@ def test_gctx_round_trip(tmp_path, chunk):
 
 
 def test_simulated_gctx_round_trip(tmp_path, demo_raw):
-    ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=512, quiet=True)
+    ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=512)
     with h5py.File(demo_raw["geo"]) as f:
         values = f["0/DATA/0/matrix"][()]
         samples = [s.decode() for s in f["0/META/COL/id"][()]]
@@ -57,7 +57,7 @@ def test_simulated_gctx_round_trip(tmp_path, demo_raw):
 def test_gct12_round_trip_keeps_description(tmp_path):
     values, samples, genes = small_matrix(9, 11, seed=1)
     write_gct12(tmp_path / "x.gct", values, samples, genes, descriptions=[f"d{j}" for j in range(11)])
-    ingest(tmp_path / "x.gct", tmp_path / "x.zarr", quiet=True)
+    ingest(tmp_path / "x.gct", tmp_path / "x.zarr")
     ds = assert_store(tmp_path / "x.zarr", values, samples, genes)
     assert list(ds.gene_description.values) == [f"d{j}" for j in range(11)]
 
@@ -68,14 +68,14 @@ def test_gct13_round_trip_with_metadata_and_small_blocks(tmp_path, gz):
     symbols = [f"S{j}" for j in range(23)]
     write_gct13(tmp_path / "x.gct", values, samples, genes, symbols, gz=gz)
     # 130 samples x 3 rows per transpose block, 64-sample chunks: every path of the transpose.
-    ingest(tmp_path / "x.gct", tmp_path / "x.zarr", chunk_samples=64, block_values=3 * 130, quiet=True)
+    ingest(tmp_path / "x.gct", tmp_path / "x.zarr", chunk_samples=64, block_values=3 * 130)
     ds = assert_store(tmp_path / "x.zarr", values, samples, genes)
     assert list(ds.gene_symbol.values) == symbols
     assert ds.attrs["source"]["format"] == "gct"
 
 
 def test_geuvadis_round_trip_strips_ensembl_versions(tmp_path, demo_raw):
-    ingest(demo_raw["rnaseq"], tmp_path / "g.zarr", chunk_samples=64, block_values=1000, quiet=True)
+    ingest(demo_raw["rnaseq"], tmp_path / "g.zarr", chunk_samples=64, block_values=1000)
     table = pd.read_csv(demo_raw["rnaseq"], sep="\t", dtype={"Chr": str})
     values = table.iloc[:, 4:].to_numpy(np.float32).T
     stripped = [g.split(".")[0] for g in table.TargetID]
@@ -92,7 +92,7 @@ def test_generic_table_round_trip(tmp_path, delimiter, gz):
     values, samples, genes = small_matrix(12, 40, seed=3, low=-3, high=3)
     symbols = [f"G{j}" for j in range(40)]
     write_table(tmp_path / "x.txt", values, samples, genes, delimiter, symbols=symbols, gz=gz)
-    ingest(tmp_path / "x.txt", tmp_path / "x.zarr", quiet=True)
+    ingest(tmp_path / "x.txt", tmp_path / "x.zarr")
     ds = assert_store(tmp_path / "x.zarr", values, samples, genes)
     assert list(ds.gene_symbol.values) == symbols
     assert ds.attrs["source"]["format"] == "tsv"
@@ -101,7 +101,7 @@ def test_generic_table_round_trip(tmp_path, delimiter, gz):
 def test_csv_with_quoted_ids_and_windows_line_ends(tmp_path):
     path = tmp_path / "r.csv"
     path.write_bytes(b'"","s1","s2"\r\n"ENSG00000000003.14",1.5,2\r\n"g2",-0.25,1e-3\r\n')
-    ingest(path, tmp_path / "r.zarr", quiet=True)
+    ingest(path, tmp_path / "r.zarr")
     expected = np.array([[1.5, -0.25], [2.0, 1e-3]], dtype=np.float32)
     ds = assert_store(tmp_path / "r.zarr", expected, ["s1", "s2"], ["ENSG00000000003", "g2"])
     assert list(ds.gene_raw.values) == ["ENSG00000000003.14", "g2"]
@@ -114,8 +114,8 @@ def test_missing_values_kept_or_zeroed_when_allowed(tmp_path):
     with open(tmp_path / "m.tsv") as f:
         lines = f.read().replace("NaN", "NA")
     (tmp_path / "m.tsv").write_text(lines)
-    ingest(tmp_path / "m.tsv", tmp_path / "nan.zarr", allow_missing="nan", quiet=True)
-    ingest(tmp_path / "m.tsv", tmp_path / "zero.zarr", allow_missing="zero", quiet=True)
+    ingest(tmp_path / "m.tsv", tmp_path / "nan.zarr", allow_missing="nan")
+    ingest(tmp_path / "m.tsv", tmp_path / "zero.zarr", allow_missing="zero")
     kept = open_store(tmp_path / "nan.zarr").expression.values
     zeroed = open_store(tmp_path / "zero.zarr").expression.values
     mask = np.zeros_like(values, dtype=bool)
@@ -160,9 +160,9 @@ def test_cli_prints_summary_and_quiet_prints_nothing(tmp_path, capsys, demo_raw)
 def test_gzip_detection_reads_magic_bytes(tmp_path):
     values, samples, genes = small_matrix(3, 4)
     write_table(tmp_path / "plain.tsv.gz", values, samples, genes)  # misleading name, not gzip
-    ingest(tmp_path / "plain.tsv.gz", tmp_path / "p.zarr", quiet=True)
+    ingest(tmp_path / "plain.tsv.gz", tmp_path / "p.zarr")
     assert_store(tmp_path / "p.zarr", values, samples, genes)
     with gzip.open(tmp_path / "real.tsv", "wt") as f:
         f.write("id\ts1\ng1\t1.0\n")
-    ingest(tmp_path / "real.tsv", tmp_path / "r.zarr", quiet=True)
+    ingest(tmp_path / "real.tsv", tmp_path / "r.zarr")
     assert_store(tmp_path / "r.zarr", np.array([[1.0]], np.float32), ["s1"], ["g1"])

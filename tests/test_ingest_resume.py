@@ -115,13 +115,13 @@ def test_resume_refuses_changed_options_and_changed_source(tmp_path):
     source = tmp_path / "big.gctx"
     write_gctx(source, values, samples, genes, chunks=(32, 300))
     out = tmp_path / "killed.zarr"
-    kill_when(ingest_code(source, out, chunk_samples=32, quiet=True), out,
+    kill_when(ingest_code(source, out, chunk_samples=32), out,
               lambda p: p.get("chunks_done", 0) >= 5)
     with pytest.raises(StreamgexError, match="holds an interrupted ingest output made from "
                        "another input or with other options"):
-        ingest(source, out, chunk_samples=64, quiet=True)
+        ingest(source, out, chunk_samples=64)
     os.utime(source, ns=(0, 0))
     with pytest.raises(StreamgexError, match="--overwrite"):
-        ingest(source, out, chunk_samples=32, quiet=True)
-    ingest(source, out, chunk_samples=32, quiet=True, overwrite=True)
+        ingest(source, out, chunk_samples=32)
+    ingest(source, out, chunk_samples=32, overwrite=True)
     np.testing.assert_array_equal(open_store(out).expression.values, values)

@@ -9,7 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from streamgex.models.autoencoder import (  # noqa: E402
-    TiedDense, autoencoder_optimizer, build_autoencoder, export_coders)
+    autoencoder_optimizer, build_autoencoder, export_coders)
+from streamgex.models.layers import TiedDense  # noqa: E402
 from streamgex.models.dgex import build_dgex, dgex_optimizer, gradient_scales, partitions  # noqa: E402
 from streamgex.models.emlp import auto_hidden, build_emlp, emlp_optimizer  # noqa: E402
 from streamgex.models.linear import NormalEquations, predict  # noqa: E402
@@ -63,7 +64,8 @@ def test_autoencoder_shapes_tying_and_export(tmp_path, tied, batch_norm):
     assert dense_params == (50 * 40 + 40 * 10) * (1 if tied else 2)
     if tied:
         assert any(isinstance(l, TiedDense) for l in decoder.layers)
-    exported = export_coders(encoder, decoder, tmp_path)
+    exported = export_coders(encoder, decoder, tmp_path / "encoder.keras",
+                             tmp_path / "decoder.keras")
     loaded = keras.saving.load_model(tmp_path / "decoder.keras")
     codes = encoder(x, training=False)
     np.testing.assert_allclose(loaded(codes), decoder(codes, training=False), rtol=1e-5, atol=1e-6)

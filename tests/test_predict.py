@@ -105,7 +105,7 @@ def test_landmark_only_profiles_are_normalized_onto_the_landmark_reference(demo,
     state = pipeline_state(demo["split"])
     path = tmp_path / "l1000.gctx"
     probes = landmark_only_gctx(path, demo["raw"], state, rows=50)
-    transform, how = input_transform(state, probes, "raw", quiet=True)
+    transform, how = input_transform(state, probes, "raw")
     assert how == "landmarks quantile-normalized onto the landmark reference"
     source = open_gctx(path)
     raw = source.read(0, 50)
@@ -113,7 +113,7 @@ def test_landmark_only_profiles_are_normalized_onto_the_landmark_reference(demo,
     z = transform(raw)
     landmarks = np.flatnonzero(state.is_landmark)
     normalized = state.destandardize(z.astype(np.float64), landmarks)
-    reference = landmark_reference(state, quiet=True)
+    reference = landmark_reference(state)
     # a profile without ties now has exactly the landmark reference as its distribution
     # (tied values, here the simulator's clipping at 4 and 15, share the mean of their ranks)
     untied = np.array([len(np.unique(row)) == len(row) for row in raw])
@@ -152,7 +152,7 @@ def test_missing_landmarks_are_listed_and_an_autoencoder_is_refused(demo, tmp_pa
 def test_models_load_with_exactly_the_saved_weights(demo, model):
     import keras
 
-    from streamgex.evaluation.predictor import _load
+    from streamgex.evaluation.predictor import load_keras as _load
 
     path = demo["runs"] / model
     expected = keras.saving.load_model(path, compile=False).get_weights()

@@ -18,14 +18,14 @@ def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):
     values, samples, genes = small_matrix(300, 50, seed=11)
     values = np.round(values, 1)
     write_gctx(tmp_path / "x.gctx", values, samples, genes)
-    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=32, quiet=True)
-    normalize(tmp_path / "x.zarr", tmp_path / "local.zarr", quiet=True)
-    standardize(tmp_path / "local.zarr", tmp_path / "local_s.zarr", quiet=True)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=32)
+    normalize(tmp_path / "x.zarr", tmp_path / "local.zarr")
+    standardize(tmp_path / "local.zarr", tmp_path / "local_s.zarr")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        normalize(tmp_path / "x.zarr", tmp_path / "cluster.zarr", quiet=True,
+        normalize(tmp_path / "x.zarr", tmp_path / "cluster.zarr",
                   scheduler=cluster.scheduler_address)
-        standardize(tmp_path / "cluster.zarr", tmp_path / "cluster_s.zarr", quiet=True,
+        standardize(tmp_path / "cluster.zarr", tmp_path / "cluster_s.zarr",
                     scheduler=cluster.scheduler_address)
     a, b = xr.open_zarr(tmp_path / "local_s.zarr"), xr.open_zarr(tmp_path / "cluster_s.zarr")
     np.testing.assert_array_equal(a.expression.values, b.expression.values)
@@ -35,16 +35,16 @@ def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):
 def test_normalize_killed_then_rerun_equals_an_uninterrupted_run(tmp_path):
     values, samples, genes = small_matrix(6_000, 200, seed=12)
     write_gctx(tmp_path / "x.gctx", values, samples, genes)
-    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=8, quiet=True)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=8)
     out = tmp_path / "killed.zarr"
     code = ("from streamgex.preprocess.quantile import normalize; "
-            f"normalize({str(tmp_path / 'x.zarr')!r}, {str(out)!r}, quiet=True)")
+            f"normalize({str(tmp_path / 'x.zarr')!r}, {str(out)!r})")
     at_kill = kill_when(code, out, lambda p: p.get("chunks_done", 0) >= 40)
     assert at_kill["chunks_done"] < 750
     resumed = subprocess.run([sys.executable, "-c", code.replace("quiet=True", "quiet=False")],
                              capture_output=True, text=True, check=True)
     assert "chunks already written" in resumed.stderr
-    normalize(tmp_path / "x.zarr", tmp_path / "reference.zarr", quiet=True)
+    normalize(tmp_path / "x.zarr", tmp_path / "reference.zarr")
     a, b = xr.open_zarr(out), xr.open_zarr(tmp_path / "reference.zarr")
     np.testing.assert_array_equal(a.expression.values, b.expression.values)
     np.testing.assert_array_equal(a.reference.values, b.reference.values)

@@ -22,8 +22,7 @@ from test_ingest_resume import kill_when
 def make_store(tmp_path, values, chunk=16, name="x"):
     samples = [f"S{i:05d}" for i in range(len(values))]
     write_gctx(tmp_path / f"{name}.gctx", values, samples, [f"g{j}" for j in range(values.shape[1])])
-    return ingest(tmp_path / f"{name}.gctx", tmp_path / f"{name}.zarr", chunk_samples=chunk,
-                  quiet=True)
+    return ingest(tmp_path / f"{name}.gctx", tmp_path / f"{name}.zarr", chunk_samples=chunk)
 
 
 def test_gather_any_order_in_several_buckets_equals_fancy_indexing(tmp_path):
@@ -33,7 +32,7 @@ def test_gather_any_order_in_several_buckets_equals_fancy_indexing(tmp_path):
     group = store.begin(tmp_path / "out.zarr", step="test", parameters={}, source={})
     store.define_expression(group, samples=np.arange(333).astype(str),
                             genes=np.arange(30).astype(str), chunk_samples=16)
-    gather(source, order, group, quiet=True, budget=30 * 4 * 48)  # 48 rows: 7 buckets
+    gather(source, order, group, budget=30 * 4 * 48)  # 48 rows: 7 buckets
     np.testing.assert_array_equal(group["expression"][:], values[order])
 
 
@@ -61,7 +60,7 @@ def test_dedup_equals_the_greedy_rule_in_numpy(tmp_path, monkeypatch, block):
     values = np.concatenate([base, chain, copies])
     values = values[rng.permutation(len(values))]
     source = make_store(tmp_path, values)
-    dedup(source, tmp_path / "d.zarr", clusters=6, quiet=True)
+    dedup(source, tmp_path / "d.zarr", clusters=6)
     ds = xr.open_zarr(tmp_path / "d.zarr")
     labels = ds.input_cluster.values
     expected = numpy_dedup(values, labels, 1.0)
@@ -72,9 +71,9 @@ def test_dedup_equals_the_greedy_rule_in_numpy(tmp_path, monkeypatch, block):
 
 
 def test_split_follows_the_papers_rule_per_cluster(tmp_path, demo_raw):
-    ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=128, quiet=True)
+    ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=128)
     paths = split(tmp_path / "geo.zarr", tmp_path / "split", clusters=8, train_per_cluster=150,
-                  val_per_cluster=40, seed=3, quiet=True)
+                  val_per_cluster=40, seed=3)
     source = xr.open_zarr(tmp_path / "geo.zarr")
     row = {s: i for i, s in enumerate(source.sample.values)}
     labels = zarr.open_group(tmp_path / "split" / "plan")["cluster"][:]
@@ -102,7 +101,7 @@ def test_split_follows_the_papers_rule_per_cluster(tmp_path, demo_raw):
 def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp_path):
     values = small_matrix(2000, 120, seed=5)[0]
     source = make_store(tmp_path, values, chunk=16)
-    options = dict(clusters=4, train_per_cluster=350, val_per_cluster=50, seed=1, quiet=True)
+    options = dict(clusters=4, train_per_cluster=350, val_per_cluster=50, seed=1)
     code = ("import streamgex.preprocess.gather as g; g.BUDGET = 120 * 4 * 64; "
             "from streamgex.preprocess.split import split; "
             f"split({str(source)!r}, {str(tmp_path / 'killed')!r}, **{options!r})")
@@ -128,7 +127,7 @@ def test_pca_explained_variance_equals_numpy_svd(tmp_path):
     values = (rng.normal(size=(300, 6)) @ rng.normal(size=(6, 30)) * 2
               + rng.normal(size=(300, 30))).astype(np.float32)
     source = make_store(tmp_path, values, chunk=64)
-    summary = pca(source, tmp_path / "pca", genes="all", quiet=True)
+    summary = pca(source, tmp_path / "pca", genes="all")
     centred = values.astype(np.float64) - values.mean(0)
     s = np.linalg.svd(centred, compute_uv=False)
     expected = s**2 / (centred**2).sum()

@@ -15,13 +15,12 @@ from streamgex.preprocess.genes import genes
 from streamgex.preprocess.quantile import normalize
 from streamgex.preprocess.standardize import standardize
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from streamgex.resources import MAPS as REFERENCE
 
 
 def make_store(tmp_path, name, values, samples, genes_, chunk=16):
     write_gctx(tmp_path / f"{name}.gctx", values, samples, genes_)
-    return ingest(tmp_path / f"{name}.gctx", tmp_path / f"{name}.zarr", chunk_samples=chunk,
-                  quiet=True)
+    return ingest(tmp_path / f"{name}.gctx", tmp_path / f"{name}.zarr", chunk_samples=chunk)
 
 
 def expression(path):
@@ -61,8 +60,7 @@ def test_genes_by_probe_averages_probes_landmarks_first(tmp_path):
         "C\tENSG00000000003.5\t200003_at,200006_at,200012_at\nA\tENSG00000000001\t200015_at\n"
     )
     source = make_store(tmp_path, "p", values, samples, probes)
-    genes(source, tmp_path / "g.zarr", landmarks=tmp_path / "lm.txt", targets=tmp_path / "tg.txt",
-          quiet=True)
+    genes(source, tmp_path / "g.zarr", landmarks=tmp_path / "lm.txt", targets=tmp_path / "tg.txt")
     ds = xr.open_zarr(tmp_path / "g.zarr")
     expected = np.stack([values[:, 3], values[:, 0], values[:, [1, 2, 4]].mean(1), values[:, 5]], 1)
     np.testing.assert_allclose(ds.expression.values, expected, rtol=1e-6)
@@ -89,7 +87,7 @@ def test_genes_on_the_real_dgex_maps_by_probe_and_by_ensembl(tmp_path, real_maps
     values = rng.uniform(4, 15, size=(5, len(probes) + 3)).astype(np.float32)
     store_probes = probes + ["1_at", "2_at", "3_at"]
     source = make_store(tmp_path, "geo", values, [f"S{i}" for i in range(5)], store_probes)
-    genes(source, tmp_path / "geo_genes.zarr", landmarks=lm, targets=tg, quiet=True)
+    genes(source, tmp_path / "geo_genes.zarr", landmarks=lm, targets=tg)
     ds = xr.open_zarr(tmp_path / "geo_genes.zarr")
     assert ds.sizes == {"sample": 5, "gene": 943 + 9520}
     assert int(ds.is_landmark.sum()) == 943 and bool(ds.is_landmark[:943].all())
@@ -104,9 +102,9 @@ def test_genes_on_the_real_dgex_maps_by_probe_and_by_ensembl(tmp_path, real_maps
     rnaseq = rng.uniform(0, 50, size=(4, len(ensembl))).astype(np.float32)
     versioned = [f"{e}.7" for e in ensembl]
     write_table(tmp_path / "rna.tsv", rnaseq, [f"NA{i}" for i in range(4)], versioned)
-    ingest(tmp_path / "rna.tsv", tmp_path / "rna.zarr", quiet=True)
+    ingest(tmp_path / "rna.tsv", tmp_path / "rna.zarr")
     genes(tmp_path / "rna.zarr", tmp_path / "rna_genes.zarr", landmarks=lm, targets=tg,
-          by="ensembl", quiet=True)
+          by="ensembl")
     rna = xr.open_zarr(tmp_path / "rna_genes.zarr")
     assert list(rna.gene.values) == list(ds.gene.values), "same genes on both platforms"
     shared = [g for g in rna.gene.values if "_" in str(g)]
@@ -137,7 +135,7 @@ def test_mean_quantile_normalization_equals_numpy_with_ties(tmp_path, decimals):
         values = np.round(values, decimals)  # plenty of ties inside each profile
         values[3, :] = 7.0  # a profile that is one big tie
     source = make_store(tmp_path, "x", values, samples, names)
-    normalize(source, tmp_path / "n.zarr", quiet=True)
+    normalize(source, tmp_path / "n.zarr")
     reference = np.sort(values, axis=1).astype(np.float64).mean(0)
     expected = numpy_quantile(values, reference).astype(np.float32)
     np.testing.assert_allclose(expression(tmp_path / "n.zarr"), expected, rtol=1e-6, atol=1e-6)
@@ -147,14 +145,14 @@ def test_mean_quantile_normalization_equals_numpy_with_ties(tmp_path, decimals):
 def test_normal_reference_and_a_reference_of_another_length(tmp_path):
     values, samples, names = small_matrix(30, 40, seed=3)
     source = make_store(tmp_path, "x", values, samples, names)
-    normalize(source, tmp_path / "z.zarr", reference="normal", quiet=True)
+    normalize(source, tmp_path / "z.zarr", reference="normal")
     normal = np.array([NormalDist().inv_cdf((i + 0.5) / 40) for i in range(40)])
     np.testing.assert_allclose(expression(tmp_path / "z.zarr"), numpy_quantile(values, normal),
                                rtol=1e-6, atol=1e-6)
 
     short, s2, n2 = small_matrix(20, 10, seed=4)
     other = make_store(tmp_path, "short", short, s2, n2)
-    normalize(source, tmp_path / "r.zarr", reference_from=other, quiet=True)
+    normalize(source, tmp_path / "r.zarr", reference_from=other)
     ref10 = np.sort(short, 1).astype(np.float64).mean(0)
     ref40 = np.interp((np.arange(40) + 0.5) / 40, (np.arange(10) + 0.5) / 10, ref10)
     np.testing.assert_allclose(expression(tmp_path / "r.zarr"), numpy_quantile(values, ref40),
@@ -164,7 +162,7 @@ def test_normal_reference_and_a_reference_of_another_length(tmp_path):
 def test_standardize_equals_numpy_and_saves_its_statistics(tmp_path):
     values, samples, names = small_matrix(90, 17, seed=5)
     source = make_store(tmp_path, "x", values, samples, names)
-    standardize(source, tmp_path / "s.zarr", quiet=True)
+    standardize(source, tmp_path / "s.zarr")
     expected, mean, std = numpy_standardize(values)
     ds = xr.open_zarr(tmp_path / "s.zarr")
     np.testing.assert_allclose(ds.expression.values, expected, rtol=1e-5, atol=1e-6)
@@ -174,16 +172,14 @@ def test_standardize_equals_numpy_and_saves_its_statistics(tmp_path):
 
 def test_cross_platform_chain_maps_1000g_onto_geo_reference_and_statistics(tmp_path, demo_raw):
     for key in ("geo", "rnaseq"):
-        ingest(demo_raw[key], tmp_path / f"{key}.zarr", chunk_samples=256, quiet=True)
+        ingest(demo_raw[key], tmp_path / f"{key}.zarr", chunk_samples=256)
     maps = {"landmarks": demo_raw["map_lm"], "targets": demo_raw["map_tg"]}
-    genes(tmp_path / "geo.zarr", tmp_path / "geo_g.zarr", **maps, quiet=True)
-    genes(tmp_path / "rnaseq.zarr", tmp_path / "rna_g.zarr", by="ensembl", **maps, quiet=True)
-    normalize(tmp_path / "geo_g.zarr", tmp_path / "geo_n.zarr", quiet=True)
-    normalize(tmp_path / "rna_g.zarr", tmp_path / "rna_n.zarr", reference_from=tmp_path / "geo_n.zarr",
-              quiet=True)
-    standardize(tmp_path / "geo_n.zarr", tmp_path / "geo_s.zarr", quiet=True)
-    standardize(tmp_path / "rna_n.zarr", tmp_path / "rna_s.zarr", stats_from=tmp_path / "geo_s.zarr",
-                quiet=True)
+    genes(tmp_path / "geo.zarr", tmp_path / "geo_g.zarr", **maps)
+    genes(tmp_path / "rnaseq.zarr", tmp_path / "rna_g.zarr", by="ensembl", **maps)
+    normalize(tmp_path / "geo_g.zarr", tmp_path / "geo_n.zarr")
+    normalize(tmp_path / "rna_g.zarr", tmp_path / "rna_n.zarr", reference_from=tmp_path / "geo_n.zarr")
+    standardize(tmp_path / "geo_n.zarr", tmp_path / "geo_s.zarr")
+    standardize(tmp_path / "rna_n.zarr", tmp_path / "rna_s.zarr", stats_from=tmp_path / "geo_s.zarr")
 
     geo, rna = expression(tmp_path / "geo_g.zarr"), expression(tmp_path / "rna_g.zarr")
     reference = np.sort(geo, 1).astype(np.float64).mean(0)
@@ -199,7 +195,7 @@ def test_cross_platform_chain_maps_1000g_onto_geo_reference_and_statistics(tmp_p
 def test_steps_refuse_partial_input_and_record_provenance(tmp_path):
     values, samples, names = small_matrix(10, 4)
     source = make_store(tmp_path, "x", values, samples, names)
-    normalize(source, tmp_path / "n.zarr", quiet=True)
+    normalize(source, tmp_path / "n.zarr")
     attrs = xr.open_zarr(tmp_path / "n.zarr").attrs
     assert attrs["streamgex"]["step"] == "normalize"
     assert attrs["streamgex"]["parameters"] == {"reference": "mean", "reference_from": None}
@@ -210,4 +206,4 @@ def test_steps_refuse_partial_input_and_record_provenance(tmp_path):
     state = dict(group.attrs["streamgex"])
     group.attrs["streamgex"] = {**state, "complete": False}
     with pytest.raises(StreamgexError, match="incomplete store"):
-        standardize(source, tmp_path / "s.zarr", quiet=True)
+        standardize(source, tmp_path / "s.zarr")

@@ -15,7 +15,7 @@ def indexed_store(tmp_path_factory):
     n, g = 1000, 12
     values = (np.arange(n)[:, None] * 100 + np.arange(g)[None, :]).astype(np.float32)
     write_gctx(tmp / "x.gctx", values, [f"S{i}" for i in range(n)], [f"g{j}" for j in range(g)])
-    return ingest(tmp / "x.gctx", tmp / "x.zarr", chunk_samples=64, quiet=True)
+    return ingest(tmp / "x.gctx", tmp / "x.zarr", chunk_samples=64)
 
 
 def make(store, **options):

@@ -14,22 +14,23 @@ from streamgex.ingest import ingest  # noqa: E402
 from streamgex.preprocess.genes import genes  # noqa: E402
 from streamgex.preprocess.split import split  # noqa: E402
 from streamgex.preprocess.standardize import standardize  # noqa: E402
+from streamgex.training.checkpoint import latest  # noqa: E402
+from streamgex.training.run import Run  # noqa: E402
 from test_ingest_resume import kill_when  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def split_dir(tmp_path_factory, demo_raw):
     tmp = tmp_path_factory.mktemp("train")
-    ingest(demo_raw["geo"], tmp / "geo.zarr", chunk_samples=128, quiet=True)
-    genes(tmp / "geo.zarr", tmp / "g.zarr", landmarks=demo_raw["map_lm"], targets=demo_raw["map_tg"],
-          quiet=True)
-    standardize(tmp / "g.zarr", tmp / "s.zarr", quiet=True)
-    split(tmp / "s.zarr", tmp / "split", train_per_cluster=100, val_per_cluster=20, quiet=True)
+    ingest(demo_raw["geo"], tmp / "geo.zarr", chunk_samples=128)
+    genes(tmp / "geo.zarr", tmp / "g.zarr", landmarks=demo_raw["map_lm"], targets=demo_raw["map_tg"])
+    standardize(tmp / "g.zarr", tmp / "s.zarr")
+    split(tmp / "s.zarr", tmp / "split", train_per_cluster=100, val_per_cluster=20)
     return tmp / "split"
 
 
 def latest_checkpoint_weights(run):
-    path = sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "variables.npz"
+    path = latest(Run(run).checkpoint_dir()) / "variables.npz"
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 
@@ -44,8 +45,9 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, spli
     code = f"from streamgex.cli import main; main({args + ['--run-dir', str(tmp_path / 'killed')]!r})"
 
     def reached(_):
-        found = sorted((tmp_path / "killed" / "part1" / "checkpoints").glob("ckpt-*"))
-        return bool(found) and int(found[-1].name[5:]) >= 50  # mid epoch 2 (37 steps/epoch)
+        run = Run(tmp_path / "killed")
+        found = latest(run.checkpoint_dir()) if run.config_file.exists() else None
+        return found is not None and int(found.name[5:]) >= 50  # mid epoch 2 (37 steps/epoch)
 
     from streamgex.models.emlp import build_emlp
 
@@ -53,12 +55,12 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, spli
     kill_when(code, tmp_path / "killed" / "none", reached)
     subprocess.run([sys.executable, "-c", code], check=True)
     assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0
-    a = latest_checkpoint_weights(tmp_path / "killed" / "part1")
-    b = latest_checkpoint_weights(tmp_path / "straight" / "part1")
+    a = latest_checkpoint_weights(tmp_path / "killed")  # one partition: one network, no part folders
+    b = latest_checkpoint_weights(tmp_path / "straight")
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    log = (tmp_path / "killed" / "part1" / "log.csv").read_text().splitlines()
+    log = Run(tmp_path / "killed").log_file().read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"], "one row per epoch"
 
 

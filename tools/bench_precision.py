@@ -37,7 +37,7 @@ def main():
         subprocess.run([sys.executable, "-m", "streamgex", "train", args.model, "--data", str(split),
                         "--run-dir", str(run), "--precision", precision, "--restart", "--quiet",
                         *sets], check=True)
-        results[precision] = evaluate(run, split / "val", quiet=True)["mae"]
+        results[precision] = evaluate(run, split / "val")["mae"]
     f32, b16 = results["float32"], results["bf16"]
     print(f"{args.model}: val MAE float32 {f32:.4f}, bf16 {b16:.4f}, "
           f"relative difference {(b16 - f32) / f32:+.2%}")

@@ -56,8 +56,7 @@ def make_fixture(workdir, profiles):
     probes = np.array([f"{200000 + i}_at" for i in range(genes)], dtype=object)
 
     def write(path, values, step, source, extra=None, vectors=None):
-        group = store.begin(path, step=step, parameters={}, source=source, overwrite=True,
-                            quiet=True)
+        group = store.begin(path, step=step, parameters={}, source=source, overwrite=True)
         if group is None:  # made by an earlier run of this benchmark
             return
         coords = {"is_landmark": ("gene", np.arange(genes) < LANDMARKS),
@@ -70,7 +69,7 @@ def make_fixture(workdir, profiles):
                             np.array([f"code{i}" for i in range(values.shape[1])], dtype=object),
                             coords=coords if values.shape[1] == genes else None,
                             chunk_samples=64)
-        store.write_chunks(group, lambda a, b: values[a:b], quiet=True, desc="")
+        store.write_chunks(group, lambda a, b: values[a:b], desc="")
         for name, vector in (vectors or {}).items():
             save_vector(group, name, vector, "rank")
         store.finish(group)
@@ -90,7 +89,8 @@ def make_fixture(workdir, profiles):
     ae_run, emlp_run = workdir / "runs" / "autoencoder", workdir / "runs" / "emlp"
     _, encoder, decoder = build_autoencoder(TARGETS, list(AUTOENCODER))
     (ae_run / "best").mkdir(parents=True, exist_ok=True)
-    export_coders(encoder, decoder, ae_run / "best")
+    export_coders(encoder, decoder, ae_run / "best" / "encoder.keras",
+                  ae_run / "best" / "decoder.keras")
     codes = workdir / "runs" / "codes"
     write(codes / "train", np.zeros((64, AUTOENCODER[1]), np.float32), "encode",
           {"encoder": str((ae_run / "best" / "encoder.keras").resolve())})
@@ -125,7 +125,7 @@ def run_one(workdir):
     out = workdir / "predicted.zarr"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    predict(workdir / "runs" / "emlp", workdir / "l1000.gctx", out, quiet=True)
+    predict(workdir / "runs" / "emlp", workdir / "l1000.gctx", out)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     import zarr

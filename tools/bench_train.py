@@ -43,7 +43,7 @@ def make_data(workdir, rows):
         if store.matches(path, step="bench-data", parameters={"rows": rows}, source={}):
             continue
         group = store.begin(path, step="bench-data", parameters={"rows": rows}, source={},
-                            overwrite=True, quiet=True)
+                            overwrite=True)
         store.define_expression(group, samples=np.arange(rows).astype(str),
                                 genes=np.arange(width).astype(str), chunk_samples=320)
         array = zarr.open_group(path, mode="r+")[store.EXPRESSION]

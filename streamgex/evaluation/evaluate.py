@@ -3,25 +3,29 @@
 The store is read chunk by chunk in its own order (memory: one chunk plus
 the per-gene sums); its genes are matched to the run's by key, so a split
 part and an external store made by the same genes step (1000G) both work.
-Results go to ``RUN/eval/NAME.json`` (figures, dataset shape, provenance) and
-``RUN/eval/NAME_genes.csv`` (one row per target gene); they are reused while
-the model files and the store are unchanged.
+Results go to the run's ``eval/NAME.json`` (figures, dataset shape,
+provenance) and ``eval/NAME_genes.csv`` (one row per target gene; ``Run``
+names them); they are reused while the model files and the store are
+unchanged.
 """
 
 import csv
-import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 import zarr
 
 from .. import steps, store
+from ..atomic import atomic_path, read_json, write_json
 from ..errors import StreamgexError
 from ..models.dgex import partitions as contiguous
 from ..progress import progress
+from ..training.run import Run
 from .metrics import AbsoluteErrors, summarize
-from .predictor import load_predictor, model_files
+from .predictor import load_predictor
+
+log = logging.getLogger("streamgex")
 
 
 def paper_partitions(n_targets):
@@ -29,7 +33,7 @@ def paper_partitions(n_targets):
     return 5 if n_targets > 15_000 else 2
 
 
-def evaluate(run, data, *, name=None, partitions=0, out=None, predictor=None, quiet=False):
+def evaluate(run, data, *, name=None, partitions=0, predictor=None):
     """Evaluate ``run``'s best model on the store ``data``; see the module doc.
 
     Parameters
@@ -53,13 +57,12 @@ def evaluate(run, data, *, name=None, partitions=0, out=None, predictor=None, qu
         The JSON written (``mae``, ``partition_mae``, ``sum_over_partitions``,
         ``mae_without_shared``, and for an E-MLP ``reconstruction``).
     """
-    run, data = Path(run), Path(data)
+    run, data = Run.open(run), Path(data)
     name = name or data.name.removesuffix(".zarr")
-    out = Path(out) if out else run / "eval"
-    found = current_result(run, data, name=name, partitions=partitions, out=out)
+    check_name(name)
+    found = current_result(run, data, name=name, partitions=partitions)
     if found is not None:
-        if not quiet:
-            print(f"{out / name}.json: up to date", file=sys.stderr)
+        log.info("%s: up to date", run.result_file(name))
         return found
 
     ds = store.open_store(data)
@@ -74,8 +77,7 @@ def evaluate(run, data, *, name=None, partitions=0, out=None, predictor=None, qu
     rebuilt = AbsoluteErrors(n_targets) if predictor.reconstruct else None
     array = zarr.open_group(data, mode="r")[store.EXPRESSION]
     rows, size = array.shape[0], array.chunks[0]
-    bar = progress(total=rows, desc=f"evaluate {predictor.kind} on {name}", unit="profile",
-                   quiet=quiet)
+    bar = progress(total=rows, desc=f"evaluate {predictor.kind.name} on {name}", unit="profile")
     for start in range(0, rows, size):
         block = array[start:start + size]
         y = block[:, targets]
@@ -86,34 +88,48 @@ def evaluate(run, data, *, name=None, partitions=0, out=None, predictor=None, qu
     bar.close()
 
     ranges = contiguous(n_targets, count)
-    result = {"model": predictor.kind, "run": str(predictor.run.resolve()), "dataset": name,
+    result = {"model": predictor.kind.name, "run": str(run.path.resolve()), "dataset": name,
               "store": str(data.resolve()), "profiles": rows, "targets": n_targets,
               "inputs": len(predictor.inputs), "partitions": count,
               **summarize(errors.per_gene, ranges, shared=shared)}
     if rebuilt is not None:
         result["reconstruction"] = summarize(rebuilt.per_gene, ranges, shared=shared)
     result["identity"] = _identity(run, data, partitions)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_genes(out / f"{name}_genes.csv", ds, targets, shared, errors, rebuilt)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    if not quiet:
-        print(format_result(result))
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    _write_genes(run.genes_file(name), ds, targets, shared, errors, rebuilt)
+    write_json(run.result_file(name), result)  # last: its presence means the CSV is complete
+    log.info("%s", format_result(result))
     return result
 
 
-def current_result(run, data, *, name, partitions=0, out=None):
-    """The saved result of this evaluation if the models and the store are unchanged, else None."""
-    path = (Path(out) if out else Path(run) / "eval") / f"{name}.json"
-    if not path.exists():
+def check_name(name):
+    """A dataset name must be a plain file name (it names files in the run's ``eval/``)."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise StreamgexError(f"--name {name!r}: a dataset name is a plain name such as test or "
+                             f"1000g, without folders")
+
+
+def current_result(run, data, *, name, partitions=0):
+    """The saved result of this evaluation if the models and the store are unchanged, else None.
+
+    The same rule ``evaluate`` skips by and ``status`` reports by.
+    """
+    run = Run(run) if not isinstance(run, Run) else run
+    path = run.result_file(name)
+    if not path.exists() or not Path(data).exists():
         return None
-    result = json.loads(path.read_text())
-    return result if result.get("identity") == _identity(run, data, partitions) else None
+    try:
+        identity = _identity(run, data, partitions)
+    except (StreamgexError, FileNotFoundError, KeyError):
+        return None
+    result = read_json(path)
+    return result if result.get("identity") == identity else None
 
 
 def _identity(run, data, partitions):
     return {"store": str(Path(data).resolve()), "fingerprint": steps.fingerprint(data),
             "partitions": partitions,
-            "models": {str(f): f.stat().st_mtime_ns for f in model_files(run)}}
+            "models": {str(f): f.stat().st_mtime_ns for f in run.kind.model_files(run)}}
 
 
 def columns_of(keys, wanted, path, what):
@@ -147,6 +163,18 @@ def read_gene_errors(path):
     return {key: np.array([r[key] for r in rows]) for key in rows[0]}
 
 
+def compare_runs(a, b):
+    """One line comparing two evaluations of the same dataset, gene by gene."""
+    from ..models import registry
+    from .metrics import compare
+
+    c = compare(*(read_gene_errors(Run(r["run"]).genes_file(r["dataset"]))["mae"].astype(float)
+                  for r in (a, b)))
+    return (f"{registry.get(a['model']).title} vs {registry.get(b['model']).title}: relative "
+            f"improvement {100 * c['relative_improvement']:.2f}%, better on "
+            f"{100 * c['share_a_better']:.2f}% of {c['genes']:,} genes")
+
+
 def format_result(result):
     """One or two lines for the terminal."""
     text = (f"{result['model']} on {result['dataset']} ({result['profiles']:,} profiles x "
@@ -161,7 +189,7 @@ def format_result(result):
 def _write_genes(path, ds, targets, shared, errors, rebuilt):
     symbols = (store.strings(ds.gene_symbol.values[targets]) if "gene_symbol" in ds.coords
                else [""] * len(targets))
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["gene", "symbol", "shared_with_landmark", "mae"]
                         + (["reconstruction_mae"] if rebuilt else []))

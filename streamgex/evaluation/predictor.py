@@ -1,17 +1,13 @@
 """A trained run as one function: standardized inputs -> standardized targets.
 
 Every model kind answers the same question, so evaluation and ``predict``
-need not know which one they hold:
-
-- ``linear``: ``x @ W + b`` from the saved normal-equation solution;
-- ``dgex``: the partition networks side by side (paper 2.4; D-GEX);
-- ``emlp``: the E-MLP's codes through the autoencoder's decoder (paper 3.1:
-  "the predicted codes are decoded to the target expression");
-- ``autoencoder``: targets -> encoder -> decoder, the reconstruction the
-  paper reports in Table 1 (its inputs are the targets themselves).
-
-An E-MLP also carries ``reconstruct``, its autoencoder's round trip on the true
-targets: the error floor the E-MLP cannot beat (paper 3.2.2).
+need not know which one they hold: each kind's ``load`` (``models.registry``)
+builds a ``Predictor`` with the helpers here, e.g. the linear solution as
+``x @ W + b``, D-GEX's partition networks side by side (``side_by_side``), the
+E-MLP's codes through its autoencoder's decoder (``compose``; paper 3.1), the
+autoencoder's round trip (Table 1). An E-MLP also carries ``reconstruct``, its
+autoencoder's round trip on the true targets: the error floor the E-MLP
+cannot beat (paper 3.2.2).
 """
 
 import json
@@ -22,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StreamgexError
 from .. import store
+from ..errors import StreamgexError
 from ..store import open_store
-from ..training.train import run_inputs
+from ..training.run import Run
 
 #: The weights file inside a ``.keras`` archive.
 WEIGHTS = "model.weights.h5"
@@ -40,10 +36,8 @@ class Predictor:
 
     Attributes
     ----------
-    kind : str
-        ``linear``, ``dgex``, ``emlp`` or ``autoencoder``.
-    run, data : Path
-        The run folder and the split folder it was trained on.
+    kind : models.registry.ModelKind
+    run : training.run.Run
     inputs, targets : numpy.ndarray of str
         Gene keys the model reads and predicts, in model order.
     predict : callable
@@ -54,87 +48,39 @@ class Predictor:
         D-GEX's target partitions (1 for the others).
     """
 
-    kind: str
-    run: Path
-    data: Path
+    kind: object
+    run: object
     inputs: np.ndarray
     targets: np.ndarray
     predict: object
     reconstruct: object = None
     partitions: int = 1
 
+    @property
+    def data(self):
+        """The split folder the run was trained on."""
+        return self.run.data
+
     def model_files(self):
         """The files whose change makes earlier results stale."""
-        return model_files(self.run)
+        return self.kind.model_files(self.run)
 
 
 def load_predictor(run):
-    """Load the best model of a finished run folder; see the module doc."""
-    from ..training.train import is_done
+    """Load the best model of a finished run folder (any registered kind)."""
+    run = Run.open(run).check_done()
+    return run.kind.load(run)
 
-    run = Path(run)
-    config_path = run / "config.json"
-    if not config_path.exists():
-        raise StreamgexError(f"{run}: not a run folder (no config.json); train one with "
-                             f"`streamgex train`")
-    config = json.loads(config_path.read_text())
-    if not is_done(run):
-        raise StreamgexError(f"{run}: training has not finished; re-run its `streamgex train` "
-                             f"command to complete it")
-    data = Path(run_inputs(run)["data"])
-    genes = open_store(data / "train")
+
+def gene_keys(run):
+    """``(landmark keys, target keys)`` of the split a run trained on, in model order."""
+    genes = open_store(run.data / "train")
     keys = store.strings(genes.gene.values)
     mask = genes.is_landmark.values.astype(bool)
-    landmarks, targets = keys[mask], keys[~mask]
-    kind = config["model"]
-    best = run / "best"
-    if kind == "linear":
-        from ..models.linear import predict as linear
-
-        coefficients = np.load(best / "linear.npy")
-        return Predictor(kind, run, data, landmarks, targets,
-                         predict=lambda x: linear(coefficients, x))
-    if kind == "autoencoder":
-        model = _compose(_load(best / "encoder.keras"), _load(best / "decoder.keras"))
-        return Predictor(kind, run, data, targets, targets, predict=model)
-    if kind == "emlp":
-        decoder = _load(decoder_of(run))
-        round_trip = []
-
-        def reconstruct(y):  # the encoder (~half the autoencoder) is loaded only if asked for
-            if not round_trip:
-                round_trip.append(_compose(_load(decoder_of(run).with_name("encoder.keras")),
-                                           decoder))
-            return round_trip[0](y)
-
-        return Predictor(kind, run, data, landmarks, targets,
-                         predict=_compose(_load(best / "emlp.keras"), decoder),
-                         reconstruct=reconstruct)
-    parts = [_load(best / f"dgex_part{i + 1}.keras") for i in range(config["partitions"])]
-    return Predictor(kind, run, data, landmarks, targets, predict=_side_by_side(parts),
-                     partitions=config["partitions"])
+    return keys[mask], keys[~mask]
 
 
-def model_files(run):
-    """A run's saved model files (an E-MLP's encoder and decoder included), without loading them."""
-    best = Path(run) / "best"
-    files = sorted(best.glob("*.keras")) + sorted(best.glob("*.npy"))
-    if (best / "emlp.keras").exists():
-        files += [decoder_of(run), decoder_of(run).with_name("encoder.keras")]
-    return files
-
-
-def decoder_of(run):
-    """The decoder an E-MLP run's codes came from (recorded by ``encode`` in the codes store)."""
-    codes = run_inputs(run)["codes"]
-    encoder = Path(open_store(Path(codes) / "train").attrs["source"]["encoder"])
-    decoder = encoder.with_name("decoder.keras")
-    if not decoder.exists():
-        raise StreamgexError(f"{decoder}: the decoder of {run}'s autoencoder is missing")
-    return decoder
-
-
-def _load(path):
+def load_keras(path):
     """A ``.keras`` model, built without drawing initial weights, its weights read from disk.
 
     ``keras.saving.load_model`` builds the model with its random initializers
@@ -188,7 +134,7 @@ def _signature(model):
     return [tf.TensorSpec((None, model.input_shape[-1]), tf.float32)]
 
 
-def _compose(first, second):
+def compose(first, second):
     import tensorflow as tf
 
     @tf.function(input_signature=_signature(first))
@@ -198,7 +144,7 @@ def _compose(first, second):
     return _batched(forward)
 
 
-def _side_by_side(models):
+def side_by_side(models):
     import tensorflow as tf
 
     @tf.function(input_signature=_signature(models[0]))

@@ -12,23 +12,26 @@ like its Figures 1, 3, 4 and 5:
 - Table 4: relative improvement and share of genes where one model beats the
   other (paper Figure 4; D-GEX's 99.97% statistic);
 - figures: PCA explained variance, validation error per epoch, gene-wise
-  errors of E-MLP vs D-GEX, models on GEO test vs 1000G.
+  errors of the proposed model vs the reference one (E-MLP vs D-GEX), models
+  on GEO test vs 1000G.
+
+Which model goes where follows its kind (``models.registry``): the
+autoencoder's role puts it in Table 1, every other kind is a predictor in
+Tables 2-4, in registry order (least squares first).
 """
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path, read_json, write_text
 from ..errors import StreamgexError
-from ..training.train import run_inputs
+from ..models import registry
+from ..training.run import Run
 from .evaluate import read_gene_errors
 from .metrics import compare
 
-ORDER = ("linear", "dgex", "emlp", "autoencoder")
-NAMES = {"linear": "Linear regression", "dgex": "D-GEX", "emlp": "E-MLP",
-         "autoencoder": "Autoencoder"}
 #: Datasets in the order the tables show them; others follow alphabetically.
 DATASETS = ("val", "test", "1000g")
 
@@ -41,6 +44,7 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    runs = [Run.open(run) for run in runs]
     results = _load(runs)
     split = _split_summary(runs)
     lines = [f"# {title}", "", *_data_lines(results, split), ""]
@@ -64,44 +68,46 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     ):
         if draw(out / name):
             lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return write_text(out / "report.md", "\n".join(lines))
+
+
+def _predictors(results):
+    """Kinds with results that infer targets, in registry order (least squares first)."""
+    return [kind for kind in registry.kinds() if kind.infers_targets and kind.name in results]
 
 
 def headline(runs):
-    """The demo's headline: MAE of linear, D-GEX and E-MLP on GEO test and 1000G, as text."""
-    results = _load(runs)
+    """The demo's headline: MAE of every predictor on GEO test and 1000G, as text."""
+    results = _load([Run.open(run) for run in runs])
     rows = [f"{'model':<18} {'GEO test MAE':>13} {'1000G MAE':>10}"]
-    for kind in ("linear", "dgex", "emlp"):
-        by = results.get(kind, {})
-        if not by:
-            continue
+    for kind in _predictors(results):
+        by = results[kind.name]
         cells = [f"{by[d]['mae']:.4f}" if d in by else "-" for d in ("test", "1000g")]
-        rows.append(f"{NAMES[kind]:<18} {cells[0]:>13} {cells[1]:>10}")
+        rows.append(f"{kind.title:<18} {cells[0]:>13} {cells[1]:>10}")
     return "\n".join(rows)
 
 
 def _load(runs):
-    """``{kind: {dataset: result dict with "genes" per-gene errors}}``."""
+    """``{kind name: {dataset: result dict with "genes" per-gene errors}}``."""
     results = {}
     for run in runs:
-        files = sorted((Path(run) / "eval").glob("*.json"))
+        files = run.result_files()
         if not files:
-            raise StreamgexError(f"{run}: not evaluated yet; run `streamgex evaluate {run} STORE` "
-                                 f"first")
+            raise StreamgexError(f"{run.path}: not evaluated yet; run `streamgex evaluate "
+                                 f"{run.path} STORE` first")
         for file in files:
-            result = json.loads(file.read_text())
-            result["genes"] = read_gene_errors(file.with_name(f"{file.stem}_genes.csv"))
+            result = read_json(file)
+            result["genes"] = read_gene_errors(run.genes_file(file.stem))
+            result["run_folder"] = run
             results.setdefault(result["model"], {})[result["dataset"]] = result
     return results
 
 
 def _split_summary(runs):
     for run in runs:
-        path = Path(run_inputs(run)["data"]) / "summary.json"
+        path = run.data / "summary.json"
         if path.exists():
-            return json.loads(path.read_text())
+            return read_json(path)
     return None
 
 
@@ -129,30 +135,33 @@ def _data_lines(results, split):
 
 
 def _table1(results):
-    by = results.get("autoencoder", {})
-    datasets = [d for d in _datasets(results) if d in by]
-    if not by:
+    coders = [k for k in registry.kinds() if not k.infers_targets and k.name in results]
+    if not coders:
         return ("Table 1", [], [])
-    config = json.loads((Path(next(iter(by.values()))["run"]) / "config.json").read_text())
-    hidden = "-".join(map(str, config["hidden"])) or "default"
-    rows = [[hidden] + [f"{by[d]['mae']:.4f}" for d in datasets]]
+    datasets = [d for d in _datasets(results) if any(d in results[k.name] for k in coders)]
+    rows = []
+    for kind in coders:
+        by = results[kind.name]
+        run = next(iter(by.values()))["run_folder"]
+        rows.append([kind.describe(run.options)]
+                    + [f"{by[d]['mae']:.4f}" if d in by else "-" for d in datasets])
     return ("Table 1. Autoencoder reconstruction error (MAE)", ["hidden layers", *datasets], rows)
 
 
 def _table_models(results, dataset, number):
     rows = []
     partitions = None
-    for kind in ORDER[:3]:
-        result = results.get(kind, {}).get(dataset)
+    for kind in _predictors(results):
+        result = results[kind.name].get(dataset)
         if result is None:
             continue
         partitions = result["partitions"]
-        rows.append([NAMES[kind], f"{result['mae']:.4f}", _fmt(result.get("mae_without_shared")),
+        rows.append([kind.title, f"{result['mae']:.4f}", _fmt(result.get("mae_without_shared")),
                      f"{result['sum_over_partitions']:.4f}",
                      " / ".join(f"{p:.4f}" for p in result["partition_mae"])])
-        if kind == "emlp":
+        if "reconstruction" in result:
             floor = result["reconstruction"]
-            rows.append(["(E-MLP's autoencoder floor)", f"{floor['mae']:.4f}",
+            rows.append([f"({kind.title}'s autoencoder floor)", f"{floor['mae']:.4f}",
                          _fmt(floor.get("mae_without_shared")),
                          f"{floor['sum_over_partitions']:.4f}",
                          " / ".join(f"{p:.4f}" for p in floor["partition_mae"])])
@@ -164,14 +173,15 @@ def _table_models(results, dataset, number):
 
 def _table4(results):
     rows = []
-    pairs = (("emlp", "dgex"), ("emlp", "linear"), ("dgex", "linear"))
+    kinds = _predictors(results)[::-1]  # each model against every one before it in the registry
+    pairs = [(a, b) for i, a in enumerate(kinds) for b in kinds[i + 1:]]
     for dataset in _datasets(results):
         for a, b in pairs:
-            ra, rb = results.get(a, {}).get(dataset), results.get(b, {}).get(dataset)
+            ra, rb = results[a.name].get(dataset), results[b.name].get(dataset)
             if ra is None or rb is None:
                 continue
             c = compare(ra["genes"]["mae"].astype(float), rb["genes"]["mae"].astype(float))
-            rows.append([f"{NAMES[a]} vs {NAMES[b]}", dataset,
+            rows.append([f"{a.title} vs {b.title}", dataset,
                          f"{100 * c['relative_improvement']:.2f}%",
                          f"{100 * c['share_a_better']:.2f}%", f"{c['genes']:,}"])
     header = ["comparison", "dataset", "relative improvement (MAE)",
@@ -189,7 +199,7 @@ def _markdown(header, rows):
 
 
 def _write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
@@ -233,18 +243,17 @@ def _validation_figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = False
     for run in runs:
-        kind = json.loads((Path(run) / "config.json").read_text())["model"]
-        logs = sorted(Path(run).glob("part*/log.csv")) or [Path(run) / "log.csv"]
+        kind = run.kind
+        logs = run.log_files()
         for i, log in enumerate(logs):
             with open(log, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("val_mae")]
             if not rows:
                 continue
-            label = NAMES[kind] + (f" part {i + 1}" if len(logs) > 1 else "")
-            label += {"emlp": " (on codes)", "linear": " (solved exactly)"}.get(kind, "")
+            label = kind.title + (f" part {i + 1}" if len(logs) > 1 else "") + kind.curve_label
             epochs = [int(r["epoch"]) for r in rows]
             values = [float(r["val_mae"]) for r in rows]
-            if kind == "linear":
+            if not kind.iterative:
                 ax.axhline(values[-1], color="black", ls="--", lw=1, label=label)
             else:
                 ax.plot(epochs, values, marker="o", ms=3, label=label)
@@ -257,31 +266,38 @@ def _validation_figure(runs, path):
 
 
 def _genes_figure(results, path):
-    emlp, dgex = results.get("emlp", {}).get("test"), results.get("dgex", {}).get("test")
-    if emlp is None or dgex is None:
+    by_role = {}
+    for kind in _predictors(results):
+        if "test" in results[kind.name]:
+            by_role.setdefault(kind.role, kind)
+    proposed, reference = by_role.get("proposed"), by_role.get("reference")
+    if proposed is None or reference is None:
         return False
-    x, y = dgex["genes"]["mae"].astype(float), emlp["genes"]["mae"].astype(float)
+    x = results[reference.name]["test"]["genes"]["mae"].astype(float)
+    y = results[proposed.name]["test"]["genes"]["mae"].astype(float)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(x, y, s=4, alpha=0.5, color="tab:blue", linewidths=0)
     low, high = min(x.min(), y.min()), max(x.max(), y.max())
     ax.plot([low, high], [low, high], color="tab:red", lw=1, label="equal error")
     ax.set_aspect("equal")
-    return _save(fig, ax, path, x="D-GEX MAE per gene", y="E-MLP MAE per gene",
-                 title=f"E-MLP better on {100 * (y < x).mean():.1f}% of {len(x):,} genes")
+    return _save(fig, ax, path, x=f"{reference.title} MAE per gene",
+                 y=f"{proposed.title} MAE per gene",
+                 title=f"{proposed.title} better on {100 * (y < x).mean():.1f}% of {len(x):,} genes")
 
 
 def _datasets_figure(results, path):
     datasets = [d for d in ("test", "1000g") if any(d in by for by in results.values())]
-    kinds = [k for k in ORDER[:3] if k in results]
+    kinds = _predictors(results)
     if len(datasets) < 2 or not kinds:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(kinds)
     for i, kind in enumerate(kinds):
-        values = [results[kind][d]["mae"] if d in results[kind] else np.nan for d in datasets]
-        bars = ax.bar(np.arange(len(datasets)) + i * width, values, width, label=NAMES[kind])
+        by = results[kind.name]
+        values = [by[d]["mae"] if d in by else np.nan for d in datasets]
+        bars = ax.bar(np.arange(len(datasets)) + i * width, values, width, label=kind.title)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(kinds) - 1) / 2,
                   ["GEO test" if d == "test" else "1000G" for d in datasets])
@@ -297,6 +313,7 @@ def _save(fig, ax, path, *, x, y, title, legend=True):
     if legend:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     _pyplot().close(fig)
     return True

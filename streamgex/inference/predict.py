@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from .. import store
+from ..atomic import atomic_path
 from ..errors import StreamgexError
 from ..evaluation.predictor import BATCH, load_predictor
 from ..formats.gctx import create_gctx
@@ -29,8 +30,7 @@ from .profiles import open_profiles
 from .transform import input_transform, pipeline_state
 
 
-def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False,
-            quiet=False):
+def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False):
     """Predict the targets of every profile of ``source`` with ``run``'s model.
 
     Parameters
@@ -56,20 +56,20 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     """
     out = Path(out)
     predictor = load_predictor(run)
-    if predictor.kind == "autoencoder":
-        raise StreamgexError(f"{run}: an autoencoder predicts nothing from landmarks; pass an "
-                             f"E-MLP, D-GEX or linear run")
+    if not predictor.kind.infers_targets:
+        raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing from "
+                             f"landmarks; pass a run of a model that infers targets")
     state = pipeline_state(predictor.data)
     scratch = out.with_name(out.name + ".input")
-    profiles = open_profiles(source, scratch=scratch, quiet=quiet)
+    profiles = open_profiles(source, scratch=scratch)
     try:
-        transform, how = input_transform(state, profiles.gene_ids, units, quiet=quiet)
+        transform, how = input_transform(state, profiles.gene_ids, units)
         targets = ~state.is_landmark
-        parameters = {"run": str(predictor.run.resolve()), "units": units,
+        parameters = {"run": str(predictor.run.path.resolve()), "units": units,
                       "expression": expression,
                       "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
         group = store.begin(out, step="predict", parameters=parameters,
-                            source=profiles.identity, overwrite=overwrite, quiet=quiet)
+                            source=profiles.identity, overwrite=overwrite)
         if group is not None:
             if "chunks_done" not in store.state(group)["progress"]:
                 store.start_writing(
@@ -90,12 +90,12 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
             chunk = group[store.EXPRESSION].chunks[0]
             first = store.state(group)["progress"]["chunks_done"] * chunk
             started = time.perf_counter()
-            store.write_chunks(group, read, quiet=quiet, desc=f"predict ({predictor.kind})",
+            store.write_chunks(group, read, desc=f"predict ({predictor.kind.name})",
                                chunks_per_read=max(1, BATCH // chunk))
             streamed = {"profiles": len(profiles.sample_ids) - min(first, len(profiles.sample_ids)),
                         "seconds": time.perf_counter() - started}
             store.finish(group, attrs={"predict": {
-                "normalization": how, "model": predictor.kind,
+                "normalization": how, "model": predictor.kind.name,
                 "values": "expression" if expression else "z-scores",
                 "streamed": streamed}})
     finally:
@@ -103,25 +103,23 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     if profiles.scratch is not None:
         shutil.rmtree(profiles.scratch, ignore_errors=True)
     if gctx:
-        write_gctx(out, gctx, quiet=quiet)
+        write_gctx(out, gctx)
     return out
 
 
-def write_gctx(path, gctx, *, quiet=False):
+def write_gctx(path, gctx):
     """Copy a store to a GCTX file a chunk at a time (written as ``gctx.partial``, renamed)."""
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
     gctx = Path(gctx)
-    partial = gctx.with_name(gctx.name + ".partial")
-    with h5py.File(partial, "w") as handle:
+    with atomic_path(gctx) as partial, h5py.File(partial, "w") as handle:
         matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
                              gene_ids=store.strings(ds.gene.values),
                              gene_symbols=store.strings(ds.gene_symbol.values))
-        bar = progress(total=array.shape[0], desc="writing GCTX", unit="sample", quiet=quiet)
+        bar = progress(total=array.shape[0], desc="writing GCTX", unit="sample")
         for start in range(0, array.shape[0], array.chunks[0]):
             block = array[start:start + array.chunks[0]]
             matrix[start:start + len(block)] = block
             bar.update(len(block))
         bar.close()
-    partial.replace(gctx)
     return gctx

@@ -11,6 +11,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
 import numpy as np
 import zarr
 
@@ -18,6 +19,8 @@ from .. import store
 from ..errors import StreamgexError
 from ..formats import SampleMajorSource, open_source
 from ..ingest import ingest, strip_version
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Profiles:
     scratch: Path = None
 
 
-def open_profiles(path, *, scratch, quiet=False):
+def open_profiles(path, *, scratch):
     """Open ``path`` (store, GCTX, GCT, TSV/CSV, GEUVADIS) as ``Profiles``.
 
     ``scratch``: where a text table is ingested first.
@@ -58,9 +61,8 @@ def open_profiles(path, *, scratch, quiet=False):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
         return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read, identity,
                         close=source.close)
-    if not quiet:
-        print(f"{path} holds one gene per line: converting it to a store first ({scratch})")
-    ingest(path, scratch, overwrite=True, quiet=quiet)
+    log.info("%s holds one gene per line: converting it to a store first (%s)", path, scratch)
+    ingest(path, scratch, overwrite=True)
     profiles = _from_store(scratch)
     profiles.identity, profiles.scratch = identity, Path(scratch)
     return profiles

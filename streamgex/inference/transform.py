@@ -124,7 +124,7 @@ def match_genes(state, gene_ids, wanted):
     return CollapsePlan(np.array(columns, dtype=np.int64), starts, counts), missing
 
 
-def input_transform(state, gene_ids, units, *, quiet=False):
+def input_transform(state, gene_ids, units):
     """``(transform, how)``: ``transform(block) -> (n, n_landmarks) float32`` z-scores.
 
     ``how`` says in words which normalization applies (recorded by predict).
@@ -148,7 +148,7 @@ def input_transform(state, gene_ids, units, *, quiet=False):
     if units == "normalized":
         return (lambda block: standardize_block(collapse(block, plan), mean, std),
                 "standardized with the pipeline's statistics")
-    reference = landmark_reference(state, quiet=quiet)
+    reference = landmark_reference(state)
     return (lambda block: standardize_block(quantile_normalize(collapse(block, plan), reference),
                                             mean, std),
             "landmarks quantile-normalized onto the landmark reference")
@@ -161,13 +161,13 @@ def _full_profile(state, plan, landmarks):
     return transform
 
 
-def landmark_reference(state, *, quiet=False):
+def landmark_reference(state):
     """``(n_landmarks,) float64``: mean sorted landmark sub-profile of the training profiles,
     in normalized (not standardized) units; one pass over the training store."""
     landmarks = np.flatnonzero(state.is_landmark)
     array = zarr.open_group(state.train, mode="r")[store.EXPRESSION]
     total, count = np.zeros(len(landmarks)), 0
-    bar = progress(total=array.shape[0], desc="landmark reference", unit="sample", quiet=quiet)
+    bar = progress(total=array.shape[0], desc="landmark reference", unit="sample")
     for start in range(0, array.shape[0], array.chunks[0]):
         block = state.destandardize(array[start:start + array.chunks[0]][:, landmarks].astype(
             np.float64), landmarks)

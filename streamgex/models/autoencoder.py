@@ -15,28 +15,13 @@ sharing its layers; ``export_coders`` saves encoder and decoder as plain,
 separate Keras models (tied kernels copied out).
 """
 
-import keras
-from keras import ops
+from dataclasses import dataclass
+
+from ..config import OptionError, positive
+from .registry import ModelKind, SGDOptions, register, save_keras
 
 LEARNING_RATE = 5e-4
 MOMENTUM = 0.9
-
-
-@keras.saving.register_keras_serializable("streamgex")
-class TiedDense(keras.layers.Layer):
-    """A dense layer whose kernel is another Dense layer's kernel, transposed."""
-
-    def __init__(self, tied_to, activation=None, **kwargs):
-        super().__init__(**kwargs)
-        self.tied_to = tied_to
-        self.activation = keras.activations.get(activation)
-
-    def build(self, input_shape):
-        units = self.tied_to.kernel.shape[0]
-        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
-
-    def call(self, inputs):
-        return self.activation(ops.matmul(inputs, ops.transpose(self.tied_to.kernel)) + self.bias)
 
 
 def check_symmetric(hidden):
@@ -48,6 +33,8 @@ def check_symmetric(hidden):
 
 
 def _hidden(units, name, batch_norm, seed):
+    import keras
+
     init = keras.initializers.VarianceScaling(2.0, mode="fan_avg",
                                               distribution="untruncated_normal", seed=seed)
     if not batch_norm:
@@ -59,6 +46,10 @@ def _hidden(units, name, batch_norm, seed):
 
 def build_autoencoder(targets, hidden, *, tied=False, batch_norm=False, seed=0):
     """``(autoencoder, encoder, decoder)`` Keras models sharing one set of layers."""
+    import keras
+
+    from .layers import TiedDense
+
     hidden = check_symmetric(hidden)
     depth = len(hidden) // 2
     encoder_layers, kernels = [], []
@@ -106,13 +97,18 @@ def build_autoencoder(targets, hidden, *, tied=False, batch_norm=False, seed=0):
     return autoencoder, encoder, decoder
 
 
-def export_coders(encoder, decoder, folder):
-    """Save encoder and decoder as standalone Keras models (``encoder.keras``, ``decoder.keras``).
+def export_coders(encoder, decoder, encoder_path, decoder_path):
+    """Save encoder and decoder as standalone Keras models (``.keras`` files).
 
     A tied decoder is rebuilt from plain Dense layers holding copies of the
     transposed kernels, so either file loads with no streamgex code.
     """
-    encoder.save(folder / "encoder.keras")
+    import keras
+    from keras import ops
+
+    from .layers import TiedDense
+
+    save_keras(encoder, encoder_path)
     plain = keras.Sequential([keras.Input(decoder.input_shape[1:])], name="decoder")
     for layer in decoder.layers[1:]:
         if isinstance(layer, TiedDense):
@@ -124,10 +120,61 @@ def export_coders(encoder, decoder, folder):
             clone = layer.__class__.from_config(layer.get_config())
             plain.add(clone)
             clone.set_weights(layer.get_weights())
-    plain.save(folder / "decoder.keras")
+    save_keras(plain, decoder_path)
     return plain
 
 
 def autoencoder_optimizer(learning_rate=LEARNING_RATE):
     """Nesterov momentum 0.9, as the paper's MLPs (it names no optimizer for the autoencoder)."""
+    import keras
+
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM, nesterov=True)
+
+
+@dataclass(frozen=True)
+class AutoencoderOptions(SGDOptions):
+    """``hidden`` empty: 8000-2000-8000 for over 15,000 targets, else 6000-2000-6000 (Table 1)."""
+
+    max_epochs: int = positive(150)
+    tied: bool = False
+    batch_norm: bool = False
+
+    def check(self):
+        super().check()
+        if self.hidden and (len(self.hidden) % 2 != 1 or self.hidden != self.hidden[::-1]):
+            raise OptionError("hidden", f"must be symmetric around the code, e.g. "
+                                        f"[6000, 2000, 6000]; got {list(self.hidden)}")
+
+
+class Autoencoder(ModelKind):
+    """Targets -> codes -> targets (paper 2.2); its encoder makes the E-MLP's codes."""
+
+    name = "autoencoder"
+    title = "Autoencoder"
+    Options = AutoencoderOptions
+    role = "autoencoder"
+    ENCODER, DECODER = "encoder.keras", "decoder.keras"
+
+    def train(self, job):
+        options = job.options
+        hidden = options.hidden or ((8000, 2000, 8000) if len(job.targets) > 15_000
+                                    else (6000, 2000, 6000))
+        job.setup_backend()
+        model, encoder, decoder = build_autoencoder(len(job.targets), hidden, tied=options.tied,
+                                                    batch_norm=options.batch_norm,
+                                                    seed=options.seed)
+        optimizer = autoencoder_optimizer(options.learning_rate or LEARNING_RATE)
+        job.fit(model, optimizer, job.streams(job.targets, job.targets),
+                what="this autoencoder",
+                save_best=lambda: export_coders(encoder, decoder, job.run.best(self.ENCODER),
+                                                job.run.best(self.DECODER)))
+
+    def load(self, run):
+        from ..evaluation.predictor import Predictor, compose, gene_keys, load_keras
+
+        _, targets = gene_keys(run)
+        model = compose(load_keras(run.best(self.ENCODER)), load_keras(run.best(self.DECODER)))
+        return Predictor(self, run, targets, targets, predict=model)
+
+
+register(Autoencoder)

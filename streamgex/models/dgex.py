@@ -11,10 +11,13 @@
   removes that reason, so ``partitions=1`` trains one network.
 """
 
-import keras
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..config import positive
 from .mlp import build_mlp
+from .registry import ModelKind, SGDOptions, register, save_keras
 
 HIDDEN = (9000, 9000, 9000)
 LEARNING_RATE = 3e-4
@@ -31,6 +34,8 @@ def partitions(n_targets, count):
 
 def build_dgex(inputs, outputs, hidden=HIDDEN, *, dropout=DROPOUT, seed=0):
     """A D-GEX network ``inputs -> 3 x tanh -> outputs`` (uncompiled Keras model)."""
+    import keras
+
     return build_mlp(
         inputs, outputs, hidden, activation="tanh", dropout=dropout, seed=seed, name="dgex",
         output_name="targets", initializer=lambda s: keras.initializers.GlorotUniform(seed=s),
@@ -39,6 +44,8 @@ def build_dgex(inputs, outputs, hidden=HIDDEN, *, dropout=DROPOUT, seed=0):
 
 def gradient_scales(model):
     """Per-variable gradient multipliers: D-GEX's 3x learning rate after the first layer."""
+    import keras
+
     scales = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense) and layer.name != "hidden1":
@@ -47,4 +54,54 @@ def gradient_scales(model):
 
 
 def dgex_optimizer(learning_rate=LEARNING_RATE):
+    import keras
+
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM)
+
+
+@dataclass(frozen=True)
+class DgexOptions(SGDOptions):
+    """``hidden`` empty: 3 x 9,000; ``partitions``: networks over contiguous target sets."""
+
+    partitions: int = positive(1)
+
+
+class Dgex(ModelKind):
+    """D-GEX: landmarks -> targets, one network per target partition, side by side."""
+
+    name = "dgex"
+    title = "D-GEX"
+    Options = DgexOptions
+    role = "reference"
+
+    def networks(self, options):
+        return options.partitions
+
+    @staticmethod
+    def file(index):
+        return f"dgex_part{index + 1}.keras"
+
+    def train(self, job):
+        options = job.options
+        job.setup_backend()
+        for index, (start, stop) in enumerate(partitions(len(job.targets), options.partitions)):
+            model = build_dgex(len(job.landmarks), stop - start, options.hidden or HIDDEN,
+                               seed=options.seed + index)
+            optimizer = dgex_optimizer(options.learning_rate or LEARNING_RATE)
+            path = job.run.best(self.file(index))
+            job.fit(model, optimizer, job.streams(job.landmarks, job.targets[start:stop]),
+                    index=index, what="this D-GEX network",
+                    gradient_scales=gradient_scales(model),
+                    save_best=lambda m=model, p=path: save_keras(m, p))
+
+    def load(self, run):
+        from ..evaluation.predictor import Predictor, gene_keys, load_keras, side_by_side
+
+        landmarks, targets = gene_keys(run)
+        count = run.options.partitions
+        parts = [load_keras(run.best(self.file(i))) for i in range(count)]
+        return Predictor(self, run, landmarks, targets, predict=side_by_side(parts),
+                         partitions=count)
+
+
+register(Dgex)

@@ -11,10 +11,11 @@
 """
 
 import math
-
-import keras
+from dataclasses import dataclass
+from pathlib import Path
 
 from .mlp import build_mlp
+from .registry import ModelKind, SGDOptions, register, save_keras
 
 LEARNING_RATE = 5e-4
 MOMENTUM = 0.9
@@ -35,6 +36,8 @@ def auto_hidden(outputs, samples):
 
 def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
     """An E-MLP ``inputs -> hidden... -> outputs`` (uncompiled Keras model)."""
+    import keras
+
     return build_mlp(
         inputs, outputs, hidden, activation="elu", dropout=dropout, seed=seed, name="emlp",
         output_name="codes",
@@ -45,4 +48,75 @@ def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
 
 def emlp_optimizer(learning_rate=LEARNING_RATE):
     """Nesterov accelerated gradient, momentum 0.9 (paper 2.3.3)."""
+    import keras
+
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM, nesterov=True)
+
+
+@dataclass(frozen=True)
+class EmlpOptions(SGDOptions):
+    """``hidden`` empty: the paper's formula (``auto_hidden``) for the codes and training size."""
+
+
+class Emlp(ModelKind):
+    """Landmarks -> autoencoder codes, decoded by the autoencoder's decoder (paper 2.3, 3.1)."""
+
+    name = "emlp"
+    title = "E-MLP"
+    Options = EmlpOptions
+    role = "proposed"
+    codes_from = "autoencoder"
+    curve_label = " (on codes)"
+    FILE = "emlp.keras"
+
+    def train(self, job):
+        from ..store import open_store
+
+        options = job.options
+        n_codes = open_store(job.codes / "train").sizes["gene"]
+        n_train = open_store(job.data / "train").sizes["sample"]
+        hidden = options.hidden or auto_hidden(n_codes, n_train)
+        job.setup_backend()
+        model = build_emlp(len(job.landmarks), n_codes, hidden, seed=options.seed)
+        optimizer = emlp_optimizer(options.learning_rate or LEARNING_RATE)
+        job.fit(model, optimizer, job.streams(job.landmarks, None, y_store=job.codes),
+                what="this E-MLP", save_best=lambda: save_keras(model, job.run.best(self.FILE)))
+
+    def load(self, run):
+        from ..evaluation.predictor import Predictor, compose, gene_keys, load_keras
+
+        landmarks, targets = gene_keys(run)
+        coder = self.autoencoder_of(run)
+        decoder = load_keras(coder.best(coder.kind.DECODER))
+        round_trip = []
+
+        def reconstruct(y):  # the encoder (~half the autoencoder) is loaded only if asked for
+            if not round_trip:
+                round_trip.append(compose(load_keras(coder.best(coder.kind.ENCODER)), decoder))
+            return round_trip[0](y)
+
+        return Predictor(self, run, landmarks, targets,
+                         predict=compose(load_keras(run.best(self.FILE)), decoder),
+                         reconstruct=reconstruct)
+
+    def model_files(self, run):
+        coder = self.autoencoder_of(run)
+        return [run.best(self.FILE), coder.best(coder.kind.ENCODER),
+                coder.best(coder.kind.DECODER)]
+
+    @staticmethod
+    def autoencoder_of(run):
+        """The autoencoder ``Run`` whose codes the E-MLP run trained on (``encode`` records it)."""
+        from ..errors import StreamgexError
+        from ..store import open_store
+        from ..training.run import Run
+
+        source = open_store(run.codes / "train").attrs["source"]
+        coder = Run(Path(source["run"]))
+        if not coder.best(coder.kind.DECODER).exists():
+            raise StreamgexError(f"{coder.path}: the autoencoder run of {run.path} is missing "
+                                 f"its decoder")
+        return coder
+
+
+register(Emlp)

@@ -6,7 +6,15 @@ are ``(n_in + 1)^2`` and ``(n_in + 1) x n_out`` whatever the profile count.
 ``ridge`` adds ``lambda * I`` to ``X'X`` (not on the intercept).
 """
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
+
+from ..config import non_negative
+from .registry import ModelKind, StreamOptions, register
+
+log = logging.getLogger("streamgex")
 
 
 class NormalEquations:
@@ -33,3 +41,59 @@ class NormalEquations:
 def predict(coefficients, x):
     """``x @ W + b`` as float32."""
     return (np.asarray(x, np.float64) @ coefficients[:-1] + coefficients[-1]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LinearOptions(StreamOptions):
+    #: ``lambda`` added to ``X'X`` (not on the intercept); 0: ordinary least squares.
+    ridge: float = non_negative(0.0)
+
+
+class Linear(ModelKind):
+    """Least squares from normal equations over one pass of the training stream.
+
+    Saved as ``best/linear.npy``: a float64 ``(n_landmarks + 1, n_targets)``
+    array, landmarks in the split's order, the intercept as its last row.
+    """
+
+    name = "linear"
+    title = "Linear regression"
+    Options = LinearOptions
+    role = "baseline"
+    curve_label = " (solved exactly)"
+    iterative = False
+    FILE = "linear.npy"
+
+    def train(self, job):
+        from ..atomic import atomic_path
+        from ..progress import progress
+        from ..training.loop import mean_absolute_error
+
+        train, validation = job.streams(job.landmarks, job.targets)
+        equations = NormalEquations(len(job.landmarks), len(job.targets))
+        bar = progress(total=train.steps_per_epoch, desc="normal equations", unit="batch")
+        for x, y in train.batches(epoch=0):
+            equations.add(x, y)
+            bar.update(1)
+        bar.close()
+        coefficients = equations.solve(job.options.ridge)
+        job.run.best_dir.mkdir(exist_ok=True)
+        with atomic_path(job.run.best(self.FILE)) as tmp, open(tmp, "wb") as f:
+            np.save(f, coefficients)
+        val_mae = mean_absolute_error(lambda x: predict(coefficients, x), validation)
+        with atomic_path(job.run.log_file()) as tmp:
+            tmp.write_text(f"epoch,val_mae\n1,{val_mae}\n")
+        job.run.mark_done(val_mae=val_mae)
+        log.info("linear regression: val MAE %.4f (%s training profiles)", val_mae,
+                 f"{equations.count:,}")
+
+    def load(self, run):
+        from ..evaluation.predictor import Predictor, gene_keys
+
+        landmarks, targets = gene_keys(run)
+        coefficients = np.load(run.best(self.FILE))
+        return Predictor(self, run, landmarks, targets,
+                         predict=lambda x: predict(coefficients, x))
+
+
+register(Linear)

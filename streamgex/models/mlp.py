@@ -2,8 +2,6 @@
 dropout on their outputs, then a linear float32 output layer initialised from
 ``U(-1e-4, 1e-4)`` (a regression output starting near zero, as in both)."""
 
-import keras
-
 OUTPUT_RANGE = 1e-4
 
 
@@ -13,6 +11,8 @@ def build_mlp(inputs, outputs, hidden, *, activation, initializer, dropout, seed
 
     ``initializer(seed)`` makes each hidden layer's kernel initializer.
     """
+    import keras
+
     x = layer_input = keras.Input((inputs,), name="landmarks")
     for i, units in enumerate(hidden):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden{i + 1}",

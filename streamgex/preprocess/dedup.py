@@ -65,8 +65,7 @@ def scan_cluster(rows, start, stop, centre, distance):
     return kept
 
 
-def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, scheduler=None,
-          quiet=False):
+def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, scheduler=None):
     """Drop near-duplicate profiles of ``source`` (D-GEX's rule); see the module doc.
 
     Returns
@@ -77,13 +76,13 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     ds, x = steps.open_input(source)
     parameters = {"clusters": clusters, "distance": distance, "seed": seed}
     group = store.begin(out, step="dedup", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+                        source=steps.source_of(source), overwrite=overwrite)
     if group is None:
         return out
     n = x.shape[0]
     if "input_cluster" not in group:
         with steps.scheduler(scheduler):
-            model = fit_kmeans(x, n_clusters=clusters, seed=seed, quiet=quiet,
+            model = fit_kmeans(x, n_clusters=clusters, seed=seed,
                                desc="dedup k-means")
             labels = predict_labels(model, x)
         steps.save_vector(group, "centre", model.cluster_centers_.ravel(), "centre_value")
@@ -92,10 +91,10 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     centres = group["centre"][:].reshape(clusters, -1)
     source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
     by_cluster = np.argsort(labels, kind="stable")
-    kept = _scan(group, out, source_array, labels, by_cluster, centres, distance, quiet)
+    kept = _scan(group, out, source_array, labels, by_cluster, centres, distance)
     order = np.flatnonzero(kept)
     gather_into(
-        source_array, order, group, quiet=quiet, desc="dedup",
+        source_array, order, group, desc="dedup",
         samples=ds.sample.values[order], genes=ds.gene.values,
         coords={**steps.sample_coords(ds, order), **steps.gene_coords(ds)},
         chunk_samples=source_array.chunks[0],
@@ -105,15 +104,14 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     return out
 
 
-def _scan(group, out, source_array, labels, by_cluster, centres, distance, quiet):
+def _scan(group, out, source_array, labels, by_cluster, centres, distance):
     """Kept flags of every input profile, scanning a cluster-sorted scratch copy."""
     if "input_kept" in group:
         return group["input_kept"][:]
     sorted_path = f"{out}/sorted"
     if not store.matches(sorted_path, step="dedup-sort", parameters={}, source={}):
-        sorted_group = store.begin(sorted_path, step="dedup-sort", parameters={}, source={},
-                                   quiet=True)
-        gather_into(source_array, by_cluster, sorted_group, quiet=quiet, desc="dedup sort",
+        sorted_group = store.begin(sorted_path, step="dedup-sort", parameters={}, source={})
+        gather_into(source_array, by_cluster, sorted_group, desc="dedup sort",
                     samples=np.arange(len(labels)).astype(str),
                     genes=np.arange(source_array.shape[1]).astype(str),
                     chunk_samples=source_array.chunks[0])
@@ -122,7 +120,7 @@ def _scan(group, out, source_array, labels, by_cluster, centres, distance, quiet
     counts = np.bincount(labels, minlength=len(centres))
     bounds = np.concatenate([[0], np.cumsum(counts)])
     kept_sorted = np.zeros(len(labels), dtype=bool)
-    bar = progress(total=len(labels), desc="dedup scan", unit="profile", quiet=quiet)
+    bar = progress(total=len(labels), desc="dedup scan", unit="profile")
     for cluster in range(len(centres)):
         start, stop = bounds[cluster], bounds[cluster + 1]
         if stop > start:

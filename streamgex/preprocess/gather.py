@@ -43,7 +43,7 @@ def plan_buckets(order, *, chunk_rows, row_bytes, budget=BUDGET):
     return per_bucket, np.argsort(order, kind="stable")
 
 
-def gather(source, order, group, *, quiet=False, desc="gather", budget=None):
+def gather(source, order, group, *, desc="gather", budget=None):
     """Fill ``group``'s ``expression`` with ``source[order]`` (zarr arrays, 2-D).
 
     ``group`` is an output store begun with ``store.begin`` whose
@@ -79,8 +79,7 @@ def gather(source, order, group, *, quiet=False, desc="gather", budget=None):
     n_source_chunks = math.ceil(source.shape[0] / source_chunk)
     first = done.get("scattered", 0)
     bounds = np.searchsorted(source_rows, np.arange(n_source_chunks + 1) * source_chunk)
-    bar = progress(total=n_source_chunks, initial=first, desc=f"{desc}: scatter", unit="chunk",
-                   quiet=quiet)
+    bar = progress(total=n_source_chunks, initial=first, desc=f"{desc}: scatter", unit="chunk")
     for k in range(first, n_source_chunks):
         lo, hi = bounds[k], bounds[k + 1]
         if hi > lo:
@@ -94,8 +93,7 @@ def gather(source, order, group, *, quiet=False, desc="gather", budget=None):
         bar.update(1)
     bar.close()
     first = done.get("gathered", 0) if done.get("phase") == "gather" else 0
-    bar = progress(total=n_buckets, initial=first, desc=f"{desc}: gather", unit="bucket",
-                   quiet=quiet)
+    bar = progress(total=n_buckets, initial=first, desc=f"{desc}: gather", unit="bucket")
     for b in range(first, n_buckets):
         start, stop = b * per_bucket, min((b + 1) * per_bucket, m)
         rows = scratch[f"bucket{b}"][:]
@@ -107,9 +105,9 @@ def gather(source, order, group, *, quiet=False, desc="gather", budget=None):
     bar.close()
 
 
-def gather_into(source, order, group, *, quiet=False, desc="gather", **expression):
+def gather_into(source, order, group, *, desc="gather", **expression):
     """Create ``group``'s ``expression`` (``store.define_expression(**expression)``,
     first run only) and fill it with ``source[order]``, resumably."""
     if store.EXPRESSION not in group:
         store.define_expression(group, **expression)
-    gather(source, order, group, quiet=quiet, desc=desc)
+    gather(source, order, group, desc=desc)

@@ -62,7 +62,7 @@ def plan_collapse(rows, store_ids, *, by):
 
 
 def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, overwrite=False,
-          scheduler=None, quiet=False):
+          scheduler=None):
     """Write a store of the mapped genes of ``source`` (probe means), landmarks first.
 
     Parameters
@@ -103,7 +103,7 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
         "drop_missing": drop_missing, "dropped": len(missing),
     }
     group = store.begin(out, step="genes", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+                        source=steps.source_of(source), overwrite=overwrite)
     if group is None:
         return out
     with steps.scheduler(scheduler):
@@ -125,6 +125,6 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
             )
         n_out = len(plan.counts)
         y = x.map_blocks(collapse, plan, chunks=(x.chunks[0], (n_out,)), dtype=np.float32)
-        steps.write_rows(group, y, quiet=quiet, desc="genes")
+        steps.write_rows(group, y, desc="genes")
     store.finish(group)
     return out

@@ -23,7 +23,7 @@ def _batches(x, columns):
         yield selected[start:start + step].compute()
 
 
-def fit_kmeans(x, *, n_clusters, seed, columns=None, epochs=2, quiet=False, desc="k-means"):
+def fit_kmeans(x, *, n_clusters, seed, columns=None, epochs=2, desc="k-means"):
     """Fit MiniBatchKMeans on the rows of a dask array, streaming ``epochs`` passes.
 
     The first batch (at least ``min(BATCH, n)`` rows) initialises the centres
@@ -36,7 +36,7 @@ def fit_kmeans(x, *, n_clusters, seed, columns=None, epochs=2, quiet=False, desc
         )
     model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3,
                             batch_size=BATCH)
-    bar = progress(total=epochs * x.shape[0], desc=desc, unit="profile", quiet=quiet)
+    bar = progress(total=epochs * x.shape[0], desc=desc, unit="profile")
     for _ in range(epochs):
         for block in _batches(x, columns):
             model.partial_fit(block)

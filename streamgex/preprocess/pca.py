@@ -10,9 +10,8 @@ writes ``explained_variance.csv``, ``explained_variance.png`` and
 ``summary.json`` (components reaching 90/95/99%) into the output folder.
 """
 
+import logging
 import json
-import os
-import sys
 from pathlib import Path
 
 import dask
@@ -20,7 +19,10 @@ import dask.array as da
 import numpy as np
 
 from .. import steps
+from ..atomic import atomic_path, write_json, write_text
 from ..errors import StreamgexError
+
+log = logging.getLogger(__name__)
 
 GENES = ("targets", "landmarks", "all")
 LEVELS = (0.90, 0.95, 0.99)
@@ -44,7 +46,7 @@ def components_for(ratios, level):
     return int(reached[0]) + 1 if len(reached) else None
 
 
-def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None, quiet=False):
+def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None):
     """Write the explained-variance curve of ``source``'s ``genes`` into the folder ``out``.
 
     Returns
@@ -71,8 +73,7 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
         old = json.loads(previous.read_text())
         if (old.get("source"), old.get("genes"), old.get("components"), old.get("seed")) == (
                 origin, genes, k, seed):
-            if not quiet:
-                print(f"{out}: up to date", file=sys.stderr)
+            log.info("%s: up to date", out)
             return old
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
@@ -85,9 +86,9 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
     cumulative = np.cumsum(ratios)
     lines = ["component,explained_variance_ratio,cumulative"]
     lines += [f"{i + 1},{r:.8g},{c:.8g}" for i, (r, c) in enumerate(zip(ratios, cumulative))]
-    _atomic_write(out / "explained_variance.csv", "\n".join(lines) + "\n")
+    write_text(out / "explained_variance.csv", "\n".join(lines) + "\n")
     _plot(out / "explained_variance.png", cumulative, summary)
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -121,13 +122,6 @@ def _plot(path, cumulative, summary):
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path, text):
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -116,7 +116,7 @@ def reference_of(path):
 
 
 def normalize(source, out, *, reference="mean", reference_from=None, overwrite=False,
-              scheduler=None, quiet=False):
+              scheduler=None):
     """Quantile-normalize every profile of ``source`` onto a reference; see the module doc.
 
     Returns
@@ -133,7 +133,7 @@ def normalize(source, out, *, reference="mean", reference_from=None, overwrite=F
     parameters = {"reference": reference, "reference_from":
                   steps.source_of(reference_from) if reference_from else None}
     group = store.begin(out, step="normalize", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+                        source=steps.source_of(source), overwrite=overwrite)
     if group is None:
         return out
     n_genes = x.shape[1]
@@ -154,6 +154,6 @@ def normalize(source, out, *, reference="mean", reference_from=None, overwrite=F
             )
         ref = group["reference"][:]
         y = x.map_blocks(_checked_normalize, ref, str(source), dtype=np.float32)
-        steps.write_rows(group, y, quiet=quiet, desc="normalize")
+        steps.write_rows(group, y, desc="normalize")
     store.finish(group)
     return out

@@ -18,18 +18,19 @@ core) so training streams contiguous chunks. Outputs: ``DIR/train``,
 cluster again), and ``DIR/summary.json`` / ``DIR/clusters.csv``.
 """
 
-import json
-import os
+import logging
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import zarr
 
 from .. import steps, store
+from ..atomic import write_json, write_text
 from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
+
+log = logging.getLogger(__name__)
 
 PARTS = ("train", "val", "test")
 
@@ -52,7 +53,7 @@ def part_order(parts, part, seed):
 
 
 def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=700, seed=0,
-          overwrite=False, scheduler=None, quiet=False):
+          overwrite=False, scheduler=None):
     """Split ``source`` into pre-shuffled train / val / test stores in the folder ``out``.
 
     Returns
@@ -71,14 +72,13 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
         store.matches(p, step="split", parameters={**parameters, "part": part}, source=origin)
         for part, p in paths.items()
     ):
-        if not quiet:
-            print(f"{out}: up to date", file=sys.stderr)
+        log.info("%s: up to date", out)
         return result
     if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
-        labels = _plan(out / "plan", x, ds, parameters, origin, quiet)
+        labels = _plan(out / "plan", x, ds, parameters, origin)
     parts = assign_parts(labels, train_per_cluster=train_per_cluster,
                          val_per_cluster=val_per_cluster, seed=seed)
     source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
@@ -88,9 +88,9 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
             continue
         order = part_order(parts, index, seed)
         group = store.begin(paths[part], step="split", parameters=part_parameters,
-                            source=origin, overwrite=False, quiet=quiet)
+                            source=origin, overwrite=False)
         gather_into(
-            source_array, order, group, quiet=quiet, desc=part,
+            source_array, order, group, desc=part,
             samples=ds.sample.values[order], genes=ds.gene.values,
             coords={**steps.sample_coords(ds, order), "cluster": ("sample", labels[order]),
                     **steps.gene_coords(ds)},
@@ -101,7 +101,7 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
     return result
 
 
-def _plan(path, x, ds, parameters, origin, quiet):
+def _plan(path, x, ds, parameters, origin):
     """Cluster labels of every profile, computed once and kept in ``DIR/plan``."""
     if store.matches(path, step="split-plan", parameters=parameters, source=origin):
         return zarr.open_group(path, mode="r")["cluster"][:]
@@ -109,7 +109,7 @@ def _plan(path, x, ds, parameters, origin, quiet):
         store.remove(path)
     columns = np.flatnonzero(ds.is_landmark.values) if "is_landmark" in ds.coords else None
     model = fit_kmeans(x, n_clusters=parameters["clusters"], seed=parameters["seed"],
-                       columns=columns, quiet=quiet, desc="clustering")
+                       columns=columns, desc="clustering")
     labels = predict_labels(model, x, columns=columns)
     group = store.begin(path, step="split-plan", parameters=parameters, source=origin)
     steps.save_vector(group, "cluster", labels, "sample")
@@ -131,13 +131,11 @@ def _summary(labels, parts, parameters, ds):
 
 
 def _write_summary(out, summary):
-    tmp = out / "summary.json.partial"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "summary.json")
+    write_json(out / "summary.json", summary)
     lines = ["cluster,size,train,val,test"]
     lines += [f"{r['cluster']},{r['size']},{r['train']},{r['val']},{r['test']}"
               for r in summary["clusters"]]
-    (out / "clusters.csv").write_text("\n".join(lines) + "\n")
+    write_text(out / "clusters.csv", "\n".join(lines) + "\n")
 
 
 def format_summary(summary):

@@ -45,7 +45,7 @@ def stats_of(path, genes):
     return mean[order], std[order]
 
 
-def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None, quiet=False):
+def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None):
     """Standardize every gene of ``source``; see the module doc.
 
     Returns
@@ -57,7 +57,7 @@ def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None
     parameters = {"stats_from": steps.source_of(stats_from) if stats_from else None,
                   "epsilon": EPSILON}
     group = store.begin(out, step="standardize", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite, quiet=quiet)
+                        source=steps.source_of(source), overwrite=overwrite)
     if group is None:
         return out
     with steps.scheduler(scheduler):
@@ -76,6 +76,6 @@ def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None
         mean = group["gene_mean"][:]
         std = group["gene_std"][:]
         y = x.map_blocks(standardize_block, mean, std, dtype=np.float32)
-        steps.write_rows(group, y, quiet=quiet, desc="standardize")
+        steps.write_rows(group, y, desc="standardize")
     store.finish(group)
     return out

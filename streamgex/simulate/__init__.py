@@ -18,7 +18,7 @@ OUTPUTS = {"geo": "geo.gctx", "rnaseq": "1000g.txt.gz", "map_lm": "map_lm.txt", 
 __all__ = ["OUTPUTS", "PRESETS", "Preset", "get_preset", "simulate"]
 
 
-def simulate(preset, out, *, seed=0, samples=None, overwrite=False, quiet=False):
+def simulate(preset, out, *, seed=0, samples=None, overwrite=False):
     """Write a simulated dataset into the folder ``out``.
 
     Parameters
@@ -33,8 +33,6 @@ def simulate(preset, out, *, seed=0, samples=None, overwrite=False, quiet=False)
         GEO profile count instead of the preset's (the genes stay).
     overwrite : bool
         Replace existing outputs.
-    quiet : bool
-        No progress bar.
 
     Returns
     -------
@@ -59,6 +57,5 @@ def simulate(preset, out, *, seed=0, samples=None, overwrite=False, quiet=False)
     )
     write_gctx(
         paths["geo"], universe=universe, model=model, samples=spec.geo_samples, seed=seed,
-        quiet=quiet,
     )
     return paths

@@ -1,12 +1,11 @@
 """Writing simulated data in the real files' formats: GCTX, GEUVADIS, D-GEX maps."""
 
 import gzip
-import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ..atomic import atomic_path
 from ..formats.gctx import create_gctx
 from ..progress import progress
 from .model import add_near_duplicates, probe_values
@@ -21,17 +20,17 @@ def geo_sample_ids(count):
     return np.array([f"GSM{100_000 + 3 * i + (i * 7919) % 3}" for i in range(count)], dtype=object)
 
 
-def write_gctx(path, *, universe, model, samples, seed, quiet=False):
+def write_gctx(path, *, universe, model, samples, seed):
     """Write ``samples`` GEO profiles over the universe's probes as CMap GCTX 1.0.
 
     The matrix is ``(samples, probes) float32`` at ``/0/DATA/0/matrix`` in
     ~1 MiB HDF5 chunks (like cmapPy's default), ids at ``/0/META/{ROW,COL}/id``
     and probe symbols at ``/0/META/ROW/pr_gene_symbol``.
     """
-    with _atomic(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         matrix = create_gctx(f, sample_ids=geo_sample_ids(samples), gene_ids=universe.probe_ids,
                              gene_symbols=universe.symbol[universe.probe_gene])
-        bar = progress(total=samples, desc="simulating GEO", unit="profile", quiet=quiet)
+        bar = progress(total=samples, desc="simulating GEO", unit="profile")
         for b, start in enumerate(range(0, samples, BLOCK)):
             stop = min(start + BLOCK, samples)
             rng = np.random.default_rng([seed, 10, b])
@@ -50,7 +49,7 @@ def write_geuvadis(path, *, universe, model, samples, seed):
     genes = universe.rnaseq_genes
     rpkm = model.rpkm(rng, genes, model.lcl_genes(rng, samples)[:, genes])
     ids = [f"HG{i:05d}" if i % 2 else f"NA{i + 6984:05d}" for i in range(96, 96 + samples)]
-    with _atomic(path) as tmp, gzip.open(tmp, "wt", compresslevel=6) as f:
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", compresslevel=6) as f:
         f.write("\t".join(["TargetID", "Gene_Symbol", "Chr", "Coord", *ids]) + "\n")
         for row, gene in enumerate(genes):
             lead = (
@@ -62,25 +61,7 @@ def write_geuvadis(path, *, universe, model, samples, seed):
 
 def write_map(path, rows, universe):
     """Write a D-GEX gene map: ``SYMBOL<TAB>ENSEMBL<TAB>PROBE[,PROBE...]`` per row."""
-    with _atomic(path) as tmp, open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         for gene, probes in rows:
             probe_list = ",".join(universe.probe_ids[p] for p in probes)
             f.write(f"{universe.symbol[gene]}\t{universe.ensembl[gene]}\t{probe_list}\n")
-
-
-class _atomic:
-    """Write to ``PATH.partial`` and rename on success: no half-written outputs."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".partial")
-
-    def __enter__(self):
-        return self.tmp
-
-    def __exit__(self, kind, value, traceback):
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-        return False

@@ -8,12 +8,13 @@ written under a temporary name and renamed, so a kill at any moment leaves
 either the previous checkpoint or the new one, never half of one.
 """
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path, is_partial, read_json, write_json
 
 KEEP = 2
 
@@ -32,25 +33,23 @@ def save(folder, model, optimizer, state, *, keep=KEEP):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"ckpt-{state['global_step']:012d}"
-    tmp = folder / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     arrays = {name: np.asarray(v.numpy()) for name, v in _variables(model, optimizer).items()}
-    with open(tmp / "variables.npz", "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in sorted(folder.glob("ckpt-*"))[:-keep]:
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        with open(tmp / "variables.npz", "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        write_json(tmp / "state.json", state)
+    for old in sorted(p for p in folder.glob("ckpt-*") if not is_partial(p))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def latest(folder):
     """The newest complete checkpoint folder, or None."""
-    found = sorted(Path(folder).glob("ckpt-*")) if Path(folder).exists() else []
+    found = sorted(p for p in Path(folder).glob("ckpt-*") if not is_partial(p)) \
+        if Path(folder).exists() else []
     return found[-1] if found else None
 
 
@@ -68,4 +67,9 @@ def restore(path, model, optimizer):
                 raise ValueError(f"{path}: {name} ({variable.path}) has shape "
                                  f"{arrays[name].shape}, the model {tuple(variable.shape)}")
             variable.assign(arrays[name])
-    return json.loads((path / "state.json").read_text())
+    return read_state(path)
+
+
+def read_state(path):
+    """The loop state saved with the checkpoint folder ``path``."""
+    return read_json(Path(path) / "state.json")

@@ -14,36 +14,42 @@ import zarr
 
 from .. import store
 from ..errors import StreamgexError
+from .run import Run
 from .train import split_columns
 
 PARTS = ("train", "val", "test")
 
 
-def encode(autoencoder_run, data, out, *, extra=None, quiet=False):
-    """Write codes stores ``out/train``, ``out/val``, ``out/test`` (+ ``extra`` name -> store)."""
+def encode(autoencoder_run, data, out, *, extra=None):
+    """Write codes stores ``out/train``, ``out/val``, ``out/test`` (+ ``extra`` name -> store).
+
+    Each records the autoencoder run it came from (``source.run``), so an
+    E-MLP trained on the codes finds its decoder.
+    """
     import keras
 
-    model_path = Path(autoencoder_run) / "best" / "encoder.keras"
-    if not model_path.exists():
-        raise StreamgexError(f"{model_path}: no trained encoder; run `streamgex train autoencoder` "
-                             f"first")
+    run = Run.open(autoencoder_run)
+    if run.kind.infers_targets or not run.is_done():
+        raise StreamgexError(f"{run.path}: not a finished autoencoder run; run `streamgex train "
+                             f"autoencoder` first")
+    model_path = run.best(run.kind.ENCODER)
     encoder = keras.saving.load_model(model_path)
     sources = {part: Path(data) / part for part in PARTS}
     sources.update({name: Path(path) for name, path in (extra or {}).items()})
     outputs = {}
     for name, source in sources.items():
-        outputs[name] = _encode_store(encoder, source, Path(out) / name, model_path, quiet)
+        outputs[name] = _encode_store(encoder, source, Path(out) / name, run, model_path)
     return outputs
 
 
-def _encode_store(encoder, source, out, model_path, quiet):
+def _encode_store(encoder, source, out, run, model_path):
     ds = store.open_store(source)
     _, targets = split_columns(source)
     width = encoder.output_shape[-1]
-    origin = {"store": str(source.resolve()), "encoder": str(model_path.resolve()),
+    origin = {"store": str(source.resolve()), "run": str(run.path.resolve()),
+              "encoder": str(model_path.resolve()),
               "encoder_mtime_ns": model_path.stat().st_mtime_ns}
-    group = store.begin(out, step="encode", parameters={}, source=origin, quiet=quiet,
-                        overwrite=True)
+    group = store.begin(out, step="encode", parameters={}, source=origin, overwrite=True)
     if group is None:
         return out
     array = zarr.open_group(source, mode="r")[store.EXPRESSION]
@@ -58,6 +64,6 @@ def _encode_store(encoder, source, out, model_path, quiet):
         return np.asarray(encoder(array[start:stop][:, targets], training=False),
                           dtype=np.float32)
 
-    store.write_chunks(group, read, quiet=quiet, desc=f"encode {out.name}")
+    store.write_chunks(group, read, desc=f"encode {out.name}")
     store.finish(group)
     return out

@@ -1,19 +1,18 @@
-"""The training loop: streamed batches, the paper's schedule, checkpoints mid-epoch.
+"""The training loop: streamed batches and compiled steps; everything else is a hook.
 
 One loop trains every neural model. Per epoch it streams the training batches
-(``streams.Stream``, a pure function of seed, epoch and step), then measures
-the training error on a fixed monitor subset (the learning-rate rule) and,
-every 5 epochs, the validation error (best model, early stopping; paper 2.4).
-Checkpoints go out every ``checkpoint_steps`` steps and every
-``checkpoint_minutes``, and at each epoch's end; re-running the loop on the
-same run folder restores the newest one and continues at its exact step, with
-the same batches, the same dropout draws and the same optimizer state.
+(``streams.Stream``, a pure function of seed, epoch and step) through a
+compiled step, then measures the training error on a fixed monitor subset and
+hands the epoch's figures to its hooks (``training.hooks``, Keras-callback
+style): the learning-rate rule, validation and early stopping (paper 2.3.6,
+2.4), checkpoints, the CSV log and TensorBoard. A checkpoint holds the model,
+the optimizer, the loop's position and every hook's state, so re-running the
+loop on the same run folder continues at its exact step with the same
+batches, the same dropout draws and the same optimizer and schedule state.
 """
 
-import csv
+import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,39 +20,39 @@ import tensorflow as tf
 
 from ..progress import progress
 from . import checkpoint
-from ..models.schedule import Schedule
 
-LOG_FIELDS = ("epoch", "global_step", "train_mae", "val_mae", "learning_rate",
-              "samples_per_second", "seconds")
+log = logging.getLogger("streamgex")
 
 
-@dataclass(frozen=True)
-class LoopOptions:
-    """How long to train and how often to save.
+def fusable(optimizer):
+    """Whether ``optimizer``'s update is exactly TensorFlow's fused Keras-momentum kernel.
 
-    ``monitor``: training profiles whose error drives the learning rate (D-GEX
-    monitored 5,000).
+    True for plain momentum SGD; False when Keras would do more than
+    ``m = momentum m - lr g; w += m`` (or its Nesterov form): loss scaling,
+    gradient clipping, weight decay, an EMA of the weights, gradient
+    accumulation. Those keep the optimizer's own ``apply``.
     """
-
-    max_epochs: int
-    checkpoint_steps: int = 0
-    checkpoint_minutes: float = 10.0
-    monitor: int = 5000
-    quiet: bool = False
+    return (isinstance(optimizer, keras.optimizers.SGD) and optimizer.momentum > 0
+            and optimizer.clipnorm is None and optimizer.clipvalue is None
+            and optimizer.global_clipnorm is None and not optimizer.use_ema
+            and not optimizer.weight_decay
+            and getattr(optimizer, "loss_scale_factor", None) is None
+            and not getattr(optimizer, "gradient_accumulation_steps", None))
 
 
 def make_train_step(model, optimizer, gradient_scales=None):
     """A compiled step: MSE loss (D-GEX's cost), gradients scaled per variable, update.
 
-    For momentum SGD (every model here) the update is TensorFlow's fused,
+    For plain momentum SGD (``fusable``) the update is TensorFlow's fused,
     in-place ``ResourceApplyKerasMomentum`` on Keras's own momentum slots: the
     same arithmetic as ``optimizer.apply`` (``m = momentum m - lr g``;
     ``w += m``, or ``w += momentum m - lr g`` with Nesterov) in one pass over
-    each variable and no temporaries the size of a 140M-weight kernel.
+    each variable and no temporaries the size of a 140M-weight kernel. Any
+    other optimizer uses its own ``apply``.
     """
     scales = [float((gradient_scales or {}).get(v.path, 1.0)) for v in model.trainable_variables]
     optimizer.build(model.trainable_variables)
-    fused = isinstance(optimizer, keras.optimizers.SGD) and optimizer.momentum > 0
+    fused = fusable(optimizer)
 
     @tf.function(jit_compile=False, reduce_retracing=True)
     def step(x, y):
@@ -105,123 +104,100 @@ def mean_absolute_error(predict, stream, *, limit=None):
     return total / max(count * width, 1)
 
 
-def fit(run, model, optimizer, train, *, validation, schedule, options, gradient_scales=None,
-        on_best=None):
-    """Train ``model`` in the run folder ``run``, resuming from its newest checkpoint.
+class Loop:
+    """What hooks see: the model, the optimizer, the loop's position, ``stop_training``.
+
+    ``state``: ``epoch`` (epochs finished), ``step`` (steps into the current
+    epoch), ``global_step``, ``stopped_early``, ``done``, and ``hooks`` (each
+    hook's saved state by name).
+    """
+
+    def __init__(self, model, optimizer, *, predict, train, validation, checkpoints, hooks):
+        self.model, self.optimizer = model, optimizer
+        self.predict, self.train, self.validation = predict, train, validation
+        self.checkpoints, self.hooks = checkpoints, hooks
+        self.state = {"epoch": 0, "step": 0, "global_step": 0, "stopped_early": False,
+                      "done": False, "hooks": {}}
+        self.stop_training = False
+
+    def save(self):
+        """Write a checkpoint of the model, the optimizer, the position and every hook's state."""
+        self.state["hooks"] = {h.name: h.get_state() for h in self.hooks if h.name}
+        checkpoint.save(self.checkpoints, self.model, self.optimizer, self.state)
+
+    def restore(self):
+        """Continue from the newest checkpoint, if any; returns its name or None."""
+        found = checkpoint.latest(self.checkpoints)
+        if found is None:
+            self.optimizer.build(self.model.trainable_variables)
+            return None
+        self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer)}
+        for hook in self.hooks:
+            if hook.name in self.state.get("hooks", {}):
+                hook.set_state(self.state["hooks"][hook.name])
+        return found.name
+
+
+def fit(checkpoints, model, optimizer, train, *, validation, hooks, max_epochs, monitor=5000,
+        gradient_scales=None):
+    """Train ``model``, resuming from the newest checkpoint in ``checkpoints``.
 
     Parameters
     ----------
-    run : Path
-        Holds ``checkpoints/``, ``log.csv``, ``tensorboard/``.
+    checkpoints : Path
+        The checkpoint folder of this network (the hooks write the other files).
     train, validation : streams.Stream
         ``(inputs, outputs)`` streams; validation may be None.
-    schedule : Schedule
-        The fresh schedule; a checkpoint's replaces it.
-    on_best : callable, optional
-        Called with the epoch when validation finds a new best model.
+    hooks : list of hooks.Hook
+        Called in order at each point of the loop (``training.hooks``).
+    max_epochs : int
+    monitor : int
+        Training profiles whose error is measured after each epoch (D-GEX
+        monitored 5,000): ``train_mae`` for the hooks.
 
     Returns
     -------
     dict
-        The final loop state (epoch, global_step, schedule, stopped_early).
+        The final loop state (epoch, global_step, stopped_early, done).
     """
-    run = Path(run)
-    checkpoints = run / "checkpoints"
-    state = {"epoch": 0, "step": 0, "global_step": 0, "schedule": schedule.to_dict(),
-             "stopped_early": False, "done": False}
-    found = checkpoint.latest(checkpoints)
-    if found is not None:
-        state = checkpoint.restore(found, model, optimizer)
-        _trim_log(run / "log.csv", state["epoch"])
-        if not options.quiet:
-            print(f"resuming {run} from {found.name}: epoch {state['epoch'] + 1}, "
-                  f"step {state['step']}", flush=True)
-    else:
-        optimizer.build(model.trainable_variables)
-    schedule = Schedule.from_dict(state["schedule"])
-    optimizer.learning_rate.assign(schedule.learning_rate)
-    if state["done"]:
-        return state
+    loop = Loop(model, optimizer, predict=make_predict(model), train=train,
+                validation=validation, checkpoints=checkpoints, hooks=hooks)
+    resumed = loop.restore()
+    if resumed:
+        log.info("resuming %s from %s: epoch %d, step %d", checkpoints.parent, resumed,
+                 loop.state["epoch"] + 1, loop.state["step"])
+    for hook in hooks:
+        hook.on_train_begin(loop)
+    if loop.state["done"]:
+        return loop.state
     train_step = make_train_step(model, optimizer, gradient_scales)
-    predict = make_predict(model)
-    writer = tf.summary.create_file_writer(str(run / "tensorboard"))
-    last_save = time.monotonic()
-
-    def save():
-        nonlocal last_save
-        state["schedule"] = schedule.to_dict()
-        checkpoint.save(checkpoints, model, optimizer, state)
-        last_save = time.monotonic()
-
-    for epoch in range(state["epoch"], options.max_epochs):
+    state = loop.state
+    for epoch in range(state["epoch"], max_epochs):
         started, samples = time.monotonic(), 0
         bar = progress(total=train.steps_per_epoch, initial=state["step"],
-                       desc=f"epoch {epoch + 1}", unit="step", quiet=options.quiet)
+                       desc=f"epoch {epoch + 1}", unit="step")
         for x, y in train.dataset(epoch, state["step"]):
             train_step(x, y)
             samples += int(x.shape[0])
             state["step"] += 1
             state["global_step"] += 1
             bar.update(1)
-            due_steps = options.checkpoint_steps and state["global_step"] % options.checkpoint_steps == 0
-            due_time = time.monotonic() - last_save > 60 * options.checkpoint_minutes
-            if due_steps or due_time:
-                save()
+            for hook in hooks:
+                hook.on_batch_end(loop)
         bar.close()
         seconds = time.monotonic() - started
-        train_mae = mean_absolute_error(predict, train, limit=options.monitor)
-        learning_rate = schedule.end_epoch(train_mae)
-        optimizer.learning_rate.assign(learning_rate)
-        val_mae, stop = None, False
-        if validation is not None and schedule.wants_validation(epoch):
-            val_mae = mean_absolute_error(predict, validation)
-            improved, stop = schedule.validated(epoch, val_mae)
-            if improved and on_best is not None:
-                on_best(epoch)
-        row = {"epoch": epoch + 1, "global_step": state["global_step"], "train_mae": train_mae,
-               "val_mae": "" if val_mae is None else val_mae, "learning_rate": learning_rate,
-               "samples_per_second": samples / max(seconds, 1e-9), "seconds": seconds}
-        _log(run / "log.csv", row)
-        with writer.as_default(step=epoch + 1):
-            for key in ("train_mae", "learning_rate", "samples_per_second"):
-                tf.summary.scalar(key, row[key])
-            if val_mae is not None:
-                tf.summary.scalar("val_mae", val_mae)
-        if not options.quiet:
-            print(_describe(row), flush=True)
+        logs = {"epoch": epoch + 1, "global_step": state["global_step"],
+                "train_mae": mean_absolute_error(loop.predict, train, limit=monitor),
+                "val_mae": None, "samples_per_second": samples / max(seconds, 1e-9),
+                "seconds": seconds}
         state.update(epoch=epoch + 1, step=0)
-        if stop:
+        for hook in hooks:
+            hook.on_epoch_end(loop, logs)
+        if loop.stop_training:
             state["stopped_early"] = True
             break
-        save()
     state["done"] = True
-    save()
-    writer.close()
+    loop.save()
+    for hook in hooks:
+        hook.on_train_end(loop)
     return state
-
-
-def _trim_log(path, epochs):
-    """Drop log rows of epochs after the checkpoint (logged, then cut short)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epochs]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _log(path, row):
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _describe(row):
-    val = f", val MAE {row['val_mae']:.4f}" if row["val_mae"] != "" else ""
-    return (f"epoch {row['epoch']}: train MAE {row['train_mae']:.4f}{val}, "
-            f"lr {row['learning_rate']:.2e}, {row['samples_per_second']:.0f} samples/s")

@@ -1,124 +1,26 @@
-"""``streamgex train``: one model on a split, in a resumable run folder.
+"""``streamgex train``: one model of any registered kind on a split, in a resumable run folder.
 
-A run folder holds ``config.json`` (the resolved options), ``log.csv`` and
-``tensorboard/`` (per epoch: training and validation MAE, learning rate,
-samples/s), ``checkpoints/`` and the best model (``best/``, Keras format).
-Re-running the same command continues from the newest checkpoint; a run
-folder made with other options is refused unless ``restart`` discards it.
+``train`` validates the options (``config.parse_options`` into the kind's
+``Options``), makes or reopens the ``Run`` (refusing one made with other
+options or data), and hands the kind a ``TrainJob``: the split's landmark and
+target columns and the helpers a streamed network needs (streams, the memory
+check, ``fit`` with the paper's hooks). Re-running the same command continues
+from the newest checkpoint; a finished run is skipped.
 """
 
-import json
-import shutil
-from dataclasses import asdict, dataclass, field, replace
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..config import parse_options
 from ..errors import StreamgexError
 from ..store import open_store
 from ..streams import Source, Stream
+from .run import Run
 
-KINDS = ("autoencoder", "emlp", "dgex", "linear")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of one training run (``--set key=value`` overrides any of them)."""
-
-    model: str
-    hidden: list = field(default_factory=list)  # empty: the model's default
-    batch: int = 200
-    max_epochs: int = 250
-    seed: int = 0
-    learning_rate: float = 0.0  # 0: the model's published rate
-    tied: bool = False
-    batch_norm: bool = False
-    partitions: int = 1
-    ridge: float = 0.0
-    precision: str = "float32"
-    checkpoint_steps: int = 0
-    checkpoint_minutes: float = 10.0
-    monitor: int = 5000
-    deterministic: bool = False
-    window: int = 4
-    memory_budget: str = ""  # e.g. "8GB"; empty: 80% of the machine's memory
-
-
-def overrides_from_table(table):
-    """``{"hidden": [64, 16, 64], "batch": 64}`` -> ``["hidden=64,16,64", "batch=64"]``."""
-    return [f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
-            for key, value in table.items()]
-
-
-def resolve(kind, overrides=()):
-    """The config for ``kind`` with ``key=value`` overrides applied and checked."""
-    if kind not in KINDS:
-        raise StreamgexError(f"unknown model {kind!r}; choose one of {', '.join(KINDS)}")
-    config = TrainConfig(model=kind, max_epochs=150 if kind == "autoencoder" else 250)
-    fields = {f.name: f for f in config.__dataclass_fields__.values()}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or key not in fields or key == "model":
-            raise StreamgexError(f"--set {item!r}: expected KEY=VALUE with KEY one of "
-                                 f"{', '.join(sorted(k for k in fields if k != 'model'))}")
-        current = getattr(config, key)
-        try:
-            value = ([int(v) for v in text.split(",") if v] if isinstance(current, list)
-                     else type(current)(text) if not isinstance(current, bool)
-                     else text.lower() in ("1", "true", "yes"))
-        except ValueError:
-            raise StreamgexError(f"--set {item!r}: {key} must be a {type(current).__name__}") from None
-        config = replace(config, **{key: value})
-    if config.precision not in ("float32", "bf16"):
-        raise StreamgexError("--set precision must be float32 or bf16")
-    return config
-
-
-def _save_inputs(run, data, codes):
-    """Record where the run's data (and an E-MLP's codes) are, for evaluate and predict."""
-    inputs = {"data": str(Path(data).resolve()),
-              "codes": str(Path(codes).resolve()) if codes else None}
-    path = run / "inputs.json"
-    if path.exists() and json.loads(path.read_text()) != inputs:
-        raise StreamgexError(f"{run}: trained on {json.loads(path.read_text())['data']}; "
-                             f"pass --restart to retrain it on {data}")
-    path.write_text(json.dumps(inputs, indent=1) + "\n")
-
-
-def run_inputs(run):
-    """``{"data": split folder, "codes": codes folder or None}`` of a run folder."""
-    path = Path(run) / "inputs.json"
-    if not path.exists():
-        raise StreamgexError(f"{run}: not a streamgex run folder (no inputs.json); "
-                             f"train it with `streamgex train`")
-    return json.loads(path.read_text())
-
-
-def run_progress(run):
-    """Loop states of a run's newest checkpoints, one per trained network (D-GEX: per part).
-
-    Returns a list of dicts (epoch, step, schedule, done, ...); empty before the
-    first checkpoint. A linear run, solved in one go, is one ``{"done": True}``.
-    """
-    from .checkpoint import latest
-
-    run = Path(run)
-    if (run / "best" / "linear.npy").exists():
-        return [{"done": True, "epoch": 1, "schedule": {}}]
-    states = []
-    for folder in [run, *sorted(run.glob("part*"))]:
-        found = latest(folder / "checkpoints")
-        if found is not None:
-            states.append(json.loads((found / "state.json").read_text()))
-    return states
-
-
-def is_done(run):
-    """Whether every network of the run finished training."""
-    config = json.loads((Path(run) / "config.json").read_text())
-    states = run_progress(run)
-    wanted = config["partitions"] if config["model"] == "dgex" else 1
-    return len(states) == wanted and all(s["done"] for s in states)
+log = logging.getLogger("streamgex")
 
 
 def split_columns(path):
@@ -130,158 +32,120 @@ def split_columns(path):
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
-def prepare_run(run, config, *, restart=False):
-    """Create the run folder or check it was made with this config."""
-    run = Path(run)
-    saved = run / "config.json"
-    if restart and run.exists():
-        shutil.rmtree(run)
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        if old != json.loads(json.dumps(asdict(config))):
-            changed = sorted(k for k in old if old[k] != asdict(config).get(k))
-            raise StreamgexError(
-                f"{run}: a run with other options exists (differs in {', '.join(changed)}); "
-                f"re-run with its options to resume, or pass --restart to discard it"
-            )
-    run.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(asdict(config), indent=1) + "\n")
-    return run
+@dataclass
+class TrainJob:
+    """What a kind's ``train`` gets: the run, its options, the split and its columns.
 
-
-def streams_for(data, x_columns, y_columns, config, *, y_store=None):
-    """Training, validation and monitor streams over a split folder."""
-    data = Path(data)
-
-    def make(part, seed):
-        y_path = Path(y_store) / part if y_store else data / part
-        return Stream((Source(data / part, x_columns), Source(y_path, y_columns)),
-                      batch=config.batch, seed=seed, window=config.window)
-
-    return make("train", config.seed), make("val", config.seed)
-
-
-def check_memory(model, config, stream, what):
-    """Refuse before training when the estimate exceeds the budget (see ``memory``)."""
-    from . import memory
-
-    budget = (memory.parse_size(config.memory_budget) if config.memory_budget
-              else memory.machine_budget())
-    widths = sum(stream.widths())
-    stream_bytes = 2 * stream.window * stream.chunk_rows * widths * 4
-    parts = memory.estimate(model, batch=config.batch, stream_bytes=stream_bytes,
-                            precision=config.precision)
-    memory.check(parts, budget, what=what)
-    return parts
-
-
-def setup_backend(config):
-    """Seeds, op determinism and the precision policy, before any model is built."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(
-        "mixed_bfloat16" if config.precision == "bf16" else "float32")
-
-
-def train(kind, data, run, *, overrides=(), codes=None, restart=False, quiet=False):
-    """Train a ``kind`` model on the split folder ``data`` in the run folder ``run``.
-
-    ``codes``: for an E-MLP, the folder ``streamgex encode`` wrote the training
-    and validation codes to. Returns the run folder.
+    Attributes
+    ----------
+    run : Run
+    options : the kind's ``Options``
+    data : Path
+        The split folder (``train/``, ``val/``, ``test/`` stores).
+    codes : Path or None
+        The codes folder (``streamgex encode``) for a kind with ``codes_from``.
+    landmarks, targets : (n,) int64
+        Column indices of the split's landmark and target genes.
     """
-    from ..models import autoencoder, dgex, emlp
-    from ..models.schedule import Schedule
-    from .loop import LoopOptions, fit
 
-    config = resolve(kind, overrides)
-    data, run = Path(data), prepare_run(run, config, restart=restart)
-    _save_inputs(run, data, codes)
-    if is_done(run):
-        if not quiet:
-            print(f"{run}: up to date (training finished)")
-        return run
+    run: Run
+    options: object
+    data: Path
+    codes: Path
+    landmarks: np.ndarray
+    targets: np.ndarray
+
+    def streams(self, x_columns, y_columns, *, y_store=None):
+        """Training and validation streams: ``x_columns`` of the split, ``y_columns`` of the
+        split (or of ``y_store``'s parts, row-aligned with it: codes)."""
+        def make(part):
+            y_path = Path(y_store) / part if y_store else self.data / part
+            return Stream((Source(self.data / part, x_columns), Source(y_path, y_columns)),
+                          batch=self.options.batch, seed=self.options.seed,
+                          window=self.options.window)
+
+        return make("train"), make("val")
+
+    def setup_backend(self):
+        """Seeds, op determinism and the precision policy, before any model is built."""
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(self.options.seed)
+        if self.options.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy(
+            "mixed_bfloat16" if self.options.precision == "bf16" else "float32")
+
+    def check_memory(self, model, stream, what):
+        """Refuse before training when the estimate exceeds the budget (``memory``)."""
+        from . import memory
+
+        options = self.options
+        budget = (memory.parse_size(options.memory_budget) if options.memory_budget
+                  else memory.machine_budget())
+        stream_bytes = 2 * stream.window * stream.chunk_rows * sum(stream.widths()) * 4
+        parts = memory.estimate(model, batch=options.batch, stream_bytes=stream_bytes,
+                                precision=options.precision)
+        memory.check(parts, budget, what=what)
+        return parts
+
+    def fit(self, model, optimizer, streams, *, index=0, save_best, gradient_scales=None,
+            what="this network"):
+        """Train network ``index`` of the run with the paper's schedule and hooks, resumably.
+
+        ``streams``: ``(train, validation)`` from ``streams``; ``save_best()``
+        writes the model files (called at each new best validation error, and
+        once at the end if validation never ran).
+        """
+        from ..models.schedule import Schedule
+        from .hooks import paper_hooks
+        from .loop import fit
+
+        train, validation = streams
+        self.check_memory(model, train, what)
+        run, options = self.run, self.options
+        run.best_dir.mkdir(exist_ok=True)
+        run.network_dir(index).mkdir(exist_ok=True)
+        schedule = Schedule(float(optimizer.learning_rate.numpy()))
+        hooks = paper_hooks(schedule, log_file=run.log_file(index),
+                            tensorboard=run.tensorboard_dir(index), validation=validation,
+                            on_best=lambda epoch: save_best(),
+                            checkpoint_steps=options.checkpoint_steps,
+                            checkpoint_minutes=options.checkpoint_minutes)
+        fit(run.checkpoint_dir(index), model, optimizer, train, validation=validation,
+            hooks=hooks, max_epochs=options.max_epochs, monitor=options.monitor,
+            gradient_scales=gradient_scales)
+        if schedule.best is None:  # validation never ran: the final model is the one kept
+            save_best()
+
+
+def train(kind, data, run, *, overrides=(), options=None, codes=None, restart=False):
+    """Train a model of ``kind`` (a registered name) on the split folder ``data`` in ``run``.
+
+    ``options``: the kind's typed ``Options`` (from a config); else built from
+    ``overrides`` (``key=value`` strings), validated before anything is
+    written. ``codes``: for a kind trained on codes (E-MLP), the folder
+    ``streamgex encode`` wrote. Returns the ``Run``.
+    """
+    from ..models import registry
+
+    try:
+        model_kind = registry.get(kind)
+    except KeyError:
+        raise StreamgexError(f"unknown model {kind!r}; choose one of "
+                             f"{', '.join(registry.names())}") from None
+    if options is None:
+        options = parse_options(model_kind.Options, overrides)
+    if model_kind.codes_from and codes is None:
+        raise StreamgexError(f"{model_kind.title} trains on {model_kind.codes_from} codes: pass "
+                             f"--codes, the folder `streamgex encode` wrote")
+    data = Path(data)
     landmarks, targets = split_columns(data / "train")
-    if kind == "linear":
-        return _train_linear(data, run, landmarks, targets, config, quiet)
-    setup_backend(config)
-    options = LoopOptions(max_epochs=config.max_epochs, checkpoint_steps=config.checkpoint_steps,
-                          checkpoint_minutes=config.checkpoint_minutes, monitor=config.monitor,
-                          quiet=quiet)
-    best = run / "best"
-    best.mkdir(exist_ok=True)
-
-    if kind == "autoencoder":
-        hidden = config.hidden or ([8000, 2000, 8000] if len(targets) > 15_000 else [6000, 2000, 6000])
-        model, encoder, decoder = autoencoder.build_autoencoder(
-            len(targets), hidden, tied=config.tied, batch_norm=config.batch_norm, seed=config.seed)
-        optimizer = autoencoder.autoencoder_optimizer(config.learning_rate or autoencoder.LEARNING_RATE)
-        train_stream, val_stream = streams_for(data, targets, targets, config)
-        check_memory(model, config, train_stream, "this autoencoder")
-        fit(run, model, optimizer, train_stream, validation=val_stream,
-            schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,
-            on_best=lambda epoch: autoencoder.export_coders(encoder, decoder, best))
-        if not (best / "encoder.keras").exists():
-            autoencoder.export_coders(encoder, decoder, best)
+    run = Run.create(run, model_kind, options, data=data, codes=codes, restart=restart)
+    if run.is_done():
+        log.info("%s: up to date (training finished)", run.path)
         return run
-
-    if kind == "emlp":
-        if codes is None:
-            raise StreamgexError("an E-MLP trains on autoencoder codes: pass --codes, the folder "
-                                 "`streamgex encode` wrote")
-        n_codes = open_store(Path(codes) / "train").sizes["gene"]
-        n_train = open_store(data / "train").sizes["sample"]
-        hidden = config.hidden or list(emlp.auto_hidden(n_codes, n_train))
-        model = emlp.build_emlp(len(landmarks), n_codes, hidden, seed=config.seed)
-        optimizer = emlp.emlp_optimizer(config.learning_rate or emlp.LEARNING_RATE)
-        train_stream, val_stream = streams_for(data, landmarks, None, config, y_store=codes)
-        check_memory(model, config, train_stream, "this E-MLP")
-        fit(run, model, optimizer, train_stream, validation=val_stream,
-            schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,
-            on_best=lambda epoch: model.save(best / "emlp.keras"))
-        if not (best / "emlp.keras").exists():
-            model.save(best / "emlp.keras")
-        return run
-
-    for index, (start, stop) in enumerate(dgex.partitions(len(targets), config.partitions)):
-        part_run = run / f"part{index + 1}"
-        model = dgex.build_dgex(len(landmarks), stop - start, config.hidden or dgex.HIDDEN,
-                                seed=config.seed + index)
-        optimizer = dgex.dgex_optimizer(config.learning_rate or dgex.LEARNING_RATE)
-        train_stream, val_stream = streams_for(data, landmarks, targets[start:stop], config)
-        check_memory(model, config, train_stream, "this D-GEX network")
-        path = best / f"dgex_part{index + 1}.keras"
-        fit(part_run, model, optimizer, train_stream, validation=val_stream,
-            schedule=Schedule(optimizer.learning_rate.numpy().item()), options=options,
-            gradient_scales=dgex.gradient_scales(model),
-            on_best=lambda epoch, m=model, p=path: m.save(p))
-        if not path.exists():
-            model.save(path)
-    return run
-
-
-def _train_linear(data, run, landmarks, targets, config, quiet):
-    """Least squares from normal equations accumulated over the training stream."""
-    from ..models.linear import NormalEquations, predict
-    from ..progress import progress
-    from .loop import mean_absolute_error
-
-    train_stream, val_stream = streams_for(data, landmarks, targets, config)
-    equations = NormalEquations(len(landmarks), len(targets))
-    bar = progress(total=train_stream.steps_per_epoch, desc="normal equations", unit="batch",
-                   quiet=quiet)
-    for x, y in train_stream.batches(epoch=0):
-        equations.add(x, y)
-        bar.update(1)
-    bar.close()
-    coefficients = equations.solve(config.ridge)
-    (run / "best").mkdir(exist_ok=True)
-    np.save(run / "best" / "linear.npy", coefficients)
-    val_mae = mean_absolute_error(lambda x: predict(coefficients, x), val_stream)
-    (run / "log.csv").write_text(f"epoch,val_mae\n1,{val_mae}\n")
-    if not quiet:
-        print(f"linear regression: val MAE {val_mae:.4f} ({equations.count:,} training profiles)")
+    model_kind.train(TrainJob(run, options, data, Path(codes) if codes else None,
+                              landmarks, targets))
     return run

@@ -1,0 +1,180 @@
+"""The registry of model kinds: what ``train``, ``evaluate``, ``predict``, ``report``,
+``run``, ``status`` and the CLI look a model up in, instead of branching on its name.
+
+A kind is a ``ModelKind`` subclass, declared once in its own module (``linear``,
+``autoencoder``, ``emlp``, ``dgex``) and registered with ``register``:
+
+- ``name``, ``title``: the key in configs and run folders, the name in reports;
+- ``Options``: a frozen dataclass of typed options with defaults (subclass
+  ``StreamOptions`` or ``SGDOptions``), validated by ``config.build``;
+- ``train(job)``: how it trains on a ``training.train.TrainJob`` (streamed SGD
+  through ``job.fit``, or anything else, such as normal equations);
+- ``load(run)``: the saved model as an ``evaluation.predictor.Predictor``;
+- how it appears in the report (``role``, ``curve_label``, ``iterative``).
+
+Adding a model kind is one module with a ``ModelKind`` subclass plus one
+``register(...)`` call; nothing else changes.
+"""
+
+from dataclasses import dataclass
+
+from ..config import OptionError, choice, non_negative, positive
+
+_KINDS = {}
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Options every kind has: how the split is streamed to it."""
+
+    batch: int = positive(200)
+    seed: int = 0
+    #: Chunks read together and shuffled as one window (``streams.Stream``).
+    window: int = positive(4)
+
+
+@dataclass(frozen=True)
+class SGDOptions(StreamOptions):
+    """Options of a network trained by the streamed loop (``training.loop``)."""
+
+    hidden: tuple[int, ...] = ()  # empty: the kind's default sizes
+    max_epochs: int = positive(250)
+    learning_rate: float = non_negative(0.0)  # 0: the kind's published rate
+    precision: str = choice("float32", ("float32", "bf16"))
+    checkpoint_steps: int = non_negative(0)
+    checkpoint_minutes: float = non_negative(10.0)
+    monitor: int = positive(5000)
+    deterministic: bool = False
+    memory_budget: str = ""  # e.g. "8GB"; empty: 80% of the machine's memory
+
+    def check(self):
+        if self.memory_budget:
+            from ..errors import StreamgexError
+            from ..training.memory import parse_size
+
+            try:
+                parse_size(self.memory_budget)
+            except StreamgexError:
+                raise OptionError("memory_budget", f"must be a size such as 8GB or 512MB, got "
+                                                   f"{self.memory_budget!r}") from None
+
+
+class ModelKind:
+    """One kind of model; subclasses set the attributes and implement ``train`` and ``load``.
+
+    Attributes
+    ----------
+    name : str
+        Key in configs (``[train.<name>]``), the CLI and run folders.
+    title : str
+        Name in reports.
+    Options : type
+        Frozen dataclass of its options (``StreamOptions`` or a subclass).
+    role : str
+        ``"baseline"`` (least squares), ``"reference"`` (the method compared
+        with), ``"proposed"`` or ``"autoencoder"`` (reconstructs the targets,
+        infers nothing from landmarks: Table 1, not Tables 2-3).
+    codes_from : str or None
+        The kind whose run's codes this one trains on (E-MLP: autoencoder);
+        ``run`` trains that one first and encodes the split with it.
+    curve_label : str
+        Added to its name in the validation-curve figure (" (on codes)").
+    iterative : bool
+        Trained over epochs (False: solved in one go; drawn as a level line).
+    """
+
+    name = ""
+    title = ""
+    Options = StreamOptions
+    role = "proposed"
+    codes_from = None
+    curve_label = ""
+    iterative = True
+
+    @property
+    def infers_targets(self):
+        """Whether it predicts targets from landmarks (every role but the autoencoder)."""
+        return self.role != "autoencoder"
+
+    def networks(self, options):
+        """How many networks it trains one after another (D-GEX: one per target partition)."""
+        return 1
+
+    def train(self, job):
+        """Train on ``job`` (``training.train.TrainJob``) into ``job.run``."""
+        raise NotImplementedError
+
+    def load(self, run):
+        """The best model of a finished ``run`` as an ``evaluation.predictor.Predictor``."""
+        raise NotImplementedError
+
+    def model_files(self, run):
+        """The files whose change makes its evaluations stale (default: every best model file)."""
+        return sorted(p for p in run.best_dir.glob("*") if p.is_file())
+
+    def describe(self, options):
+        """A few words on its shape for the report (Table 1: hidden sizes)."""
+        hidden = getattr(options, "hidden", ())
+        return "-".join(map(str, hidden)) or "default"
+
+
+def save_keras(model, path):
+    """Save a Keras model to ``path`` (``.keras``) atomically."""
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def register(kind):
+    """Add a ``ModelKind`` instance (or class) to the registry; returns it."""
+    kind = kind() if isinstance(kind, type) else kind
+    if not kind.name:
+        raise ValueError(f"{type(kind).__name__} has no name")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name):
+    """Remove a kind (tests that register their own)."""
+    _KINDS.pop(name, None)
+
+
+#: The order kinds appear in (reports, ``names``): the least-squares baseline
+#: first, the model compared with, the proposed ones, then the autoencoder.
+ROLES = ("baseline", "reference", "proposed", "autoencoder")
+
+
+def _builtins():
+    from . import autoencoder, dgex, emlp, linear  # noqa: F401  (each registers itself)
+
+
+def get(name):
+    """The kind called ``name``; ``KeyError`` if there is none."""
+    _builtins()
+    return _KINDS[name]
+
+
+def kinds():
+    """Every registered kind, by role (``ROLES``), then in registration order."""
+    _builtins()
+    return sorted(_KINDS.values(), key=lambda kind: ROLES.index(kind.role))
+
+
+def names():
+    """Every kind's name, in the order of ``kinds``: linear, D-GEX, E-MLP, autoencoder, ..."""
+    return [kind.name for kind in kinds()]
+
+
+def training_order(selected):
+    """``selected`` kind names ordered so that a kind comes after the one it takes codes from."""
+    ordered, pending = [], list(selected)
+    while pending:
+        for name in pending:
+            source = get(name).codes_from
+            if source is None or source in ordered or source not in selected:
+                ordered.append(name)
+                pending.remove(name)
+                break
+    return ordered

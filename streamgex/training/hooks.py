@@ -1,0 +1,182 @@
+"""Small objects the training loop calls, one concern each (Keras-callback style).
+
+The loop (``training.loop.fit``) calls, in list order,
+
+- ``on_train_begin(loop)`` after the newest checkpoint is restored;
+- ``on_batch_end(loop)`` after every step;
+- ``on_epoch_end(loop, logs)`` with the epoch's figures (``epoch``,
+  ``global_step``, ``train_mae``, ``samples_per_second``, ``seconds``; hooks
+  earlier in the list add ``learning_rate`` and ``val_mae``);
+- ``on_train_end(loop)``.
+
+A hook with a ``name`` has state that goes into every checkpoint
+(``get_state`` / ``set_state``), so a resumed run continues it exactly.
+"""
+
+import csv
+import logging
+import time
+
+import tensorflow as tf
+
+from ..atomic import atomic_path
+from ..models.schedule import Schedule
+from .loop import mean_absolute_error
+
+log = logging.getLogger("streamgex")
+
+LOG_FIELDS = ("epoch", "global_step", "train_mae", "val_mae", "learning_rate",
+              "samples_per_second", "seconds")
+
+
+class Hook:
+    """The do-nothing hook; subclasses override what they need."""
+
+    name = None
+
+    def get_state(self):
+        return None
+
+    def set_state(self, state):
+        pass
+
+    def on_train_begin(self, loop):
+        pass
+
+    def on_batch_end(self, loop):
+        pass
+
+    def on_epoch_end(self, loop, logs):
+        pass
+
+    def on_train_end(self, loop):
+        pass
+
+
+class LearningRateDecay(Hook):
+    """The paper's rule (2.3.6): the learning rate x0.9 when the monitor error rose, floor 1e-5.
+
+    It shares ``schedule`` (``models.schedule.Schedule``) with ``EarlyStopping``
+    and saves it in checkpoints as ``schedule``.
+    """
+
+    name = "schedule"
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def get_state(self):
+        return self.schedule.to_dict()
+
+    def set_state(self, state):
+        self.schedule.__dict__.update(Schedule.from_dict(state).__dict__)
+
+    def on_train_begin(self, loop):
+        loop.optimizer.learning_rate.assign(self.schedule.learning_rate)
+
+    def on_epoch_end(self, loop, logs):
+        logs["learning_rate"] = self.schedule.end_epoch(logs["train_mae"])
+        loop.optimizer.learning_rate.assign(logs["learning_rate"])
+
+
+class EarlyStopping(Hook):
+    """Validation every 5 epochs, the best model kept, stop when worse than 25 epochs earlier
+    (paper 2.4). ``on_best(epoch)`` saves the best model."""
+
+    def __init__(self, schedule, validation, on_best=None):
+        self.schedule, self.validation, self.on_best = schedule, validation, on_best
+
+    def on_epoch_end(self, loop, logs):
+        epoch = logs["epoch"] - 1
+        if self.validation is None or not self.schedule.wants_validation(epoch):
+            return
+        logs["val_mae"] = mean_absolute_error(loop.predict, self.validation)
+        improved, stop = self.schedule.validated(epoch, logs["val_mae"])
+        if improved and self.on_best is not None:
+            self.on_best(epoch)
+        loop.stop_training = loop.stop_training or stop
+
+
+class Checkpointer(Hook):
+    """A checkpoint every ``steps`` steps, every ``minutes``, and at each epoch's end."""
+
+    def __init__(self, *, steps=0, minutes=10.0):
+        self.steps, self.minutes = steps, minutes
+        self.last = time.monotonic()
+
+    def _save(self, loop):
+        loop.save()
+        self.last = time.monotonic()
+
+    def on_batch_end(self, loop):
+        due_steps = self.steps and loop.state["global_step"] % self.steps == 0
+        if due_steps or time.monotonic() - self.last > 60 * self.minutes:
+            self._save(loop)
+
+    def on_epoch_end(self, loop, logs):
+        if not loop.stop_training:  # a stopping run saves once, as done
+            self._save(loop)
+
+
+class CsvLog(Hook):
+    """One row per epoch in ``path``; rows of epochs after the restored checkpoint are cut."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_begin(self, loop):
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= loop.state["epoch"]]
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def on_epoch_end(self, loop, logs):
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({**logs, "val_mae": "" if logs.get("val_mae") is None
+                             else logs["val_mae"]})
+
+
+class TensorBoard(Hook):
+    """The epoch's figures as TensorBoard scalars in ``folder``."""
+
+    def __init__(self, folder):
+        self.folder, self.writer = folder, None
+
+    def on_epoch_end(self, loop, logs):
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.folder))
+        with self.writer.as_default(step=logs["epoch"]):
+            for key in ("train_mae", "learning_rate", "samples_per_second", "val_mae"):
+                if logs.get(key) is not None:
+                    tf.summary.scalar(key, logs[key])
+
+    def on_train_end(self, loop):
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Console(Hook):
+    """One line per epoch on the ``streamgex`` logger."""
+
+    def on_epoch_end(self, loop, logs):
+        val = f", val MAE {logs['val_mae']:.4f}" if logs.get("val_mae") is not None else ""
+        log.info("epoch %d: train MAE %.4f%s, lr %.2e, %.0f samples/s", logs["epoch"],
+                 logs["train_mae"], val, logs.get("learning_rate", float("nan")),
+                 logs["samples_per_second"])
+
+
+def paper_hooks(schedule, *, log_file, tensorboard, validation, on_best, checkpoint_steps,
+                checkpoint_minutes):
+    """The hooks every network here trains with, in order: schedule, validation and early
+    stop, log, TensorBoard, console, checkpoint (last, so it saves what the others did)."""
+    return [LearningRateDecay(schedule), EarlyStopping(schedule, validation, on_best),
+            CsvLog(log_file), TensorBoard(tensorboard), Console(),
+            Checkpointer(steps=checkpoint_steps, minutes=checkpoint_minutes)]

@@ -1,0 +1,212 @@
+"""``Run``: a training run's folder, and the only code that knows its layout.
+
+::
+
+    RUN/
+      config.json        the model kind and its resolved options
+      inputs.json        the split folder (and an E-MLP's codes folder) it trains on
+      log.csv            one row per epoch (a run of several networks: per part folder)
+      tensorboard/       the same curves for TensorBoard
+      checkpoints/       the newest two checkpoints (``training.checkpoint``)
+      part1/, part2/ ... a kind training several networks (D-GEX partitions):
+                         log.csv, tensorboard/, checkpoints/ of each
+      done.json          a network finished without checkpoints (least squares)
+      best/              the best model files (Keras ``.keras``, ``linear.npy``)
+      eval/              NAME.json and NAME_genes.csv per evaluated dataset
+
+Every file here that records state or results is written atomically
+(``atomic``). A run folder is made for one kind, one set of options and one
+split; ``create`` refuses another unless ``restart`` discards the old run.
+"""
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from ..atomic import read_json, write_json
+from ..errors import StreamgexError
+
+
+class Run:
+    """A run folder (see the module doc); ``Run.open`` reads one, ``Run.create`` makes one."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r})"
+
+    def __fspath__(self):
+        return str(self.path)
+
+    # -- files ------------------------------------------------------------------------------
+    @property
+    def config_file(self):
+        return self.path / "config.json"
+
+    @property
+    def inputs_file(self):
+        return self.path / "inputs.json"
+
+    @property
+    def best_dir(self):
+        return self.path / "best"
+
+    @property
+    def eval_dir(self):
+        return self.path / "eval"
+
+    def best(self, name):
+        """The path of the best-model file ``name`` (``emlp.keras``, ``linear.npy``)."""
+        return self.best_dir / name
+
+    def network_dir(self, index):
+        """Folder of network ``index`` (0-based): the run itself, or ``partN`` for several."""
+        return self.path if self.networks == 1 else self.path / f"part{index + 1}"
+
+    def _done_file(self, index):
+        return self.network_dir(index) / "done.json"
+
+    def checkpoint_dir(self, index=0):
+        return self.network_dir(index) / "checkpoints"
+
+    def log_file(self, index=0):
+        return self.network_dir(index) / "log.csv"
+
+    def tensorboard_dir(self, index=0):
+        return self.network_dir(index) / "tensorboard"
+
+    def log_files(self):
+        """The ``log.csv`` of each network that has one."""
+        return [self.log_file(i) for i in range(self.networks) if self.log_file(i).exists()]
+
+    def result_file(self, name):
+        """An evaluation's JSON (``eval/NAME.json``)."""
+        return self.eval_dir / f"{name}.json"
+
+    def genes_file(self, name):
+        """An evaluation's per-gene table (``eval/NAME_genes.csv``)."""
+        return self.eval_dir / f"{name}_genes.csv"
+
+    def result_files(self):
+        return sorted(self.eval_dir.glob("*.json")) if self.eval_dir.exists() else []
+
+    # -- what the run is ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path):
+        """An existing run folder; an error when ``path`` is not one."""
+        run = cls(path)
+        if not run.config_file.exists() or not run.inputs_file.exists():
+            raise StreamgexError(f"{run.path}: not a streamgex run folder (no config.json or "
+                                 f"inputs.json); train one with `streamgex train`")
+        return run
+
+    @classmethod
+    def create(cls, path, kind, options, *, data, codes=None, restart=False):
+        """Make the run folder for ``kind`` with ``options`` on the split ``data``,
+        or check that the one there was made so; ``restart`` discards it first."""
+        run = cls(path)
+        config = {"model": kind.name, **_plain(asdict(options))}
+        inputs = {"data": str(Path(data).resolve()),
+                  "codes": str(Path(codes).resolve()) if codes else None}
+        if restart and run.path.exists():
+            if not run.config_file.exists():
+                raise StreamgexError(f"{run.path}: exists and is not a run folder; --restart "
+                                     f"removes only run folders")
+            shutil.rmtree(run.path)
+        if run.config_file.exists():
+            old = read_json(run.config_file)
+            if old != config:
+                changed = sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
+                raise StreamgexError(
+                    f"{run.path}: a run with other options exists (differs in "
+                    f"{', '.join(changed)}); re-run with its options to resume, or pass "
+                    f"--restart to discard it")
+        if run.inputs_file.exists() and read_json(run.inputs_file) != inputs:
+            raise StreamgexError(f"{run.path}: trained on {read_json(run.inputs_file)['data']}; "
+                                 f"pass --restart to retrain it on {data}")
+        if run.path.exists() and not run.config_file.exists() and any(run.path.iterdir()):
+            raise StreamgexError(f"{run.path}: exists and is not a run folder; choose another "
+                                 f"--run-dir")
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.config_file, config)
+        write_json(run.inputs_file, inputs)
+        return run
+
+    @property
+    def config(self):
+        """``config.json``: ``{"model": kind name, option: value, ...}``."""
+        return read_json(self.config_file)
+
+    @property
+    def kind(self):
+        from ..models import registry
+
+        name = self.config["model"]
+        try:
+            return registry.get(name)
+        except KeyError:
+            raise StreamgexError(f"{self.path}: trained as model kind {name!r}, which this "
+                                 f"streamgex does not have") from None
+
+    @property
+    def options(self):
+        """The kind's typed options, as the run was made with."""
+        from ..config import build
+
+        values = {k: v for k, v in self.config.items() if k != "model"}
+        return build(self.kind.Options, values, str(self.config_file))
+
+    @property
+    def networks(self):
+        return self.kind.networks(self.options)
+
+    @property
+    def data(self):
+        """The split folder the run trains on."""
+        return Path(read_json(self.inputs_file)["data"])
+
+    @property
+    def codes(self):
+        """The codes folder an E-MLP run trains on (None for other kinds)."""
+        codes = read_json(self.inputs_file)["codes"]
+        return Path(codes) if codes else None
+
+    # -- progress ---------------------------------------------------------------------------
+    def progress(self):
+        """Loop states of the newest checkpoint of each network started (list of dicts:
+        epoch, step, schedule, done, ...); a network solved in one go reports ``done.json``."""
+        from .checkpoint import latest, read_state
+
+        states = []
+        for index in range(self.networks):
+            found = latest(self.checkpoint_dir(index))
+            if found is not None:
+                states.append(read_state(found))
+            elif self._done_file(index).exists():
+                states.append(read_json(self._done_file(index)))
+        return states
+
+    def mark_done(self, index=0, **state):
+        """Record that network ``index`` finished without checkpoints (least squares)."""
+        write_json(self._done_file(index),
+                   {"done": True, "epoch": 1, "step": 0, "schedule": {}, **state})
+
+    def is_done(self):
+        """Whether every network of the run finished training."""
+        if not self.config_file.exists():
+            return False
+        states = self.progress()
+        return len(states) == self.networks and all(s["done"] for s in states)
+
+    def check_done(self):
+        """An error unless training finished (what evaluate and predict need)."""
+        if not self.is_done():
+            raise StreamgexError(f"{self.path}: training has not finished; re-run its "
+                                 f"`streamgex train` command to complete it")
+        return self
+
+
+def _plain(values):
+    """Options as JSON values (tuples as lists), so a saved config compares equal to a new one."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
