@@ -12,7 +12,8 @@ from streamgex import store  # noqa: E402
 from streamgex.cli import main  # noqa: E402
 from streamgex.evaluation.evaluate import evaluate, read_gene_errors  # noqa: E402
 from streamgex.evaluation.metrics import compare, summarize  # noqa: E402
-from streamgex.training.train import resolve  # noqa: E402
+from streamgex.models import registry  # noqa: E402
+from streamgex.training.run import Run  # noqa: E402
 
 LANDMARKS, TARGETS = 3, 5
 #: Target 0 is the same Ensembl gene as landmark 1 (as the real maps' 445 genes).
@@ -35,14 +36,12 @@ def write_store(path, values, *, step="split", chunk=4):
 
 def linear_run(tmp_path, split, coefficients):
     """A finished linear run folder holding the given coefficients."""
-    from dataclasses import asdict
-
-    run = tmp_path / "run"
-    (run / "best").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(asdict(resolve("linear"))))
-    (run / "inputs.json").write_text(json.dumps({"data": str(split), "codes": None}))
-    np.save(run / "best" / "linear.npy", coefficients)
-    return run
+    kind = registry.get("linear")
+    run = Run.create(tmp_path / "run", kind, kind.Options(), data=split)
+    run.best_dir.mkdir()
+    np.save(run.best(kind.FILE), coefficients)
+    run.mark_done()
+    return run.path
 
 
 @pytest.fixture

@@ -44,8 +44,9 @@ def make_fixture(workdir, profiles):
     from streamgex.formats.gctx import create_gctx
     from streamgex.models.autoencoder import build_autoencoder, export_coders
     from streamgex.models.emlp import build_emlp
+    from streamgex.models import registry
     from streamgex.steps import save_vector
-    from streamgex.training.train import resolve
+    from streamgex.training.run import Run
 
     done = workdir / "fixture.json"
     if done.exists() and json.loads(done.read_text()) == {"profiles": profiles}:
@@ -84,24 +85,22 @@ def make_fixture(workdir, profiles):
           {"store": str(norm.resolve())},
           {"gene_mean": ("gene", mean), "gene_std": ("gene", std)})
 
-    from dataclasses import asdict
-
-    ae_run, emlp_run = workdir / "runs" / "autoencoder", workdir / "runs" / "emlp"
+    autoencoder, emlp = registry.get("autoencoder"), registry.get("emlp")
+    ae_run = Run.create(workdir / "runs" / "autoencoder", autoencoder,
+                        autoencoder.Options(hidden=AUTOENCODER), data=split)
     _, encoder, decoder = build_autoencoder(TARGETS, list(AUTOENCODER))
-    (ae_run / "best").mkdir(parents=True, exist_ok=True)
-    export_coders(encoder, decoder, ae_run / "best" / "encoder.keras",
-                  ae_run / "best" / "decoder.keras")
+    ae_run.best_dir.mkdir(exist_ok=True)
+    export_coders(encoder, decoder, ae_run.best(autoencoder.ENCODER),
+                  ae_run.best(autoencoder.DECODER))
+    ae_run.mark_done()
     codes = workdir / "runs" / "codes"
     write(codes / "train", np.zeros((64, AUTOENCODER[1]), np.float32), "encode",
-          {"encoder": str((ae_run / "best" / "encoder.keras").resolve())})
-    (emlp_run / "best").mkdir(parents=True, exist_ok=True)
-    build_emlp(LANDMARKS, AUTOENCODER[1], EMLP).save(emlp_run / "best" / "emlp.keras")
-    (emlp_run / "config.json").write_text(json.dumps(asdict(resolve("emlp"))))
-    (emlp_run / "inputs.json").write_text(json.dumps({"data": str(split.resolve()),
-                                                      "codes": str(codes.resolve())}))
-    state = emlp_run / "checkpoints" / "ckpt-000000000001"
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "state.json").write_text(json.dumps({"done": True, "epoch": 1, "step": 0}))
+          {"run": str(ae_run.path.resolve())})
+    emlp_run = Run.create(workdir / "runs" / "emlp", emlp, emlp.Options(), data=split,
+                          codes=codes)
+    emlp_run.best_dir.mkdir(exist_ok=True)
+    registry.save_keras(build_emlp(LANDMARKS, AUTOENCODER[1], EMLP), emlp_run.best(emlp.FILE))
+    emlp_run.mark_done()
 
     with h5py.File(workdir / "l1000.gctx", "w") as f:
         matrix = create_gctx(f, sample_ids=[f"L1000_{i}" for i in range(profiles)],
