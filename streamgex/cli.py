@@ -411,6 +411,8 @@ def main(argv=None):
         for handler in list(logger.handlers):  # a library caller after us sees no CLI handlers
             logger.removeHandler(handler)
             handler.close()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
 
 
 def _call(args):

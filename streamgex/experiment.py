@@ -81,14 +81,16 @@ def train_models(config, split):
 
 def evaluate_run(run, datasets, *, partitions=0):
     """Evaluate one run on each of ``datasets`` (``{name: store}``), loading its model once."""
-    from .evaluation.evaluate import current_result, evaluate
+    from .evaluation.evaluate import current_result, evaluate, format_result
     from .evaluation.predictor import load_predictor
 
     stale = [current_result(run, data, name=name, partitions=partitions) is None
              for name, data in datasets.items()]
     predictor = load_predictor(run) if any(stale) else None
-    for name, data in datasets.items():
-        evaluate(run, data, name=name, partitions=partitions, predictor=predictor)
+    for (name, data), redo in zip(datasets.items(), stale):
+        result = evaluate(run, data, name=name, partitions=partitions, predictor=predictor)
+        if redo:
+            log.info("%s", format_result(result))
 
 
 @dataclass(frozen=True)

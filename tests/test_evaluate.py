@@ -77,11 +77,12 @@ def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
     np.testing.assert_allclose(genes["mae"].astype(float), per_gene, rtol=1e-5)
 
 
-def test_evaluation_is_reused_until_the_model_changes(known_case, capsys):
+def test_evaluation_is_reused_until_the_model_changes(known_case, caplog):
     split, run, w = known_case
     first = evaluate(run, split / "test")
+    caplog.set_level("INFO", logger="streamgex")
     assert evaluate(run, split / "test")["mae"] == first["mae"]
-    assert "up to date" in capsys.readouterr().err
+    assert "up to date" in caplog.text
     np.save(run / "best" / "linear.npy", w * 2)
     assert evaluate(run, split / "test")["mae"] != first["mae"]
 

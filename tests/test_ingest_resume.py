@@ -27,6 +27,7 @@ def progress_of(store):
 
 def ingest_code(source, out, **options):
     return (
+        "import logging; logging.basicConfig(level=logging.INFO); "  # messages, as the CLI shows
         "from streamgex.ingest import ingest; "
         f"ingest({str(source)!r}, {str(out)!r}, **{options!r})"
     )
@@ -68,7 +69,7 @@ def test_gctx_resume_after_sigkill(tmp_path):
     source = tmp_path / "big.gctx"
     write_gctx(source, values, samples, genes, chunks=(32, 300))
     out, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
-    options = {"chunk_samples": 32, "quiet": True}
+    options = {"chunk_samples": 32}
 
     at_kill = kill_when(ingest_code(source, out, **options), out,
                         lambda p: p.get("chunks_done", 0) >= 40)
@@ -93,14 +94,14 @@ def test_text_transpose_resume_after_sigkill(tmp_path):
     ensembl = [f"ENSG{j:011d}.3" for j in range(6000)]
     write_geuvadis(source, values, samples, ensembl, genes, gz=False)
     out, reference = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
-    options = {"chunk_samples": 64, "block_values": 200 * 20, "quiet": True}
+    options = {"chunk_samples": 64, "block_values": 200 * 20}
 
     at_kill = kill_when(ingest_code(source, out, **options), out,
                         lambda p: p.get("phase") == "transpose" and p["rows_done"] >= 600)
     assert 600 <= at_kill["rows_done"] < 6000
 
     resumed = subprocess.run(
-        [sys.executable, "-c", ingest_code(source, out, **{**options, "quiet": False})],
+        [sys.executable, "-c", ingest_code(source, out, **options)],
         capture_output=True, text=True, check=True,
     )
     assert "gene rows already transposed" in resumed.stderr

@@ -107,7 +107,16 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
             f"split({str(source)!r}, {str(tmp_path / 'killed')!r}, **{options!r})")
     kill_when(code, tmp_path / "killed" / "train",
               lambda p: p.get("phase") == "gather" and p.get("gathered", 0) >= 5)
+    written = {f: f.stat().st_mtime_ns for f in (tmp_path / "killed").rglob("*")
+               if f.is_file() and ("plan" in f.parts or "c" in f.parts)}
+    chunks = [f for f in written if "train" in f.parts and "expression" in f.parts]
+    plan = [f for f in written if "plan" in f.parts]
+    assert chunks and plan, "the kill came after the plan and some training chunks were written"
     subprocess.run([sys.executable, "-c", code], check=True)
+    for f in plan:  # the k-means plan is reused, not recomputed
+        assert f.stat().st_mtime_ns == written[f], f
+    kept = [f for f in chunks if f.exists() and f.stat().st_mtime_ns == written[f]]
+    assert kept, "chunks finished before the kill are kept, not rewritten"
     import streamgex.preprocess.gather as g
     g.BUDGET, budget = 120 * 4 * 64, g.BUDGET
     try:

@@ -62,7 +62,7 @@ def test_a_registered_kind_runs_through_every_command(toy, demo_experiment, tmp_
     split = demo_experiment[0] / "work" / "split"
     run = tmp_path / "toy"
     assert main(["train", "toy", "--data", str(split), "--run-dir", str(run), "--quiet",
-                 "--set", "max_epochs=5", "--set", "batch=64", "--set", "l2=0.5"]) == 0
+                 "--set", "max_epochs=20", "--set", "batch=64", "--set", "l2=0.5"]) == 0
     assert (run / "best" / "toy.keras").exists()
     assert main(["train", "toy", "--data", str(split), "--run-dir", str(run), "--set",
                  "l2=true"]) == 1

@@ -45,6 +45,8 @@ def make_fixture(workdir, profiles):
     from streamgex.models.autoencoder import build_autoencoder, export_coders
     from streamgex.models.emlp import build_emlp
     from streamgex.models import registry
+    from streamgex.preprocess.quantile import QuantileNormalize
+    from streamgex.preprocess.standardize import Standardize
     from streamgex.steps import save_vector
     from streamgex.training.run import Run
 
@@ -56,7 +58,7 @@ def make_fixture(workdir, profiles):
     keys = np.array([f"ENSG{i:011d}" for i in range(genes)], dtype=object)
     probes = np.array([f"{200000 + i}_at" for i in range(genes)], dtype=object)
 
-    def write(path, values, step, source, extra=None, vectors=None):
+    def write(path, values, step, source, extra=None, vectors=None, fitted=()):
         group = store.begin(path, step=step, parameters={}, source=source, overwrite=True)
         if group is None:  # made by an earlier run of this benchmark
             return
@@ -73,6 +75,8 @@ def make_fixture(workdir, profiles):
         store.write_chunks(group, lambda a, b: values[a:b], desc="")
         for name, vector in (vectors or {}).items():
             save_vector(group, name, vector, "rank")
+        for step in fitted:
+            step.save(group)
         store.finish(group)
 
     sample = (rng.standard_normal((64, genes)) + 8).astype(np.float32)
@@ -81,9 +85,13 @@ def make_fixture(workdir, profiles):
           vectors={"reference": np.sort(sample.astype(np.float64), axis=1).mean(0)})
     mean, std = sample.mean(0).astype(np.float64), sample.std(0).astype(np.float64)
     split = workdir / "data" / "split"
+    normalizer, statistics = QuantileNormalize(), Standardize()
+    normalizer.reference_ = np.sort(sample.astype(np.float64), axis=1).mean(0)
+    statistics.mean_, statistics.std_ = mean, std
     write(split / "train", (sample - mean) / (std + 1e-3), "split",
           {"store": str(norm.resolve())},
-          {"gene_mean": ("gene", mean), "gene_std": ("gene", std)})
+          {"gene_mean": ("gene", mean), "gene_std": ("gene", std)},
+          fitted=(normalizer, statistics))
 
     autoencoder, emlp = registry.get("autoencoder"), registry.get("emlp")
     ae_run = Run.create(workdir / "runs" / "autoencoder", autoencoder,

@@ -57,7 +57,9 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
         The JSON written (``mae``, ``partition_mae``, ``sum_over_partitions``,
         ``mae_without_shared``, and for an E-MLP ``reconstruction``).
     """
-    run, data = Run.open(run), Path(data)
+    data = Path(data)
+    ds = store.open_store(data)  # refuses a missing or partial store first
+    run = Run.open(run)
     name = name or data.name.removesuffix(".zarr")
     check_name(name)
     found = current_result(run, data, name=name, partitions=partitions)
@@ -65,7 +67,6 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
         log.info("%s: up to date", run.result_file(name))
         return found
 
-    ds = store.open_store(data)
     predictor = predictor or load_predictor(run)
     n_targets = len(predictor.targets)
     count = partitions or paper_partitions(n_targets)
@@ -98,7 +99,6 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     _write_genes(run.genes_file(name), ds, targets, shared, errors, rebuilt)
     write_json(run.result_file(name), result)  # last: its presence means the CSV is complete
-    log.info("%s", format_result(result))
     return result
 
 

@@ -1,8 +1,9 @@
 """The preprocessing a run's data went through, re-applied to new profiles.
 
-Like a fitted scikit-learn transformer: the state (gene map, quantile
-reference, per-gene mean and std) was learned by the pipeline and saved in its
-stores; ``input_transform`` applies it to the profiles ``predict`` reads.
+The pipeline's fitted steps (``preprocess.fitted``: the gene map, the quantile
+reference, per-gene mean and std) travel with its stores; ``pipeline_state``
+loads them from the split's training store and ``input_transform`` applies
+them to the profiles ``predict`` reads.
 
 Input units:
 
@@ -28,8 +29,8 @@ import zarr
 from .. import store
 from ..errors import StreamgexError
 from ..preprocess.genes import CollapsePlan, collapse
-from ..preprocess.quantile import quantile_normalize
-from ..preprocess.standardize import EPSILON, standardize_block
+from ..preprocess.quantile import QuantileNormalize, quantile_normalize
+from ..preprocess.standardize import EPSILON, Standardize, standardize_block
 from ..progress import progress
 
 UNITS = ("raw", "normalized", "standardized")
@@ -70,35 +71,21 @@ class PipelineState:
 
 
 def pipeline_state(split):
-    """Read the ``PipelineState`` of a split folder from its stores' provenance."""
+    """The ``PipelineState`` of a split folder: the fitted steps its training store carries."""
     train = split / "train"
     ds = store.open_store(train)
+    statistics = Standardize.load(train)
     return PipelineState(
         keys=store.strings(ds.gene.values),
         ensembl=store.strings(ds.gene_ensembl.values),
         symbols=store.strings(ds.gene_symbol.values),
         probes=[tuple(p.split(",")) for p in store.strings(ds.gene_probes.values)],
         is_landmark=ds.is_landmark.values.astype(bool),
-        mean=ds.gene_mean.values.astype(np.float64),
-        std=ds.gene_std.values.astype(np.float64),
-        reference=_upstream_reference(train),
+        mean=statistics.mean_.astype(np.float64),
+        std=statistics.std_.astype(np.float64),
+        reference=QuantileNormalize.load(train).reference_.astype(np.float64),
         train=train,
     )
-
-
-def _upstream_reference(path):
-    """The ``reference`` of the normalize store the chain of ``path`` went through."""
-    seen = path
-    for _ in range(16):
-        group = zarr.open_group(seen, mode="r")
-        if group.attrs.get(store.ATTR, {}).get("step") == "normalize":
-            return group["reference"][:].astype(np.float64)
-        upstream = group.attrs.get("source", {}).get("store")
-        if not upstream:
-            break
-        seen = upstream
-    raise StreamgexError(f"{path}: no normalize step found upstream of it; predict needs the "
-                         f"pipeline's stores (genes -> normalize -> standardize -> split) in place")
 
 
 def match_genes(state, gene_ids, wanted):

@@ -146,8 +146,15 @@ def unregister(name):
 ROLES = ("baseline", "reference", "proposed", "autoencoder")
 
 
+#: The kinds that come with streamgex; each module registers its kind when imported.
+BUILTINS = ("linear", "dgex", "emlp", "autoencoder")
+
+
 def _builtins():
-    from . import autoencoder, dgex, emlp, linear  # noqa: F401  (each registers itself)
+    import importlib
+
+    for module in BUILTINS:
+        importlib.import_module(f"{__package__}.{module}")
 
 
 def get(name):

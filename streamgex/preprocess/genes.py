@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import steps, store
+from .. import steps
 from ..errors import StreamgexError
+from .fitted import FittedStep, run_step
 from .maps import read_map, row_keys
 
 BY = ("probe", "ensembl")
@@ -61,6 +62,65 @@ def plan_collapse(rows, store_ids, *, by):
     return plan, kept, missing
 
 
+class SelectGenes(FittedStep):
+    """The fitted step: which input columns average into each mapped gene (``plan_``),
+    learned by matching the maps' probes or Ensembl ids to the store's gene ids."""
+
+    name = "genes"
+    state = ("columns_", "starts_", "counts_")
+
+    def __init__(self, landmarks, targets, by="probe", drop_missing=False):
+        if by not in BY:
+            raise StreamgexError(f"--by must be one of {', '.join(BY)}, got {by!r}")
+        self.landmarks, self.targets = landmarks, targets
+        self.by, self.drop_missing = by, drop_missing
+
+    def parameters(self):
+        return {"landmarks": str(self.landmarks), "targets": str(self.targets), "by": self.by,
+                "drop_missing": self.drop_missing, "dropped": len(self.missing_)}
+
+    @classmethod
+    def from_parameters(cls, parameters):
+        return cls(parameters["landmarks"], parameters["targets"], by=parameters["by"],
+                   drop_missing=parameters["drop_missing"])
+
+    def prepare(self, ds, source):
+        """Match the map rows to the store's genes (no pass over the data needed)."""
+        rows = (read_map(self.landmarks, is_landmark=True)
+                + read_map(self.targets, is_landmark=False))
+        plan, self.kept_, self.missing_ = plan_collapse(rows, [str(g) for g in ds.gene.values],
+                                                        by=self.by)
+        if self.missing_ and not self.drop_missing:
+            column = "probe (column 3)" if self.by == "probe" else "Ensembl id (column 2)"
+            first = ", ".join((",".join(r.probes) if self.by == "probe" else r.ensembl)
+                              for r in self.missing_[:5])
+            raise StreamgexError(
+                f"{source}: {len(self.missing_)} of {len(rows)} map rows have a {column} not in "
+                f"the store (first: {first}); is --by {self.by} right for this store? pass "
+                f"--drop-missing to leave them out")
+        if not any(r.is_landmark for r in self.kept_) or all(r.is_landmark for r in self.kept_):
+            raise StreamgexError(f"{source}: no landmark or no target row matched the maps")
+        self.columns_, self.starts_, self.counts_ = plan.columns, plan.starts, plan.counts
+
+    def layout(self, ds):
+        kept = self.kept_
+        return {"samples": ds.sample.values, "genes": np.array(row_keys(kept), dtype=object),
+                "coords": {
+                    **steps.sample_coords(ds),
+                    "is_landmark": ("gene", np.array([r.is_landmark for r in kept])),
+                    "gene_symbol": ("gene", np.array([r.symbol for r in kept], dtype=object)),
+                    "gene_ensembl": ("gene", np.array([r.ensembl for r in kept], dtype=object)),
+                    "gene_probes": ("gene", np.array([",".join(r.probes) for r in kept],
+                                                     dtype=object)),
+                }}
+
+    def output_width(self, ds):
+        return len(self.counts_)
+
+    def transform(self, block):
+        return collapse(block, CollapsePlan(self.columns_, self.starts_, self.counts_))
+
+
 def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, overwrite=False,
           scheduler=None):
     """Write a store of the mapped genes of ``source`` (probe means), landmarks first.
@@ -79,52 +139,8 @@ def genes(source, out, *, landmarks, targets, by="probe", drop_missing=False, ov
     Returns
     -------
     Path
-        The output store: ``(n_samples, n_landmarks + n_targets) float32``.
+        The output store: ``(n_samples, n_landmarks + n_targets) float32`` (and the
+        fitted step under ``fitted/genes``).
     """
-    if by not in BY:
-        raise StreamgexError(f"--by must be one of {', '.join(BY)}, got {by!r}")
-    ds, x = steps.open_input(source)
-    rows = read_map(landmarks, is_landmark=True) + read_map(targets, is_landmark=False)
-    plan, kept, missing = plan_collapse(rows, [str(g) for g in ds.gene.values], by=by)
-    if missing and not drop_missing:
-        column = "probe (column 3)" if by == "probe" else "Ensembl id (column 2)"
-        first = ", ".join(
-            (",".join(r.probes) if by == "probe" else r.ensembl) for r in missing[:5]
-        )
-        raise StreamgexError(
-            f"{source}: {len(missing)} of {len(rows)} map rows have a {column} not in the store "
-            f"(first: {first}); is --by {by} right for this store? pass --drop-missing to "
-            f"leave them out"
-        )
-    if not any(r.is_landmark for r in kept) or all(r.is_landmark for r in kept):
-        raise StreamgexError(f"{source}: no landmark or no target row matched the maps")
-    parameters = {
-        "landmarks": str(landmarks), "targets": str(targets), "by": by,
-        "drop_missing": drop_missing, "dropped": len(missing),
-    }
-    group = store.begin(out, step="genes", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite)
-    if group is None:
-        return out
-    with steps.scheduler(scheduler):
-        if "chunks_done" not in store.state(group)["progress"]:
-            keys = row_keys(kept)
-            store.start_writing(
-                group,
-                samples=ds.sample.values,
-                genes=np.array(keys, dtype=object),
-                coords={
-                    **steps.sample_coords(ds),
-                    "is_landmark": ("gene", np.array([r.is_landmark for r in kept])),
-                    "gene_symbol": ("gene", np.array([r.symbol for r in kept], dtype=object)),
-                    "gene_ensembl": ("gene", np.array([r.ensembl for r in kept], dtype=object)),
-                    "gene_probes": ("gene", np.array([",".join(r.probes) for r in kept],
-                                                     dtype=object)),
-                },
-                chunk_samples=x.chunks[0][0],
-            )
-        n_out = len(plan.counts)
-        y = x.map_blocks(collapse, plan, chunks=(x.chunks[0], (n_out,)), dtype=np.float32)
-        steps.write_rows(group, y, desc="genes")
-    store.finish(group)
-    return out
+    return run_step(SelectGenes(landmarks, targets, by=by, drop_missing=drop_missing), source,
+                    out, overwrite=overwrite, scheduler=scheduler)

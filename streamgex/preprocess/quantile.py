@@ -18,16 +18,18 @@ it is read as a quantile function, the value at rank ``i`` of ``m`` sitting at
 probability ``(i + 0.5) / m``, and linearly interpolated at ``(j + 0.5) / n``
 for rank ``j`` of ``n`` (constant beyond its end points).
 
-The reference is saved in the output store (``reference``, dimension
-``rank``) so ``predict`` can apply it to new profiles.
+The fitted step (``QuantileNormalize``) is saved with the output store and
+carried forward by later steps, so ``predict`` loads it to normalize new
+profiles; the reference is also the store's ``reference`` (dimension ``rank``).
 """
 
 from statistics import NormalDist
 
 import numpy as np
 
-from .. import steps, store
+from .. import steps
 from ..errors import StreamgexError
+from .fitted import FittedStep, run_step
 
 REFERENCES = ("mean", "normal")
 
@@ -115,6 +117,49 @@ def reference_of(path):
     return learn_mean_reference(x).compute()
 
 
+class QuantileNormalize(FittedStep):
+    """The fitted step: ``reference_`` ``(n_genes,) float64``, learned (``mean``), the
+    normal quantiles (``normal``), or another store's resampled (``reference_from``)."""
+
+    name = "normalize"
+    state = ("reference_",)
+
+    def __init__(self, reference="mean", reference_from=None):
+        if reference not in REFERENCES:
+            raise StreamgexError(f"--reference must be one of {', '.join(REFERENCES)}")
+        if reference_from and reference != "mean":
+            raise StreamgexError("--reference-from only applies to --reference mean")
+        self.reference, self.reference_from = reference, reference_from
+
+    def parameters(self):
+        return {"reference": self.reference, "reference_from":
+                steps.source_of(self.reference_from) if self.reference_from else None}
+
+    @classmethod
+    def from_parameters(cls, parameters):
+        return cls(reference=parameters["reference"])
+
+    def fit(self, ds, x):
+        n_genes = x.shape[1]
+        if self.reference == "normal":
+            self.reference_ = normal_reference(n_genes)
+        elif self.reference_from:
+            self.reference_ = resample_reference(reference_of(self.reference_from), n_genes)
+        else:
+            self.reference_ = learn_mean_reference(x).compute()
+        return self
+
+    def save(self, group):
+        super().save(group)
+        steps.save_vector(group, "reference", self.reference_, "rank")  # for readers of the store
+
+    def prepare(self, ds, source):
+        self.where = str(source)
+
+    def transform(self, block):
+        return _checked_normalize(block, self.reference_, getattr(self, "where", "the input"))
+
+
 def normalize(source, out, *, reference="mean", reference_from=None, overwrite=False,
               scheduler=None):
     """Quantile-normalize every profile of ``source`` onto a reference; see the module doc.
@@ -123,37 +168,7 @@ def normalize(source, out, *, reference="mean", reference_from=None, overwrite=F
     -------
     Path
         The output store: ``(n_samples, n_genes) float32``, plus ``reference``
-        ``(n_genes,) float64``.
+        ``(n_genes,) float64`` (and the fitted step under ``fitted/normalize``).
     """
-    if reference not in REFERENCES:
-        raise StreamgexError(f"--reference must be one of {', '.join(REFERENCES)}")
-    if reference_from and reference != "mean":
-        raise StreamgexError("--reference-from only applies to --reference mean")
-    ds, x = steps.open_input(source)
-    parameters = {"reference": reference, "reference_from":
-                  steps.source_of(reference_from) if reference_from else None}
-    group = store.begin(out, step="normalize", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite)
-    if group is None:
-        return out
-    n_genes = x.shape[1]
-    with steps.scheduler(scheduler):
-        if "chunks_done" not in store.state(group)["progress"]:
-            if reference == "normal":
-                ref = normal_reference(n_genes)
-            elif reference_from:
-                ref = resample_reference(reference_of(reference_from), n_genes)
-            else:
-                ref = learn_mean_reference(x).compute()
-            # The reference first: once writing has started, a resumed run reads it back.
-            steps.save_vector(group, "reference", ref, "rank")
-            store.start_writing(
-                group, samples=ds.sample.values, genes=ds.gene.values,
-                coords={**steps.sample_coords(ds), **steps.gene_coords(ds)},
-                chunk_samples=x.chunks[0][0],
-            )
-        ref = group["reference"][:]
-        y = x.map_blocks(_checked_normalize, ref, str(source), dtype=np.float32)
-        steps.write_rows(group, y, desc="normalize")
-    store.finish(group)
-    return out
+    return run_step(QuantileNormalize(reference, reference_from), source, out,
+                    overwrite=overwrite, scheduler=scheduler)

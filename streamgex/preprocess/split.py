@@ -27,6 +27,7 @@ import zarr
 
 from .. import steps, store
 from ..atomic import write_json, write_text
+from .fitted import carry_fitted
 from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
 
@@ -89,6 +90,8 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
         order = part_order(parts, index, seed)
         group = store.begin(paths[part], step="split", parameters=part_parameters,
                             source=origin, overwrite=False)
+        if store.EXPRESSION not in group:
+            carry_fitted(source, group)  # each part carries the chain's fitted steps
         gather_into(
             source_array, order, group, desc=part,
             samples=ds.sample.values[order], genes=ds.gene.values,

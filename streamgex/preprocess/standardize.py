@@ -10,8 +10,9 @@ accumulated in float64.
 import dask
 import numpy as np
 
-from .. import steps, store
+from .. import steps
 from ..errors import StreamgexError
+from .fitted import FittedStep, run_step
 
 EPSILON = 1e-3
 
@@ -45,37 +46,53 @@ def stats_of(path, genes):
     return mean[order], std[order]
 
 
+class Standardize(FittedStep):
+    """The fitted step: per-gene ``mean_`` and ``std_`` ``(n_genes,) float64``, learned
+    here or taken from the store ``stats_from`` (matched by gene key)."""
+
+    name = "standardize"
+    state = ("mean_", "std_")
+
+    def __init__(self, stats_from=None):
+        self.stats_from = stats_from
+
+    def parameters(self):
+        return {"stats_from": steps.source_of(self.stats_from) if self.stats_from else None,
+                "epsilon": EPSILON}
+
+    @classmethod
+    def from_parameters(cls, parameters):
+        return cls()
+
+    def fit(self, ds, x):
+        if self.stats_from:
+            self.mean_, self.std_ = stats_of(self.stats_from, ds.gene.values)
+        else:
+            self.mean_, self.std_ = learn_stats(x)
+        return self
+
+    def layout(self, ds):
+        return {"samples": ds.sample.values, "genes": ds.gene.values,
+                "coords": {**steps.sample_coords(ds),
+                           **steps.gene_coords(ds, skip=("gene_mean", "gene_std")),
+                           "gene_mean": ("gene", self.mean_), "gene_std": ("gene", self.std_)}}
+
+    def transform(self, block):
+        return standardize_block(block, self.mean_, self.std_)
+
+    def inverse_transform(self, z, genes=slice(None)):
+        """z-scores of ``genes`` (a mask or indices) back to normalized expression units."""
+        return z * (self.std_[genes] + EPSILON) + self.mean_[genes]
+
+
 def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None):
     """Standardize every gene of ``source``; see the module doc.
 
     Returns
     -------
     Path
-        The output store, with ``gene_mean`` and ``gene_std`` ``(n_genes,) float64``.
+        The output store, with ``gene_mean`` and ``gene_std`` ``(n_genes,) float64``
+        (and the fitted step under ``fitted/standardize``).
     """
-    ds, x = steps.open_input(source)
-    parameters = {"stats_from": steps.source_of(stats_from) if stats_from else None,
-                  "epsilon": EPSILON}
-    group = store.begin(out, step="standardize", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite)
-    if group is None:
-        return out
-    with steps.scheduler(scheduler):
-        if "chunks_done" not in store.state(group)["progress"]:
-            if stats_from:
-                mean, std = stats_of(stats_from, ds.gene.values)
-            else:
-                mean, std = learn_stats(x)
-            store.start_writing(
-                group, samples=ds.sample.values, genes=ds.gene.values,
-                coords={**steps.sample_coords(ds),
-                        **steps.gene_coords(ds, skip=("gene_mean", "gene_std")),
-                        "gene_mean": ("gene", mean), "gene_std": ("gene", std)},
-                chunk_samples=x.chunks[0][0],
-            )
-        mean = group["gene_mean"][:]
-        std = group["gene_std"][:]
-        y = x.map_blocks(standardize_block, mean, std, dtype=np.float32)
-        steps.write_rows(group, y, desc="standardize")
-    store.finish(group)
-    return out
+    return run_step(Standardize(stats_from), source, out, overwrite=overwrite,
+                    scheduler=scheduler)

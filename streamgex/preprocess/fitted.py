@@ -1,0 +1,146 @@
+"""Preprocessing steps as fitted objects, and the one runner that writes their stores.
+
+A step has scikit-learn's shape (``QuantileTransformer``, ``StandardScaler``):
+
+- its options are constructor arguments (``parameters()`` records them);
+- ``prepare(ds, source)`` checks the input and plans what needs no pass over the data
+  (before anything is written: a mistake leaves nothing behind);
+- ``fit(ds, x)`` learns its state, attributes ending in ``_``, out of core
+  with Dask (``x`` is the input's expression as a Dask array);
+- ``transform(block)`` applies that state to one chunk of profiles, a pure
+  numpy function (the rule itself lives beside it, testable in a line);
+- ``save(group)`` / ``load(store)``: the fitted state lives in the output
+  store under ``fitted/<name>/``, and every later step copies the ``fitted/``
+  group forward, so a split part carries the whole chain's fitted state and
+  ``predict`` loads, say, ``QuantileNormalize.load(split / "train")`` directly.
+
+``run_step`` does what every such step shares: begin (or resume, or say "up to
+date"), fit once, save the state, define the output, transform the chunks in
+resumable waves, finish.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import steps, store
+from ..errors import StreamgexError
+
+FITTED = "fitted"
+
+
+class FittedStep:
+    """Base of the chunk-wise preprocessing steps; see the module doc."""
+
+    #: The step's name: its ``streamgex`` command, its store's ``step`` attr, its
+    #: ``fitted/<name>`` group.
+    name = ""
+    #: Names of the fitted attributes saved with the store (arrays).
+    state = ()
+
+    def parameters(self):
+        """The options that decide the output (recorded in the store's attrs)."""
+        raise NotImplementedError
+
+    def prepare(self, ds, source):
+        """Check the input dataset (of the store ``source``) before anything is written."""
+
+    def fit(self, ds, x):
+        """Learn the state from the input (``x``: its expression as a Dask array)."""
+        return self
+
+    def transform(self, block):
+        """``(n, n_in) float32 -> (n, n_out) float32`` with the fitted state."""
+        raise NotImplementedError
+
+    def layout(self, ds):
+        """The output's ``store.define_expression`` arguments but ``chunk_samples``."""
+        return {"samples": ds.sample.values, "genes": ds.gene.values,
+                "coords": {**steps.sample_coords(ds), **steps.gene_coords(ds)}}
+
+    def output_width(self, ds):
+        return ds.sizes["gene"]
+
+    def save(self, group):
+        """Write the fitted state to ``fitted/<name>/`` of an output store."""
+        fitted = group.require_group(FITTED).require_group(self.name)
+        fitted.attrs["parameters"] = self.parameters()
+        for attr in self.state:
+            value = np.asarray(getattr(self, attr))
+            array = fitted.create_array(attr.rstrip("_"), shape=value.shape, dtype=value.dtype,
+                                        overwrite=True)
+            array[...] = value
+
+    def load_state(self, group):
+        """Set the fitted attributes from ``fitted/<name>/`` of ``group``."""
+        try:
+            fitted = group[FITTED][self.name]
+        except KeyError:
+            raise StreamgexError(f"{group.store_path}: holds no fitted {self.name} step; "
+                                 f"it was not made by a chain through `streamgex "
+                                 f"{self.name}`") from None
+        for attr in self.state:
+            setattr(self, attr, fitted[attr.rstrip("_")][...])
+        return self
+
+    @classmethod
+    def load(cls, path):
+        """The fitted step saved in the store at ``path`` or carried into it by later steps."""
+        store.open_store(path)  # refuses a missing or partial store
+        group = zarr.open_group(path, mode="r")
+        try:
+            parameters = dict(group[FITTED][cls.name].attrs["parameters"])
+        except KeyError:
+            raise StreamgexError(f"{path}: holds no fitted {cls.name} step; it was not made by "
+                                 f"a chain through `streamgex {cls.name}`") from None
+        return cls.from_parameters(parameters).load_state(group)
+
+    @classmethod
+    def from_parameters(cls, parameters):
+        """A step with these recorded ``parameters`` (unfitted)."""
+        return cls(**parameters)
+
+
+def carry_fitted(source, group):
+    """Copy the ``fitted/`` groups of the store ``source`` into the output ``group``."""
+    upstream = zarr.open_group(source, mode="r")
+    if FITTED not in upstream:
+        return
+    target = group.require_group(FITTED)
+    for name, fitted in upstream[FITTED].groups():
+        copy = target.require_group(name)
+        copy.attrs.update(dict(fitted.attrs))
+        for key, array in fitted.arrays():
+            out = copy.create_array(key, shape=array.shape, dtype=array.dtype, overwrite=True)
+            out[...] = array[...]
+
+
+def run_step(step, source, out, *, overwrite=False, scheduler=None):
+    """Write the store ``out``: ``step`` fitted on ``source`` and applied chunk by chunk.
+
+    Resumable (a killed run continues at its last wave of chunks with the
+    state it saved), and a no-op when ``out`` is complete and made from the
+    same input with the same parameters. Returns ``out`` as a Path.
+    """
+    out = Path(out)
+    ds, x = steps.open_input(source)
+    step.prepare(ds, source)
+    group = store.begin(out, step=step.name, parameters=step.parameters(),
+                        source=steps.source_of(source), overwrite=overwrite)
+    if group is None:
+        return out
+    with steps.scheduler(scheduler):
+        if "chunks_done" not in store.state(group)["progress"]:
+            step.fit(ds, x)
+            carry_fitted(source, group)
+            # The state before writing starts: once it has, a resumed run reads it back.
+            step.save(group)
+            store.start_writing(group, **step.layout(ds), chunk_samples=x.chunks[0][0])
+        else:
+            step.load_state(group)
+        y = x.map_blocks(step.transform, chunks=(x.chunks[0], (step.output_width(ds),)),
+                         dtype=np.float32)
+        steps.write_rows(group, y, desc=step.name)
+    store.finish(group)
+    return out
