@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import StreamgexError
+from .resources import PACKAGED
 
 
 class OptionError(ValueError):
@@ -63,8 +64,8 @@ class Inputs:
 
     geo: str
     rnaseq: str = ""
-    landmarks: str = "dgex"
-    targets: str = "dgex"
+    landmarks: str = PACKAGED
+    targets: str = PACKAGED
 
 
 @dataclass(frozen=True)

@@ -104,20 +104,9 @@ class Stage:
 
 def status(config):
     """The state of every stage of ``config``, in pipeline order; runs nothing."""
-    paths = stores_of(config)
-    stages = []
-    for name in ("geo", "geo_dedup", "geo_genes", "geo_norm", "geo_std"):
-        if name == "geo_dedup" and not config.dedup.enabled:
-            continue
-        stages.append(Stage(f"{name} store", *store.status(paths[name])))
-    parts = [store.status(paths["split"] / part)[0] for part in ("train", "val", "test")]
-    stages.append(Stage("split", _combine(parts, (paths["split"] / "plan").exists())))
-    if config.pca.enabled:
-        done = (paths["pca"] / "summary.json").exists()
-        stages.append(Stage("pca", "done" if done else "to do"))
-    if config.inputs.rnaseq:
-        for name in ("rnaseq", "rnaseq_genes", "rnaseq_norm", "rnaseq_std"):
-            stages.append(Stage(f"{name} store", *store.status(paths[name])))
+    from .preprocess.pipeline import status as chain_status
+
+    stages = [Stage(*found) for found in chain_status(config)]
     folders = folders_of(config)
     for name, path in folders["runs"].items():
         if registry.get(name).codes_from:
@@ -128,9 +117,18 @@ def status(config):
         for dataset, data in datasets_of(config).items():
             stages.append(evaluation_stage(name, Run(path), dataset, data,
                                            config.evaluate.partitions))
-    report = folders["report"] / "report.md"
-    stages.append(Stage("report", "done" if report.exists() else "to do", str(report)))
+    stages.append(report_stage(folders))
     return stages
+
+
+def report_stage(folders):
+    """The report is current when it is newer than every evaluation it lays out."""
+    report = folders["report"] / "report.md"
+    if not report.exists():
+        return Stage("report", "to do", str(report))
+    results = [f for path in folders["runs"].values() for f in Run(path).result_files()]
+    newer = [f for f in results if f.stat().st_mtime_ns > report.stat().st_mtime_ns]
+    return Stage("report", "stale" if newer else "done", str(report))
 
 
 def evaluation_stage(name, run, dataset, data, partitions):

@@ -104,19 +104,10 @@ def ingest(
         raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
     out = Path(out)
     src = open_source(source, format)
-    stat = os.stat(source)
-    identity = {
-        "path": str(Path(source).resolve()),
-        "format": src.format,
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-    }
-    parameters = {"chunk_samples": chunk_samples, "allow_missing": allow_missing}
     checksum = _Checksum(source)
     try:
-        group = store.begin(
-            out, step="ingest", parameters=parameters, source=identity, overwrite=overwrite,
-        )
+        group = store.begin(out, **_identity(source, src, chunk_samples, allow_missing),
+                            overwrite=overwrite)
         if group is None:
             return out
         try:
@@ -133,6 +124,24 @@ def ingest(
         if isinstance(src, SampleMajorSource):
             src.close()
     return out
+
+
+def identity(source, *, format="auto", chunk_samples=None, allow_missing=None):
+    """The step, parameters and source an ingest of ``source`` records (``store.begin``)."""
+    src = open_source(source, format)
+    try:
+        return _identity(source, src, chunk_samples, allow_missing)
+    finally:
+        if isinstance(src, SampleMajorSource):
+            src.close()
+
+
+def _identity(source, src, chunk_samples, allow_missing):
+    stat = os.stat(source)
+    return {"step": "ingest",
+            "parameters": {"chunk_samples": chunk_samples, "allow_missing": allow_missing},
+            "source": {"path": str(Path(source).resolve()), "format": src.format,
+                       "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}}
 
 
 def _ingest_samples(group, src, chunk_samples, allow_missing):

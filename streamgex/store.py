@@ -165,13 +165,20 @@ def matches(path, *, step, parameters, source):
     )
 
 
-def status(path):
-    """``("done" | "partial" | "to do", detail)`` of the store at ``path``, without opening it."""
+def status(path, identity=None):
+    """``("done" | "stale" | "partial" | "to do", detail)`` of the store at ``path``.
+
+    ``identity``: the ``step``, ``parameters`` and ``source`` its step would
+    write it with now (the rule ``begin`` skips by); a complete store made
+    otherwise is ``stale``. Without it, any complete store is ``done``.
+    """
     st = _read_state(path)
     if st is None:
         return "to do", ""
     if st.get("complete"):
-        return "done", ""
+        if identity is None or _same_run(path, **identity):
+            return "done", ""
+        return "stale", "its input or options changed since; `run` redoes it"
     return "partial", describe_progress(st.get("progress", {}))
 
 

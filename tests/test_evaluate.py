@@ -113,9 +113,12 @@ def test_report_has_the_papers_tables_and_figures(demo_experiment):
     workdir = demo_experiment[0]
     report = workdir / "work" / "report" / "report.md"
     text = report.read_text()
+    test_profiles = json.loads((workdir / "work" / "split" / "summary.json").read_text())[
+        "totals"]["test"]
     for caption in ("Table 1. Autoencoder reconstruction", "Table 2. GEO test set",
                     "Table 3. 1000G", "Table 4. Relative improvement",
-                    "sum over 2 partitions (paper's convention)", "859 test profiles"):
+                    "sum over 2 partitions (paper's convention)",
+                    f"{test_profiles:,} test profiles"):
         assert caption in text, caption
     for name in ("fig1_pca.png", "fig3_validation.png", "fig4_genes.png", "fig5_1000g.png"):
         png = report.parent / name

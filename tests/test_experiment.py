@@ -40,8 +40,8 @@ monitor = 200
 """
 
 
-def status_of(config, capsys):
-    assert main(["status", str(config)]) == 0
+def status_of(config, capsys, *overrides):
+    assert main(["status", str(config), *(a for o in overrides for a in ("--set", o))]) == 0
     lines = capsys.readouterr().out.splitlines()
     return {line[:30].strip(): line[30:].split() for line in lines}
 
@@ -94,3 +94,10 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
     assert {v[0] for v in after.values()} == {"done"}, after
     log = (run / "log.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in log] == list(range(1, len(log) + 1))
+
+    # status judges each store by its step's own rule: changed options make it stale
+    changed = status_of(config, capsys, "split.seed=5")
+    assert changed["split"][0] == "stale" and changed["geo_std store"] == ["done"]
+    changed = status_of(config, capsys, 'normalize.reference="normal"')
+    assert changed["geo_norm store"][0] == "stale" and changed["geo_genes store"] == ["done"]
+    assert changed["rnaseq_norm store"][0] == "stale"

@@ -143,3 +143,37 @@ def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
         assert int(optimizer.iterations.numpy()) == 4
     for fused_value, keras_value in zip(*results):
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("extra", [{"clipnorm": 0.01}, {"weight_decay": 0.1}, {"use_ema": True}])
+def test_an_optimizer_doing_more_than_momentum_keeps_its_own_update(extra):
+    import keras
+    import tensorflow as tf
+
+    from streamgex.models.emlp import build_emlp
+    from streamgex.training.loop import fusable, make_train_step
+
+    assert fusable(keras.optimizers.SGD(0.05, momentum=0.9))
+    assert not fusable(keras.optimizers.SGD(0.05, momentum=0.9, **extra))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 12)).astype(np.float32)
+    y = rng.normal(size=(16, 5)).astype(np.float32)
+    results = []
+    for ours in (True, False):
+        keras.utils.set_random_seed(3)
+        model = build_emlp(12, 5, (20, 20), dropout=0.0)
+        optimizer = keras.optimizers.SGD(0.05, momentum=0.9, **extra)
+        optimizer.build(model.trainable_variables)
+        if ours:
+            step = make_train_step(model, optimizer)
+        else:
+            def step(xb, yb, model=model, optimizer=optimizer):
+                with tf.GradientTape() as tape:
+                    loss = keras.ops.mean(keras.ops.square(model(xb, training=True) - yb))
+                optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables)
+        for _ in range(3):
+            step(x, y)
+        results.append([v.numpy() for v in model.trainable_variables])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -65,6 +65,13 @@ def scan_cluster(rows, start, stop, centre, distance):
     return kept
 
 
+def identity(source, *, clusters=100, distance=1.0, seed=0):
+    """The step, parameters and source a dedup of ``source`` records (``store.begin``)."""
+    return {"step": "dedup", "parameters": {"clusters": clusters, "distance": distance,
+                                            "seed": seed},
+            "source": steps.source_of(source)}
+
+
 def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, scheduler=None):
     """Drop near-duplicate profiles of ``source`` (D-GEX's rule); see the module doc.
 
@@ -74,9 +81,8 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
         The output store; ``attrs["dedup"]["dropped"]`` counts the dropped profiles.
     """
     ds, x = steps.open_input(source)
-    parameters = {"clusters": clusters, "distance": distance, "seed": seed}
-    group = store.begin(out, step="dedup", parameters=parameters,
-                        source=steps.source_of(source), overwrite=overwrite)
+    group = store.begin(out, **identity(source, clusters=clusters, distance=distance, seed=seed),
+                        overwrite=overwrite)
     if group is None:
         return out
     n = x.shape[0]

@@ -116,6 +116,14 @@ def carry_fitted(source, group):
             out[...] = array[...]
 
 
+def identity(step, source, ds=None):
+    """The step, parameters and source ``step`` records for an output of ``source``
+    (``store.begin``); checks the input first (``prepare``)."""
+    step.prepare(store.open_store(source) if ds is None else ds, source)
+    return {"step": step.name, "parameters": step.parameters(),
+            "source": steps.source_of(source)}
+
+
 def run_step(step, source, out, *, overwrite=False, scheduler=None):
     """Write the store ``out``: ``step`` fitted on ``source`` and applied chunk by chunk.
 
@@ -125,9 +133,7 @@ def run_step(step, source, out, *, overwrite=False, scheduler=None):
     """
     out = Path(out)
     ds, x = steps.open_input(source)
-    step.prepare(ds, source)
-    group = store.begin(out, step=step.name, parameters=step.parameters(),
-                        source=steps.source_of(source), overwrite=overwrite)
+    group = store.begin(out, **identity(step, source, ds), overwrite=overwrite)
     if group is None:
         return out
     with steps.scheduler(scheduler):

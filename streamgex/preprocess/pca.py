@@ -46,14 +46,8 @@ def components_for(ratios, level):
     return int(reached[0]) + 1 if len(reached) else None
 
 
-def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None):
-    """Write the explained-variance curve of ``source``'s ``genes`` into the folder ``out``.
-
-    Returns
-    -------
-    dict
-        The summary: components computed, and components for 90/95/99%.
-    """
+def _input(source, genes, components):
+    """``(x, k, origin)``: the genes' Dask array, the components to compute, the source."""
     if genes not in GENES:
         raise StreamgexError(f"--genes must be one of {', '.join(GENES)}")
     ds, x = steps.open_input(source)
@@ -66,15 +60,35 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
     k = min(components or DEFAULT_COMPONENTS, x.shape[0] - 1, x.shape[1] - 1)
     if k < 1:
         raise StreamgexError(f"{source}: too few profiles or genes for a PCA")
+    return x, k, steps.source_of(source)
+
+
+def current(source, out, *, genes="targets", components=None, seed=0):
+    """The saved summary in ``out`` if it was made from this source with these options, else None."""
+    previous = Path(out) / "summary.json"
+    if not previous.exists():
+        return None
+    _, k, origin = _input(source, genes, components)
+    old = json.loads(previous.read_text())
+    same = (old.get("source"), old.get("genes"), old.get("components"), old.get("seed")) == (
+        origin, genes, k, seed)
+    return old if same else None
+
+
+def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None):
+    """Write the explained-variance curve of ``source``'s ``genes`` into the folder ``out``.
+
+    Returns
+    -------
+    dict
+        The summary: components computed, and components for 90/95/99%.
+    """
+    x, k, origin = _input(source, genes, components)
     out = Path(out)
-    origin = steps.source_of(source)
-    previous = out / "summary.json"
-    if previous.exists():
-        old = json.loads(previous.read_text())
-        if (old.get("source"), old.get("genes"), old.get("components"), old.get("seed")) == (
-                origin, genes, k, seed):
-            log.info("%s: up to date", out)
-            return old
+    old = current(source, out, genes=genes, components=components, seed=seed)
+    if old is not None:
+        log.info("%s: up to date", out)
+        return old
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
         ratios = explained_variance(x, components=k, seed=seed)

@@ -6,25 +6,35 @@ split, and pca of the targets. 1000G (when ``inputs.rnaseq`` is set): ingest
 one) -> standardize with GEO's statistics. Every step is skipped when its
 output is complete and made from the same input with the same options, and
 resumed when it was cut short; a step whose options changed is redone.
+The stages are declared once (``_stages``): ``preprocess`` runs them and
+``status`` asks each whether its store is current by its step's own identity
+rule (the step, its parameters, its input's fingerprint).
 """
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import store
 from ..atomic import read_json
 from ..errors import StreamgexError
-from ..resources import map_path
+from ..ingest import identity as ingest_identity
 from ..ingest import ingest
+from ..resources import map_path
 from ..store import open_store
 from .dedup import dedup
-from .genes import genes
+from .dedup import identity as dedup_identity
+from .fitted import identity as step_identity
+from .fitted import run_step
+from .genes import SelectGenes
+from .pca import current as pca_current
 from .pca import format_summary as format_pca
 from .pca import pca
-from .quantile import normalize
+from .quantile import QuantileNormalize
 from .split import format_summary as format_split
+from .split import identity as split_identity
 from .split import split
-from .standardize import standardize
+from .standardize import Standardize
 
 log = logging.getLogger(__name__)
 
@@ -65,44 +75,125 @@ def check_inputs(config):
                                  f"--set inputs.{key}=PATH")
 
 
+@dataclass(frozen=True)
+class StoreStage:
+    """One store of the chain: how to make it, and the identity its step would record now."""
+
+    name: str
+    path: Path
+    make: object  # () -> the store, made, resumed or found up to date
+    identity: object  # () -> store.begin's step, parameters and source (inputs complete)
+
+    def status(self):
+        """``store.status`` by the step's own rule: done, stale, partial or to do."""
+        try:
+            identity = self.identity()
+        except StreamgexError:  # an input is missing or incomplete: this cannot be current
+            state, detail = store.status(self.path)
+            return ("stale", "its input is not complete") if state == "done" else (state, detail)
+        return store.status(self.path, identity)
+
+
+def _stages(config):
+    """The chain's store stages in order (GEO, then 1000G), split and PCA excepted."""
+    paths, inputs, maps = stores_of(config), config.inputs, maps_of(config)
+    scheduler, chunk = config.dask.scheduler or None, config.chunk_samples or None
+    dask_options = {"scheduler": scheduler, "overwrite": True}
+
+    def raw(name, file):
+        return StoreStage(name, paths[name],
+                          lambda: ingest(file, paths[name], chunk_samples=chunk, overwrite=True),
+                          lambda: ingest_identity(file, chunk_samples=chunk))
+
+    def fitted(name, make_step, source):
+        return StoreStage(name, paths[name],
+                          lambda: run_step(make_step(), source, paths[name], **dask_options),
+                          lambda: step_identity(make_step(), source))
+
+    stages = [raw("geo", inputs.geo)]
+    geo = paths["geo"]
+    if config.dedup.enabled:
+        options = asdict(config.dedup)
+        options.pop("enabled")
+        stages.append(StoreStage("geo_dedup", paths["geo_dedup"],
+                                 lambda: dedup(geo, paths["geo_dedup"], **options, **dask_options),
+                                 lambda: dedup_identity(geo, **options)))
+        geo = paths["geo_dedup"]
+    reference = config.normalize.reference
+    drop = config.genes.drop_missing
+    stages += [
+        fitted("geo_genes", lambda: SelectGenes(**maps, by="probe", drop_missing=drop), geo),
+        fitted("geo_norm", lambda: QuantileNormalize(reference), paths["geo_genes"]),
+        fitted("geo_std", Standardize, paths["geo_norm"]),
+    ]
+    if inputs.rnaseq:
+        reference_from = paths["geo_norm"] if reference == "mean" else None
+        stages += [
+            raw("rnaseq", inputs.rnaseq),
+            fitted("rnaseq_genes", lambda: SelectGenes(**maps, by="ensembl", drop_missing=drop),
+                   paths["rnaseq"]),
+            fitted("rnaseq_norm", lambda: QuantileNormalize(reference, reference_from),
+                   paths["rnaseq_genes"]),
+            fitted("rnaseq_std", lambda: Standardize(paths["geo_std"]), paths["rnaseq_norm"]),
+        ]
+    return stages
+
+
 def preprocess(config):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
     check_inputs(config)
     paths = stores_of(config)
-    inputs = config.inputs
-    dask_options = {"scheduler": config.dask.scheduler or None, "overwrite": True}
-    maps = maps_of(config)
-    chunk = config.chunk_samples or None
-
+    scheduler = config.dask.scheduler or None
+    stages = _stages(config)
     log.info("[%s] GEO", config.name)
-    ingest(inputs.geo, paths["geo"], chunk_samples=chunk, overwrite=True)
-    geo = paths["geo"]
-    if config.dedup.enabled:
-        dedup(geo, paths["geo_dedup"], clusters=config.dedup.clusters,
-              distance=config.dedup.distance, seed=config.dedup.seed, **dask_options)
-        counts = open_store(paths["geo_dedup"]).attrs["dedup"]
-        log.info("dedup: dropped %s near-duplicate profiles, kept %s", f"{counts['dropped']:,}",
-                 f"{counts['kept']:,}")
-        geo = paths["geo_dedup"]
-    genes(geo, paths["geo_genes"], by="probe", drop_missing=config.genes.drop_missing, **maps,
-          **dask_options)
-    normalize(paths["geo_genes"], paths["geo_norm"], reference=config.normalize.reference,
-              **dask_options)
-    standardize(paths["geo_norm"], paths["geo_std"], **dask_options)
-    result = split(paths["geo_std"], paths["split"], **asdict(config.split), **dask_options)
-    log.info("%s", format_split(read_json(result["summary"])))
-    if config.pca.enabled:
-        summary = pca(paths["geo_std"], paths["pca"], genes=config.pca.genes,
-                      components=config.pca.components, scheduler=dask_options["scheduler"])
-        log.info("%s", format_pca(summary))
-    if inputs.rnaseq:
-        log.info("[%s] RNA-Seq", config.name)
-        ingest(inputs.rnaseq, paths["rnaseq"], chunk_samples=chunk, overwrite=True)
-        genes(paths["rnaseq"], paths["rnaseq_genes"], by="ensembl",
-              drop_missing=config.genes.drop_missing, **maps, **dask_options)
-        reference_from = paths["geo_norm"] if config.normalize.reference == "mean" else None
-        normalize(paths["rnaseq_genes"], paths["rnaseq_norm"], reference=config.normalize.reference,
-                  reference_from=reference_from, **dask_options)
-        standardize(paths["rnaseq_norm"], paths["rnaseq_std"], stats_from=paths["geo_std"],
-                    **dask_options)
+    for stage in stages:
+        if stage.name == "rnaseq":
+            log.info("[%s] RNA-Seq", config.name)
+        stage.make()
+        if stage.name == "geo_dedup":
+            counts = open_store(stage.path).attrs["dedup"]
+            log.info("dedup: dropped %s near-duplicate profiles, kept %s",
+                     f"{counts['dropped']:,}", f"{counts['kept']:,}")
+        if stage.name == "geo_std":  # GEO's split and PCA before 1000G, as the chain reads
+            result = split(paths["geo_std"], paths["split"], **asdict(config.split),
+                           scheduler=scheduler, overwrite=True)
+            log.info("%s", format_split(read_json(result["summary"])))
+            if config.pca.enabled:
+                summary = pca(paths["geo_std"], paths["pca"], genes=config.pca.genes,
+                              components=config.pca.components, scheduler=scheduler)
+                log.info("%s", format_pca(summary))
     return paths
+
+
+def status(config):
+    """``[(name, state, detail)]`` of the chain's outputs by each step's own identity rule."""
+    paths = stores_of(config)
+    found = []
+    for stage in _stages(config):
+        found.append((f"{stage.name} store", *stage.status()))
+        if stage.name == "geo_std":
+            found.append(("split", *_split_status(config, paths)))
+            if config.pca.enabled:
+                current = pca_current(paths["geo_std"], paths["pca"], genes=config.pca.genes,
+                                      components=config.pca.components) \
+                    if store.status(paths["geo_std"])[0] == "done" else None
+                state = "done" if current else "stale" if (paths["pca"] / "summary.json").exists() \
+                    else "to do"
+                found.append(("pca", state, ""))
+    return found
+
+
+def _split_status(config, paths):
+    parts = {part: paths["split"] / part for part in ("train", "val", "test")}
+    try:
+        identities = split_identity(paths["geo_std"], **asdict(config.split))
+    except StreamgexError:
+        identities = None
+    states = [store.status(path, identities and identities[part])[0]
+              for part, path in parts.items()]
+    if all(s == "done" for s in states):
+        return "done", ""
+    if "stale" in states:
+        return "stale", "its input or options changed since; `run` redoes it"
+    started = (paths["split"] / "plan").exists() or any(s != "to do" for s in states)
+    return ("partial" if started else "to do"), ""

@@ -53,6 +53,15 @@ def part_order(parts, part, seed):
     return np.random.default_rng([seed, 2, part]).permutation(np.flatnonzero(parts == part))
 
 
+def identity(source, *, clusters=20, train_per_cluster=4500, val_per_cluster=700, seed=0):
+    """``{part: the step, parameters and source its store records}`` for a split of ``source``."""
+    origin = steps.source_of(source)
+    parameters = {"clusters": clusters, "train_per_cluster": train_per_cluster,
+                  "val_per_cluster": val_per_cluster, "seed": seed}
+    return {part: {"step": "split", "parameters": {**parameters, "part": part}, "source": origin}
+            for part in PARTS}
+
+
 def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=700, seed=0,
           overwrite=False, scheduler=None):
     """Split ``source`` into pre-shuffled train / val / test stores in the folder ``out``.
@@ -64,14 +73,14 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
     """
     out = Path(out)
     ds, x = steps.open_input(source)
-    origin = steps.source_of(source)
     parameters = {"clusters": clusters, "train_per_cluster": train_per_cluster,
                   "val_per_cluster": val_per_cluster, "seed": seed}
+    identities = identity(source, **parameters)
+    origin = identities["train"]["source"]
     paths = {part: out / part for part in PARTS}
     result = {**paths, "summary": out / "summary.json"}
     if result["summary"].exists() and all(
-        store.matches(p, step="split", parameters={**parameters, "part": part}, source=origin)
-        for part, p in paths.items()
+        store.matches(p, **identities[part]) for part, p in paths.items()
     ):
         log.info("%s: up to date", out)
         return result
@@ -84,12 +93,10 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
                          val_per_cluster=val_per_cluster, seed=seed)
     source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
     for index, part in enumerate(PARTS):
-        part_parameters = {**parameters, "part": part}
-        if store.matches(paths[part], step="split", parameters=part_parameters, source=origin):
+        if store.matches(paths[part], **identities[part]):
             continue
         order = part_order(parts, index, seed)
-        group = store.begin(paths[part], step="split", parameters=part_parameters,
-                            source=origin, overwrite=False)
+        group = store.begin(paths[part], **identities[part], overwrite=False)
         if store.EXPRESSION not in group:
             carry_fitted(source, group)  # each part carries the chain's fitted steps
         gather_into(

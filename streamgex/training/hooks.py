@@ -119,29 +119,32 @@ class Checkpointer(Hook):
 
 
 class CsvLog(Hook):
-    """One row per epoch in ``path``; rows of epochs after the restored checkpoint are cut."""
+    """One row per epoch in ``path``, the whole file rewritten atomically each epoch (a few
+    hundred rows at most), so a kill never leaves half a row; on resume, rows of epochs
+    after the restored checkpoint are dropped."""
 
     def __init__(self, path):
         self.path = path
 
-    def on_train_begin(self, loop):
+    def _rows(self, through_epoch):
         if not self.path.exists():
-            return
+            return []
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= loop.state["epoch"]]
+            return [r for r in csv.DictReader(f) if int(r["epoch"]) <= through_epoch]
+
+    def _write(self, rows):
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
 
+    def on_train_begin(self, loop):
+        if self.path.exists():
+            self._write(self._rows(loop.state["epoch"]))
+
     def on_epoch_end(self, loop, logs):
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({**logs, "val_mae": "" if logs.get("val_mae") is None
-                             else logs["val_mae"]})
+        row = {**logs, "val_mae": "" if logs.get("val_mae") is None else logs["val_mae"]}
+        self._write(self._rows(logs["epoch"] - 1) + [row])
 
 
 class TensorBoard(Hook):
