@@ -111,14 +111,14 @@ def _stages(config):
                           lambda: step_identity(make_step(), source))
 
     stages = [raw("geo", inputs.geo)]
-    geo = paths["geo"]
     if config.dedup.enabled:
         options = asdict(config.dedup)
         options.pop("enabled")
-        stages.append(StoreStage("geo_dedup", paths["geo_dedup"],
-                                 lambda: dedup(geo, paths["geo_dedup"], **options, **dask_options),
-                                 lambda: dedup_identity(geo, **options)))
-        geo = paths["geo_dedup"]
+        stages.append(StoreStage(
+            "geo_dedup", paths["geo_dedup"],
+            lambda: dedup(paths["geo"], paths["geo_dedup"], **options, **dask_options),
+            lambda: dedup_identity(paths["geo"], **options)))
+    geo = paths["geo_dedup"] if config.dedup.enabled else paths["geo"]
     reference = config.normalize.reference
     drop = config.genes.drop_missing
     stages += [
