@@ -111,8 +111,9 @@ def test_memory_estimate_counts_parameters_and_their_state():
     assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20
 
 
-@pytest.mark.parametrize("nesterov", [True, False])
-def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
+def train_both_ways(make_optimizer, steps=4):
+    """Model weights and optimizer slots after ``steps`` steps of ``make_train_step`` and of
+    Keras's own ``optimizer.apply``, from the same start: ``(ours, keras's)``."""
     import keras
     import tensorflow as tf
 
@@ -123,11 +124,11 @@ def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
     x = rng.normal(size=(16, 12)).astype(np.float32)
     y = rng.normal(size=(16, 5)).astype(np.float32)
     results = []
-    for fused in (True, False):
+    for ours in (True, False):
         keras.utils.set_random_seed(3)
         model = build_emlp(12, 5, (20, 20), dropout=0.0)
-        optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov)
-        if fused:
+        optimizer = make_optimizer()
+        if ours:
             step = make_train_step(model, optimizer)
         else:
             optimizer.build(model.trainable_variables)
@@ -137,43 +138,36 @@ def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
                     loss = keras.ops.mean(keras.ops.square(model(xb, training=True) - yb))
                 optimizer.apply(tape.gradient(loss, model.trainable_variables),
                                 model.trainable_variables)
-        for _ in range(4):
+        for _ in range(steps):
             step(x, y)
+        assert int(optimizer.iterations.numpy()) == steps
         results.append([v.numpy() for v in model.trainable_variables + optimizer.momentums])
-        assert int(optimizer.iterations.numpy()) == 4
-    for fused_value, keras_value in zip(*results):
+    return results
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
+    import keras
+
+    from streamgex.training.loop import fusable
+
+    def make():
+        return keras.optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov)
+
+    assert fusable(make())
+    for fused_value, keras_value in zip(*train_both_ways(make)):
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("extra", [{"clipnorm": 0.01}, {"weight_decay": 0.1}, {"use_ema": True}])
 def test_an_optimizer_doing_more_than_momentum_keeps_its_own_update(extra):
     import keras
-    import tensorflow as tf
 
-    from streamgex.models.emlp import build_emlp
-    from streamgex.training.loop import fusable, make_train_step
+    from streamgex.training.loop import fusable
 
-    assert fusable(keras.optimizers.SGD(0.05, momentum=0.9))
-    assert not fusable(keras.optimizers.SGD(0.05, momentum=0.9, **extra))
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(16, 12)).astype(np.float32)
-    y = rng.normal(size=(16, 5)).astype(np.float32)
-    results = []
-    for ours in (True, False):
-        keras.utils.set_random_seed(3)
-        model = build_emlp(12, 5, (20, 20), dropout=0.0)
-        optimizer = keras.optimizers.SGD(0.05, momentum=0.9, **extra)
-        optimizer.build(model.trainable_variables)
-        if ours:
-            step = make_train_step(model, optimizer)
-        else:
-            def step(xb, yb, model=model, optimizer=optimizer):
-                with tf.GradientTape() as tape:
-                    loss = keras.ops.mean(keras.ops.square(model(xb, training=True) - yb))
-                optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                                model.trainable_variables)
-        for _ in range(3):
-            step(x, y)
-        results.append([v.numpy() for v in model.trainable_variables])
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    def make():
+        return keras.optimizers.SGD(0.05, momentum=0.9, **extra)
+
+    assert not fusable(make())
+    for ours, keras_value in zip(*train_both_ways(make, steps=3)):
+        np.testing.assert_allclose(ours, keras_value, rtol=1e-5, atol=1e-7)
