@@ -99,14 +99,19 @@ def _preprocess(args):
 
 
 def _train(args):
-    from .training.train import train
+    from .config import parse_options
+    from .models import registry
 
     overrides = list(args.set)
     if args.precision:
         overrides.append(f'precision="{args.precision}"')
     if args.memory_budget:
         overrides.append(f'memory_budget="{args.memory_budget}"')
-    train(args.model, args.data, args.run_dir, overrides=overrides, codes=args.codes,
+    options = parse_options(registry.get(args.model).Options, overrides)
+    _import_tensorflow_quietly()  # after the options are checked: a mistake costs no seconds
+    from .training.train import train
+
+    train(args.model, args.data, args.run_dir, options=options, codes=args.codes,
           restart=args.restart)
 
 
@@ -130,6 +135,7 @@ def _run(args):
     from .experiment import folders_of, run_experiment
 
     config = load_config(args.config, args.set)
+    _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
     _print_report(run_experiment(config), folders_of(config)["runs"].values(), headline)
 
 
@@ -191,11 +197,13 @@ def _info(args):
 
 def _demo(args):
     from .demo import demo, demo_config
-    from .evaluation.report import headline
     from .experiment import folders_of
 
-    _print_report(demo(args.workdir), folders_of(demo_config(args.workdir))["runs"].values(),
-                  headline)
+    runs = folders_of(demo_config(args.workdir))["runs"].values()
+    _import_tensorflow_quietly()
+    from .evaluation.report import headline
+
+    _print_report(demo(args.workdir), runs, headline)
 
 
 def build_parser():
@@ -350,8 +358,9 @@ def build_parser():
     return parser
 
 
-#: Commands that load TensorFlow (the others never pay for importing it).
-USES_TENSORFLOW = {"train", "encode", "evaluate", "report", "predict", "run", "demo"}
+#: Commands that load TensorFlow before they start (the others never pay for importing
+#: it; ``train``, ``run`` and ``demo`` import it themselves once their options are checked).
+USES_TENSORFLOW = {"encode", "evaluate", "report", "predict"}
 
 
 def _import_tensorflow_quietly():

@@ -25,7 +25,7 @@ from ..training.run import Run
 from .metrics import AbsoluteErrors, summarize
 from .predictor import load_predictor
 
-log = logging.getLogger("streamgex")
+log = logging.getLogger(__name__)
 
 
 def paper_partitions(n_targets):

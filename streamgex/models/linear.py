@@ -14,7 +14,7 @@ import numpy as np
 from ..config import non_negative
 from .registry import ModelKind, StreamOptions, register
 
-log = logging.getLogger("streamgex")
+log = logging.getLogger(__name__)
 
 
 class NormalEquations:

@@ -23,7 +23,7 @@ from ..atomic import atomic_path
 from ..models.schedule import Schedule
 from .loop import mean_absolute_error
 
-log = logging.getLogger("streamgex")
+log = logging.getLogger(__name__)
 
 LOG_FIELDS = ("epoch", "global_step", "train_mae", "val_mae", "learning_rate",
               "samples_per_second", "seconds")

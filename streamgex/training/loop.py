@@ -21,7 +21,7 @@ import tensorflow as tf
 from ..progress import progress
 from . import checkpoint
 
-log = logging.getLogger("streamgex")
+log = logging.getLogger(__name__)
 
 
 def fusable(optimizer):
@@ -105,16 +105,16 @@ def mean_absolute_error(predict, stream, *, limit=None):
 
 
 class Loop:
-    """What hooks see: the model, the optimizer, the loop's position, ``stop_training``.
+    """What hooks see: the model, the optimizer, ``predict`` (a compiled forward pass), the
+    loop's position, ``stop_training``.
 
     ``state``: ``epoch`` (epochs finished), ``step`` (steps into the current
     epoch), ``global_step``, ``stopped_early``, ``done``, and ``hooks`` (each
     hook's saved state by name).
     """
 
-    def __init__(self, model, optimizer, *, predict, train, validation, checkpoints, hooks):
-        self.model, self.optimizer = model, optimizer
-        self.predict, self.train, self.validation = predict, train, validation
+    def __init__(self, model, optimizer, *, predict, checkpoints, hooks):
+        self.model, self.optimizer, self.predict = model, optimizer, predict
         self.checkpoints, self.hooks = checkpoints, hooks
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "stopped_early": False,
                       "done": False, "hooks": {}}
@@ -138,7 +138,7 @@ class Loop:
         return found.name
 
 
-def fit(checkpoints, model, optimizer, train, *, validation, hooks, max_epochs, monitor=5000,
+def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000,
         gradient_scales=None):
     """Train ``model``, resuming from the newest checkpoint in ``checkpoints``.
 
@@ -146,8 +146,8 @@ def fit(checkpoints, model, optimizer, train, *, validation, hooks, max_epochs, 
     ----------
     checkpoints : Path
         The checkpoint folder of this network (the hooks write the other files).
-    train, validation : streams.Stream
-        ``(inputs, outputs)`` streams; validation may be None.
+    train : streams.Stream
+        The ``(inputs, outputs)`` training stream (validation is a hook's).
     hooks : list of hooks.Hook
         Called in order at each point of the loop (``training.hooks``).
     max_epochs : int
@@ -160,8 +160,8 @@ def fit(checkpoints, model, optimizer, train, *, validation, hooks, max_epochs, 
     dict
         The final loop state (epoch, global_step, stopped_early, done).
     """
-    loop = Loop(model, optimizer, predict=make_predict(model), train=train,
-                validation=validation, checkpoints=checkpoints, hooks=hooks)
+    loop = Loop(model, optimizer, predict=make_predict(model), checkpoints=checkpoints,
+                hooks=hooks)
     resumed = loop.restore()
     if resumed:
         log.info("resuming %s from %s: epoch %d, step %d", checkpoints.parent, resumed,

@@ -20,7 +20,7 @@ from ..store import open_store
 from ..streams import Source, Stream
 from .run import Run
 
-log = logging.getLogger("streamgex")
+log = logging.getLogger(__name__)
 
 
 def split_columns(path):
@@ -113,8 +113,8 @@ class TrainJob:
                             on_best=lambda epoch: save_best(),
                             checkpoint_steps=options.checkpoint_steps,
                             checkpoint_minutes=options.checkpoint_minutes)
-        fit(run.checkpoint_dir(index), model, optimizer, train, validation=validation,
-            hooks=hooks, max_epochs=options.max_epochs, monitor=options.monitor,
+        fit(run.checkpoint_dir(index), model, optimizer, train, hooks=hooks,
+            max_epochs=options.max_epochs, monitor=options.monitor,
             gradient_scales=gradient_scales)
         if schedule.best is None:  # validation never ran: the final model is the one kept
             save_best()
