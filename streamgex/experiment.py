@@ -108,11 +108,20 @@ def status(config):
 
     stages = [Stage(*found) for found in chain_status(config)]
     folders = folders_of(config)
+    split = stores_of(config)["split"]
     for name, path in folders["runs"].items():
+        codes = None
         if registry.get(name).codes_from:
-            parts = [store.status(folders["codes"] / p)[0] for p in ("train", "val", "test")]
-            stages.append(Stage("encode", _combine(parts, folders["codes"].exists())))
-        stages.append(training_stage(name, Run(path)))
+            codes = folders["codes"]
+            parts = [store.status(codes / p)[0] for p in ("train", "val", "test")]
+            stages.append(Stage("encode", _combine(parts, codes.exists())))
+        stage = training_stage(name, Run(path))
+        changed = Run(path).differences(registry.get(name), config.train[name], data=split,
+                                        codes=codes)
+        if changed and stage.state != "to do":
+            stage = Stage(stage.name, "stale", f"made with other {', '.join(changed)}; "
+                                               f"`streamgex train --restart` retrains it")
+        stages.append(stage)
     for name, path in folders["runs"].items():
         for dataset, data in datasets_of(config).items():
             stages.append(evaluation_stage(name, Run(path), dataset, data,

@@ -101,3 +101,6 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
     changed = status_of(config, capsys, 'normalize.reference="normal"')
     assert changed["geo_norm store"][0] == "stale" and changed["geo_genes store"] == ["done"]
     assert changed["rnaseq_norm store"][0] == "stale"
+    changed = status_of(config, capsys, "train.autoencoder.max_epochs=61")
+    assert changed["train autoencoder"][:4] == ["stale", "made", "with", "other"]
+    assert changed["train linear"] == ["done"]

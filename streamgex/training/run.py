@@ -106,32 +106,41 @@ class Run:
         """Make the run folder for ``kind`` with ``options`` on the split ``data``,
         or check that the one there was made so; ``restart`` discards it first."""
         run = cls(path)
-        config = {"model": kind.name, **_plain(asdict(options))}
-        inputs = {"data": str(Path(data).resolve()),
-                  "codes": str(Path(codes).resolve()) if codes else None}
         if restart and run.path.exists():
             if not run.config_file.exists():
                 raise StreamgexError(f"{run.path}: exists and is not a run folder; --restart "
                                      f"removes only run folders")
             shutil.rmtree(run.path)
-        if run.config_file.exists():
-            old = read_json(run.config_file)
-            if old != config:
-                changed = sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
-                raise StreamgexError(
-                    f"{run.path}: a run with other options exists (differs in "
-                    f"{', '.join(changed)}); re-run with its options to resume, or pass "
-                    f"--restart to discard it")
-        if run.inputs_file.exists() and read_json(run.inputs_file) != inputs:
+        changed = run.differences(kind, options, data=data, codes=codes)
+        if changed == ["data"]:
             raise StreamgexError(f"{run.path}: trained on {read_json(run.inputs_file)['data']}; "
                                  f"pass --restart to retrain it on {data}")
+        if changed:
+            raise StreamgexError(
+                f"{run.path}: a run with other options exists (differs in "
+                f"{', '.join(changed)}); re-run with its options to resume, or pass "
+                f"--restart to discard it")
         if run.path.exists() and not run.config_file.exists() and any(run.path.iterdir()):
             raise StreamgexError(f"{run.path}: exists and is not a run folder; choose another "
                                  f"--run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
+        config, inputs = _identity(kind, options, data, codes)
         write_json(run.config_file, config)
         write_json(run.inputs_file, inputs)
         return run
+
+    def differences(self, kind, options, *, data, codes=None):
+        """What differs between this run folder and one of ``kind`` with ``options`` on
+        ``data``: option names, ``data`` or ``codes``; empty for the same run or no run yet."""
+        config, inputs = _identity(kind, options, data, codes)
+        changed = []
+        if self.config_file.exists():
+            old = read_json(self.config_file)
+            changed += sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
+        if self.inputs_file.exists():
+            old = read_json(self.inputs_file)
+            changed += [k for k in ("data", "codes") if old.get(k) != inputs[k]]
+        return changed
 
     @property
     def config(self):
@@ -205,6 +214,14 @@ class Run:
             raise StreamgexError(f"{self.path}: training has not finished; re-run its "
                                  f"`streamgex train` command to complete it")
         return self
+
+
+def _identity(kind, options, data, codes):
+    """``(config.json, inputs.json)`` contents of a run of ``kind`` with ``options``."""
+    config = {"model": kind.name, **_plain(asdict(options))}
+    inputs = {"data": str(Path(data).resolve()),
+              "codes": str(Path(codes).resolve()) if codes else None}
+    return config, inputs
 
 
 def _plain(values):
