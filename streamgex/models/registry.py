@@ -109,8 +109,11 @@ class ModelKind:
         raise NotImplementedError
 
     def model_files(self, run):
-        """The files whose change makes its evaluations stale (default: every best model file)."""
-        return sorted(p for p in run.best_dir.glob("*") if p.is_file())
+        """The files whose change makes its evaluations stale (default: every best model file,
+        not a ``*.partial.*`` left by a kill mid-save)."""
+        from ..atomic import is_partial
+
+        return sorted(p for p in run.best_dir.glob("*") if p.is_file() and not is_partial(p))
 
     def describe(self, options):
         """A few words on its shape for the report (Table 1: hidden sizes)."""

@@ -67,19 +67,11 @@ class FittedStep:
         fitted = group.require_group(FITTED).require_group(self.name)
         fitted.attrs["parameters"] = self.parameters()
         for attr in self.state:
-            value = np.asarray(getattr(self, attr))
-            array = fitted.create_array(attr.rstrip("_"), shape=value.shape, dtype=value.dtype,
-                                        overwrite=True)
-            array[...] = value
+            _write_array(fitted, attr.rstrip("_"), getattr(self, attr))
 
     def load_state(self, group):
         """Set the fitted attributes from ``fitted/<name>/`` of ``group``."""
-        try:
-            fitted = group[FITTED][self.name]
-        except KeyError:
-            raise StreamgexError(f"{group.store_path}: holds no fitted {self.name} step; "
-                                 f"it was not made by a chain through `streamgex "
-                                 f"{self.name}`") from None
+        fitted = _fitted_group(group, self.name)
         for attr in self.state:
             setattr(self, attr, fitted[attr.rstrip("_")][...])
         return self
@@ -89,17 +81,28 @@ class FittedStep:
         """The fitted step saved in the store at ``path`` or carried into it by later steps."""
         store.open_store(path)  # refuses a missing or partial store
         group = zarr.open_group(path, mode="r")
-        try:
-            parameters = dict(group[FITTED][cls.name].attrs["parameters"])
-        except KeyError:
-            raise StreamgexError(f"{path}: holds no fitted {cls.name} step; it was not made by "
-                                 f"a chain through `streamgex {cls.name}`") from None
+        parameters = dict(_fitted_group(group, cls.name).attrs["parameters"])
         return cls.from_parameters(parameters).load_state(group)
 
     @classmethod
     def from_parameters(cls, parameters):
         """A step with these recorded ``parameters`` (unfitted)."""
         return cls(**parameters)
+
+
+def _fitted_group(group, name):
+    """``fitted/<name>`` of a store's group, or an error saying the store holds no such step."""
+    try:
+        return group[FITTED][name]
+    except KeyError:
+        raise StreamgexError(f"{group.store_path}: holds no fitted {name} step; it was not made "
+                             f"by a chain through `streamgex {name}`") from None
+
+
+def _write_array(group, name, value):
+    value = np.asarray(value)
+    array = group.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True)
+    array[...] = value
 
 
 def carry_fitted(source, group):
@@ -112,8 +115,7 @@ def carry_fitted(source, group):
         copy = target.require_group(name)
         copy.attrs.update(dict(fitted.attrs))
         for key, array in fitted.arrays():
-            out = copy.create_array(key, shape=array.shape, dtype=array.dtype, overwrite=True)
-            out[...] = array[...]
+            _write_array(copy, key, array[...])
 
 
 def identity(step, source, ds=None):

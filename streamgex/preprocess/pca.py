@@ -11,7 +11,6 @@ writes ``explained_variance.csv``, ``explained_variance.png`` and
 """
 
 import logging
-import json
 from pathlib import Path
 
 import dask
@@ -19,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from .. import steps
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import atomic_path, read_json, write_json, write_text
 from ..errors import StreamgexError
 
 log = logging.getLogger(__name__)
@@ -65,14 +64,18 @@ def _input(source, genes, components):
 
 def current(source, out, *, genes="targets", components=None, seed=0):
     """The saved summary in ``out`` if it was made from this source with these options, else None."""
+    if not (Path(out) / "summary.json").exists():
+        return None
+    _, k, origin = _input(source, genes, components)
+    return _current(out, source=origin, genes=genes, components=k, seed=seed)
+
+
+def _current(out, **identity):
     previous = Path(out) / "summary.json"
     if not previous.exists():
         return None
-    _, k, origin = _input(source, genes, components)
-    old = json.loads(previous.read_text())
-    same = (old.get("source"), old.get("genes"), old.get("components"), old.get("seed")) == (
-        origin, genes, k, seed)
-    return old if same else None
+    old = read_json(previous)
+    return old if all(old.get(key) == value for key, value in identity.items()) else None
 
 
 def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None):
@@ -85,7 +88,7 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
     """
     x, k, origin = _input(source, genes, components)
     out = Path(out)
-    old = current(source, out, genes=genes, components=components, seed=seed)
+    old = _current(out, source=origin, genes=genes, components=k, seed=seed)
     if old is not None:
         log.info("%s: up to date", out)
         return old

@@ -80,10 +80,6 @@ class Standardize(FittedStep):
     def transform(self, block):
         return standardize_block(block, self.mean_, self.std_)
 
-    def inverse_transform(self, z, genes=slice(None)):
-        """z-scores of ``genes`` (a mask or indices) back to normalized expression units."""
-        return z * (self.std_[genes] + EPSILON) + self.mean_[genes]
-
 
 def standardize(source, out, *, stats_from=None, overwrite=False, scheduler=None):
     """Standardize every gene of ``source``; see the module doc.

@@ -21,6 +21,7 @@ split; ``create`` refuses another unless ``restart`` discards the old run.
 
 import shutil
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 
 from ..atomic import read_json, write_json
@@ -142,9 +143,10 @@ class Run:
             changed += [k for k in ("data", "codes") if old.get(k) != inputs[k]]
         return changed
 
-    @property
+    @cached_property
     def config(self):
-        """``config.json``: ``{"model": kind name, option: value, ...}``."""
+        """``config.json``: ``{"model": kind name, option: value, ...}`` (read once; a run's
+        options never change after ``create``)."""
         return read_json(self.config_file)
 
     @property
@@ -166,7 +168,7 @@ class Run:
         values = {k: v for k, v in self.config.items() if k != "model"}
         return build(self.kind.Options, values, str(self.config_file))
 
-    @property
+    @cached_property
     def networks(self):
         return self.kind.networks(self.options)
 
