@@ -15,7 +15,7 @@ def _simulate(args):
 
     paths = simulate(
         args.preset, args.out, seed=args.seed, samples=args.samples,
-        overwrite=args.overwrite,
+        nonlinearity=args.nonlinearity, overwrite=args.overwrite,
     )
     for key, path in paths.items():
         print(f"{key:7s} {path}")
@@ -112,7 +112,7 @@ def _train(args):
     from .training.train import train
 
     train(args.model, args.data, args.run_dir, options=options, codes=args.codes,
-          restart=args.restart)
+          source=args.source, restart=args.restart)
 
 
 def _encode(args):
@@ -233,6 +233,10 @@ def build_parser():
     sub.add_argument("--out", required=True, help="output folder")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--samples", type=int, help="GEO profile count instead of the preset's")
+    sub.add_argument("--nonlinearity", type=float, metavar="V",
+                     help="mean share (0-1) of a target's signal variance that no linear function "
+                          "of the landmarks explains (default: calibrated to real data, "
+                          "streamgex.simulate.model)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing files")
 
     sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV file into a Zarr store")
@@ -298,9 +302,11 @@ def build_parser():
     sub.add_argument("--data", required=True, help="split folder (train/, val/)")
     sub.add_argument("--run-dir", required=True, help="run folder (created or resumed)")
     sub.add_argument("--codes", help="E-MLP: the codes folder written by `streamgex encode`")
+    sub.add_argument("--from", dest="source", metavar="RUN",
+                     help="emlp_tuned: the finished E-MLP run it starts from")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override an option: hidden=6000,2000,6000 batch=200 max_epochs=250 "
-                     "precision=bf16 tied=true checkpoint_steps=500 deterministic=true ...")
+                     help="override an option: recipe=adam hidden=6000,2000,6000 batch=200 "
+                     "max_epochs=250 precision=bf16 tied=true checkpoint_steps=500 ...")
     sub.add_argument("--restart", action="store_true", help="discard an existing run folder")
     sub.add_argument("--precision", choices=("float32", "bf16"),
                      help="bf16: Keras mixed bfloat16 (this CPU has AVX512_BF16)")

@@ -18,19 +18,21 @@ OUTPUTS = {"geo": "geo.gctx", "rnaseq": "1000g.txt.gz", "map_lm": "map_lm.txt", 
 __all__ = ["OUTPUTS", "PRESETS", "Preset", "get_preset", "simulate"]
 
 
-def simulate(preset, out, *, seed=0, samples=None, overwrite=False):
+def simulate(preset, out, *, seed=0, samples=None, nonlinearity=None, overwrite=False):
     """Write a simulated dataset into the folder ``out``.
 
     Parameters
     ----------
     preset : str
-        ``"demo"``, ``"cross-platform"`` or ``"geo-full"``.
+        ``"demo"``, ``"bench"``, ``"cross-platform"`` or ``"geo-full"``.
     out : str or Path
         Folder for ``geo.gctx``, ``1000g.txt.gz``, ``map_lm.txt``, ``map_tg.txt``.
     seed : int
         Same seed, same files.
     samples : int, optional
         GEO profile count instead of the preset's (the genes stay).
+    nonlinearity : float, optional
+        The targets' mean non-linear share instead of the preset's (``model``).
     overwrite : bool
         Replace existing outputs.
 
@@ -39,7 +41,7 @@ def simulate(preset, out, *, seed=0, samples=None, overwrite=False):
     dict of str -> Path
         ``geo``, ``rnaseq``, ``map_lm``, ``map_tg``.
     """
-    spec = get_preset(preset, samples=samples)
+    spec = get_preset(preset, samples=samples, nonlinearity=nonlinearity)
     out = Path(out)
     paths = {key: out / name for key, name in OUTPUTS.items()}
     existing = [str(p) for p in paths.values() if p.exists()]

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, replace
 
 from ..errors import StreamgexError
+from .model import NONLINEARITY
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Preset:
     probe_level_targets : bool
         Target map rows are probes (D-GEX's full-GEO experiment used every
         probe as its own target), so probes of one gene share its Ensembl id.
+    nonlinearity : float
+        Mean share of a target's signal variance no linear function of the
+        landmarks explains (``model.NONLINEARITY``; documented in ``model``).
     """
 
     name: str
@@ -44,6 +48,7 @@ class Preset:
     rnaseq_samples: int = 462
     groups: int = 40
     probe_level_targets: bool = False
+    nonlinearity: float = NONLINEARITY
 
 
 PRESETS = {
@@ -57,6 +62,18 @@ PRESETS = {
         rnaseq_genes=700,
         rnaseq_samples=120,
         groups=24,
+    ),
+    # tools/bench_accuracy.py: at the full GEO data's ~90 training profiles per landmark
+    # (88,807 / 978) with 200 landmarks, so networks can learn what the data holds.
+    "bench": Preset(
+        name="bench",
+        geo_samples=15_000,
+        landmarks=200,
+        target_rows=1_000,
+        shared=20,
+        geo_probes=2_400,
+        rnaseq_genes=1_600,
+        rnaseq_samples=200,
     ),
     # Paper section 2.1 / Table 2: 943 landmarks and 9,520 targets found on both
     # platforms, out of GEO's 22,268 probes and GEUVADIS's ~23,722 genes.
@@ -83,8 +100,8 @@ PRESETS = {
 }
 
 
-def get_preset(name, *, samples=None):
-    """The preset called ``name``, with ``geo_samples`` replaced by ``samples`` if given."""
+def get_preset(name, *, samples=None, nonlinearity=None):
+    """The preset called ``name``, with ``geo_samples`` and ``nonlinearity`` replaced if given."""
     if name not in PRESETS:
         raise StreamgexError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
@@ -92,4 +109,8 @@ def get_preset(name, *, samples=None):
         if samples < 1:
             raise StreamgexError(f"--samples must be a positive integer, got {samples}")
         preset = replace(preset, geo_samples=samples)
+    if nonlinearity is not None:
+        if not 0 <= nonlinearity <= 1:
+            raise StreamgexError(f"--nonlinearity must be between 0 and 1, got {nonlinearity}")
+        preset = replace(preset, nonlinearity=nonlinearity)
     return preset
