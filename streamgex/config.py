@@ -10,7 +10,7 @@ both end in ``build``, which checks
   booleans, floats, strings, lists of integers (``[64, 16, 64]`` or, on the
   command line, ``64,16,64``);
 - the constraints a field declares in its metadata: ``choices`` (an enum),
-  ``minimum``; and a dataclass's own ``check()`` for rules across fields (a
+  ``minimum``, ``below``; and a dataclass's own ``check()`` for rules across fields (a
   symmetric autoencoder).
 
 An error is one line naming where the value came from (the config file, or
@@ -47,6 +47,11 @@ def positive(default, **metadata):
 def non_negative(default, **metadata):
     """A field whose value must be at least 0."""
     return field(default=default, metadata={"minimum": 0, **metadata})
+
+
+def fraction(default):
+    """A field whose value must be from 0 up to, not including, 1 (a dropout rate)."""
+    return field(default=default, metadata={"minimum": 0, "below": 1})
 
 
 def choice(default, choices):
@@ -276,6 +281,8 @@ def _checked(kind, value, metadata):
                               f"got {value!r}")
     if "minimum" in metadata and value < metadata["minimum"]:
         raise OptionError("", f"must be at least {metadata['minimum']}, got {value!r}")
+    if "below" in metadata and value >= metadata["below"]:
+        raise OptionError("", f"must be below {metadata['below']}, got {value!r}")
     return value
 
 

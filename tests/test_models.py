@@ -52,6 +52,9 @@ def test_dgex_follows_its_published_settings():
     assert hidden[0].kernel.path not in scales
     assert partitions(9520, 2) == [(0, 4760), (4760, 9520)]
     assert [b - a for a, b in partitions(21_290, 5)] == [4258] * 5
+    sigmoid = build_dgex(20, 10, (30, 30), activation="sigmoid", dropout=0.0)
+    assert {sigmoid.get_layer(f"hidden{i}").activation.__name__ for i in (1, 2)} == {"sigmoid"}
+    assert sigmoid.get_layer("dropout1").rate == 0.0
 
 
 @pytest.mark.parametrize("tied,batch_norm", [(False, False), (True, False), (True, True)])

@@ -37,8 +37,9 @@ class Toy(registry.ModelKind):
         job.setup_backend()
         model = keras.Sequential([keras.Input((len(job.landmarks),)),
                                   keras.layers.Dense(len(job.targets), name="targets")])
-        optimizer = keras.optimizers.SGD(job.options.learning_rate or 0.01, momentum=0.9)
-        job.fit(model, optimizer, job.streams(job.landmarks, job.targets),
+        job.fit(model, job.streams(job.landmarks, job.targets),
+                paper_optimizer=lambda: keras.optimizers.SGD(job.options.learning_rate or 0.01,
+                                                             momentum=0.9),
                 save_best=lambda: registry.save_keras(model, job.run.best(self.FILE)))
 
     def load(self, run):

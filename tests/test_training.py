@@ -107,7 +107,7 @@ def test_memory_estimate_counts_parameters_and_their_state():
     parts = estimate(model, batch=10, stream_bytes=0, precision="float32")
     parameters = 100 * 300 + 300 + 300 * 200 + 200 + 200 * 50 + 50
     assert parts["parameters"] == parameters
-    assert parts["weights, gradients, momentum"] == 12 * parameters
+    assert parts["weights, gradients, optimizer"] == 12 * parameters
     assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20
 
 

@@ -163,8 +163,9 @@ class Autoencoder(ModelKind):
         model, encoder, decoder = build_autoencoder(len(job.targets), hidden, tied=options.tied,
                                                     batch_norm=options.batch_norm,
                                                     seed=options.seed)
-        optimizer = autoencoder_optimizer(options.learning_rate or LEARNING_RATE)
-        job.fit(model, optimizer, job.streams(job.targets, job.targets),
+        job.fit(model, job.streams(job.targets, job.targets),
+                paper_optimizer=lambda: autoencoder_optimizer(options.learning_rate
+                                                              or LEARNING_RATE),
                 what="this autoencoder",
                 save_best=lambda: export_coders(encoder, decoder, job.run.best(self.ENCODER),
                                                 job.run.best(self.DECODER)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import positive
+from ..config import choice, fraction, positive
 from .mlp import build_mlp
 from .registry import ModelKind, SGDOptions, register, save_keras
 
@@ -32,12 +32,12 @@ def partitions(n_targets, count):
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def build_dgex(inputs, outputs, hidden=HIDDEN, *, dropout=DROPOUT, seed=0):
+def build_dgex(inputs, outputs, hidden=HIDDEN, *, activation="tanh", dropout=DROPOUT, seed=0):
     """A D-GEX network ``inputs -> 3 x tanh -> outputs`` (uncompiled Keras model)."""
     import keras
 
     return build_mlp(
-        inputs, outputs, hidden, activation="tanh", dropout=dropout, seed=seed, name="dgex",
+        inputs, outputs, hidden, activation=activation, dropout=dropout, seed=seed, name="dgex",
         output_name="targets", initializer=lambda s: keras.initializers.GlorotUniform(seed=s),
     )
 
@@ -61,9 +61,13 @@ def dgex_optimizer(learning_rate=LEARNING_RATE):
 
 @dataclass(frozen=True)
 class DgexOptions(SGDOptions):
-    """``hidden`` empty: 3 x 9,000; ``partitions``: networks over contiguous target sets."""
+    """``hidden`` empty: 3 x 9,000; ``partitions``: networks over contiguous target sets;
+    ``activation``: D-GEX's tanh, or sigmoid (TAAF-D-GEX found it better, Kunc & Klema
+    2019) or relu."""
 
     partitions: int = positive(1)
+    activation: str = choice("tanh", ("tanh", "sigmoid", "relu"))
+    dropout: float = fraction(DROPOUT)
 
 
 class Dgex(ModelKind):
@@ -86,10 +90,11 @@ class Dgex(ModelKind):
         job.setup_backend()
         for index, (start, stop) in enumerate(partitions(len(job.targets), options.partitions)):
             model = build_dgex(len(job.landmarks), stop - start, options.hidden or HIDDEN,
+                               activation=options.activation, dropout=options.dropout,
                                seed=options.seed + index)
-            optimizer = dgex_optimizer(options.learning_rate or LEARNING_RATE)
             path = job.run.best(self.file(index))
-            job.fit(model, optimizer, job.streams(job.landmarks, job.targets[start:stop]),
+            job.fit(model, job.streams(job.landmarks, job.targets[start:stop]),
+                    paper_optimizer=lambda: dgex_optimizer(options.learning_rate or LEARNING_RATE),
                     index=index, what="this D-GEX network",
                     gradient_scales=gradient_scales(model),
                     save_best=lambda m=model, p=path: save_keras(m, p))

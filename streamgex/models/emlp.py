@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import fraction
 from .mlp import build_mlp
 from .registry import ModelKind, SGDOptions, register, save_keras
 
@@ -57,6 +58,8 @@ def emlp_optimizer(learning_rate=LEARNING_RATE):
 class EmlpOptions(SGDOptions):
     """``hidden`` empty: the paper's formula (``auto_hidden``) for the codes and training size."""
 
+    dropout: float = fraction(DROPOUT)
+
 
 class Emlp(ModelKind):
     """Landmarks -> autoencoder codes, decoded by the autoencoder's decoder (paper 2.3, 3.1)."""
@@ -77,9 +80,10 @@ class Emlp(ModelKind):
         n_train = open_store(job.data / "train").sizes["sample"]
         hidden = options.hidden or auto_hidden(n_codes, n_train)
         job.setup_backend()
-        model = build_emlp(len(job.landmarks), n_codes, hidden, seed=options.seed)
-        optimizer = emlp_optimizer(options.learning_rate or LEARNING_RATE)
-        job.fit(model, optimizer, job.streams(job.landmarks, None, y_store=job.codes),
+        model = build_emlp(len(job.landmarks), n_codes, hidden, dropout=options.dropout,
+                           seed=options.seed)
+        job.fit(model, job.streams(job.landmarks, None, y_store=job.codes),
+                paper_optimizer=lambda: emlp_optimizer(options.learning_rate or LEARNING_RATE),
                 what="this E-MLP", save_best=lambda: save_keras(model, job.run.best(self.FILE)))
 
     def load(self, run):

@@ -19,6 +19,7 @@ Adding a model kind is one module with a ``ModelKind`` subclass plus one
 from dataclasses import dataclass
 
 from ..config import OptionError, choice, non_negative, positive
+from ..training.recipes import NAMES as RECIPES
 
 _KINDS = {}
 
@@ -38,8 +39,15 @@ class SGDOptions(StreamOptions):
     """Options of a network trained by the streamed loop (``training.loop``)."""
 
     hidden: tuple[int, ...] = ()  # empty: the kind's default sizes
+    #: How it is optimized (``training.recipes``): "paper" (the kind's published
+    #: momentum SGD and rules) or "adam" (AdamW, warm-up and cosine decay, clipping).
+    recipe: str = choice("paper", RECIPES)
     max_epochs: int = positive(250)
-    learning_rate: float = non_negative(0.0)  # 0: the kind's published rate
+    learning_rate: float = non_negative(0.0)  # 0: the recipe's rate (paper: the kind's)
+    #: adam recipe: stop after this many epochs without a better validation error.
+    patience: int = positive(10)
+    #: adam recipe: AdamW's decoupled weight decay.
+    weight_decay: float = non_negative(0.0)
     precision: str = choice("float32", ("float32", "bf16"))
     checkpoint_steps: int = non_negative(0)
     checkpoint_minutes: float = non_negative(10.0)
@@ -77,6 +85,9 @@ class ModelKind:
     codes_from : str or None
         The kind whose run's codes this one trains on (E-MLP: autoencoder);
         ``run`` trains that one first and encodes the split with it.
+    starts_from : str or None
+        The kind whose finished run this one starts from (the fine-tuned
+        E-MLP: the E-MLP); ``run`` trains that one first.
     curve_label : str
         Added to its name in the validation-curve figure (" (on codes)").
     iterative : bool
@@ -88,6 +99,7 @@ class ModelKind:
     Options = StreamOptions
     role = "proposed"
     codes_from = None
+    starts_from = None
     curve_label = ""
     iterative = True
 
@@ -150,7 +162,7 @@ ROLES = ("baseline", "reference", "proposed", "autoencoder")
 
 
 #: The kinds that come with streamgex; each module registers its kind when imported.
-BUILTINS = ("linear", "dgex", "emlp", "autoencoder")
+BUILTINS = ("linear", "dgex", "emlp", "finetune", "autoencoder")
 
 
 def _builtins():
@@ -178,12 +190,14 @@ def names():
 
 
 def training_order(selected):
-    """``selected`` kind names ordered so that a kind comes after the one it takes codes from."""
+    """``selected`` kind names ordered so that a kind comes after the ones it takes codes or
+    its start from."""
     ordered, pending = [], list(selected)
     while pending:
         for name in pending:
-            source = get(name).codes_from
-            if source is None or source in ordered or source not in selected:
+            needs = [s for s in (get(name).codes_from, get(name).starts_from)
+                     if s is not None and s in selected]
+            if all(source in ordered for source in needs):
                 ordered.append(name)
                 pending.remove(name)
                 break

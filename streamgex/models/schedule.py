@@ -8,6 +8,10 @@
   error is worse than the one 25 epochs earlier; the model with the lowest
   validation error is the one kept (2.4).
 
+The ``adam`` recipe (``training.recipes``) validates every epoch and stops
+after ``patience`` epochs without a new best (``rule="best"``); its learning
+rate follows a hook of its own.
+
 The state is plain data (``to_dict``/``from_dict``) so a checkpoint restores it.
 """
 
@@ -21,6 +25,9 @@ class Schedule:
     decay: float = 0.9
     validate_every: int = 5
     patience: int = 25
+    #: "earlier": stop when worse than ``patience`` epochs earlier (the paper's);
+    #: "best": stop when the best is ``patience`` epochs old.
+    rule: str = "earlier"
     train_errors: list = field(default_factory=list)
     validations: list = field(default_factory=list)  # [epoch, error] pairs
     best: list = None  # [epoch, error]
@@ -44,6 +51,8 @@ class Schedule:
         improved = self.best is None or error < self.best[1]
         if improved:
             self.best = [epoch, error]
+        if self.rule == "best":
+            return improved, epoch - self.best[0] >= self.patience
         return improved, bool(earlier) and error > earlier[0]
 
     def to_dict(self):

@@ -15,6 +15,7 @@ A hook with a ``name`` has state that goes into every checkpoint
 
 import csv
 import logging
+import math
 import time
 
 import tensorflow as tf
@@ -56,20 +57,12 @@ class Hook:
 class LearningRateDecay(Hook):
     """The paper's rule (2.3.6): the learning rate x0.9 when the monitor error rose, floor 1e-5.
 
-    It shares ``schedule`` (``models.schedule.Schedule``) with ``EarlyStopping``
-    and saves it in checkpoints as ``schedule``.
+    It shares ``schedule`` (``models.schedule.Schedule``) with ``EarlyStopping``,
+    which saves it in checkpoints.
     """
-
-    name = "schedule"
 
     def __init__(self, schedule):
         self.schedule = schedule
-
-    def get_state(self):
-        return self.schedule.to_dict()
-
-    def set_state(self, state):
-        self.schedule.__dict__.update(Schedule.from_dict(state).__dict__)
 
     def on_train_begin(self, loop):
         loop.optimizer.learning_rate.assign(self.schedule.learning_rate)
@@ -79,12 +72,43 @@ class LearningRateDecay(Hook):
         loop.optimizer.learning_rate.assign(logs["learning_rate"])
 
 
+class WarmupCosine(Hook):
+    """The learning rate per step: linear warm-up from 0 over ``warmup_steps``, then a
+    cosine from ``base`` down to 0 at ``total_steps`` (a pure function of the global
+    step, so a resumed run continues it exactly)."""
+
+    def __init__(self, base, *, warmup_steps, total_steps):
+        self.base, self.warmup, self.total = base, max(warmup_steps, 1), max(total_steps, 1)
+
+    def rate(self, step):
+        warm = min(1.0, (step + 1) / self.warmup)
+        return self.base * warm * 0.5 * (1 + math.cos(math.pi * min(step, self.total) / self.total))
+
+    def on_train_begin(self, loop):
+        loop.optimizer.learning_rate.assign(self.rate(loop.state["global_step"]))
+
+    def on_batch_end(self, loop):
+        loop.optimizer.learning_rate.assign(self.rate(loop.state["global_step"]))
+
+    def on_epoch_end(self, loop, logs):
+        logs["learning_rate"] = self.rate(loop.state["global_step"])
+
+
 class EarlyStopping(Hook):
-    """Validation every 5 epochs, the best model kept, stop when worse than 25 epochs earlier
-    (paper 2.4). ``on_best(epoch)`` saves the best model."""
+    """Validation when the schedule asks (paper 2.4: every 5 epochs), the best model kept,
+    stop by the schedule's rule. ``on_best(epoch)`` saves the best model. The schedule's
+    state (learning rate, errors, best) goes into checkpoints as ``schedule``."""
+
+    name = "schedule"
 
     def __init__(self, schedule, validation, on_best=None):
         self.schedule, self.validation, self.on_best = schedule, validation, on_best
+
+    def get_state(self):
+        return self.schedule.to_dict()
+
+    def set_state(self, state):
+        self.schedule.__dict__.update(Schedule.from_dict(state).__dict__)
 
     def on_epoch_end(self, loop, logs):
         epoch = logs["epoch"] - 1
@@ -176,10 +200,11 @@ class Console(Hook):
                  logs["samples_per_second"])
 
 
-def paper_hooks(schedule, *, log_file, tensorboard, validation, on_best, checkpoint_steps,
-                checkpoint_minutes):
-    """The hooks every network here trains with, in order: schedule, validation and early
+def training_hooks(rate, schedule, *, log_file, tensorboard, validation, on_best,
+                   checkpoint_steps, checkpoint_minutes):
+    """The hooks every network here trains with, in order: the learning-rate hook ``rate``
+    (``LearningRateDecay`` or ``WarmupCosine``: ``training.recipes``), validation and early
     stop, log, TensorBoard, console, checkpoint (last, so it saves what the others did)."""
-    return [LearningRateDecay(schedule), EarlyStopping(schedule, validation, on_best),
+    return [rate, EarlyStopping(schedule, validation, on_best),
             CsvLog(log_file), TensorBoard(tensorboard), Console(),
             Checkpointer(steps=checkpoint_steps, minutes=checkpoint_minutes)]

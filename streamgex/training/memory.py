@@ -1,8 +1,8 @@
 """Will a training run fit in memory? An estimate made before the first step.
 
 For a dense network trained with momentum SGD, memory is dominated by
-per-parameter state: float32 weights, their gradients and the momentum slot
-(12 bytes a parameter), plus a bfloat16 copy of the weights under mixed
+per-parameter state: float32 weights, their gradients and the optimizer's
+slots (momentum: 12 bytes a parameter; Adam's two moments: 16), plus a bfloat16 copy of the weights under mixed
 precision; then the activations of one batch (kept for the backward pass,
 about four values per unit: pre-activation, activation, dropout mask,
 gradient), the stream's two windows of chunks, and the TensorFlow runtime.
@@ -35,11 +35,12 @@ def machine_budget():
     return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def estimate(model, *, batch, stream_bytes, precision):
-    """Bytes a training run of ``model`` needs, with its parts, as a dict."""
+def estimate(model, *, batch, stream_bytes, precision, slots=1):
+    """Bytes a training run of ``model`` needs, with its parts, as a dict; ``slots``: the
+    optimizer's float32 values per parameter (momentum 1, Adam 2)."""
     parameters = int(sum(int(v.numpy().size) if hasattr(v, "numpy") else 0
                          for v in model.trainable_variables))
-    per_parameter = 12 + (2 if precision == "bf16" else 0)
+    per_parameter = 8 + 4 * slots + (2 if precision == "bf16" else 0)
     units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
                 if hasattr(layer, "output") and layer.output is not None)
     activation_bytes = 2 if precision == "bf16" else 4
@@ -47,7 +48,7 @@ def estimate(model, *, batch, stream_bytes, precision):
                   default=0)
     parts = {
         "parameters": parameters,
-        "weights, gradients, momentum": parameters * per_parameter,
+        "weights, gradients, optimizer": parameters * per_parameter,
         "oneDNN working copies": 3 * 4 * largest,
         "activations": batch * units * activation_bytes * 4,
         "stream buffers": stream_bytes,

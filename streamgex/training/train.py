@@ -44,6 +44,8 @@ class TrainJob:
         The split folder (``train/``, ``val/``, ``test/`` stores).
     codes : Path or None
         The codes folder (``streamgex encode``) for a kind with ``codes_from``.
+    source : Run or None
+        The finished run a kind with ``starts_from`` starts from.
     landmarks, targets : (n,) int64
         Column indices of the split's landmark and target genes.
     """
@@ -54,6 +56,7 @@ class TrainJob:
     codes: Path
     landmarks: np.ndarray
     targets: np.ndarray
+    source: Run = None
 
     def streams(self, x_columns, y_columns, *, y_store=None):
         """Training and validation streams: ``x_columns`` of the split, ``y_columns`` of the
@@ -77,7 +80,7 @@ class TrainJob:
         keras.mixed_precision.set_global_policy(
             "mixed_bfloat16" if self.options.precision == "bf16" else "float32")
 
-    def check_memory(self, model, stream, what):
+    def check_memory(self, model, stream, what, slots=1):
         """Refuse before training when the estimate exceeds the budget (``memory``)."""
         from . import memory
 
@@ -86,47 +89,56 @@ class TrainJob:
                   else memory.machine_budget())
         stream_bytes = 2 * stream.window * stream.chunk_rows * sum(stream.widths()) * 4
         parts = memory.estimate(model, batch=options.batch, stream_bytes=stream_bytes,
-                                precision=options.precision)
+                                precision=options.precision, slots=slots)
         memory.check(parts, budget, what=what)
         return parts
 
-    def fit(self, model, optimizer, streams, *, index=0, save_best, gradient_scales=None,
-            what="this network"):
-        """Train network ``index`` of the run with the paper's schedule and hooks, resumably.
+    def fit(self, model, streams, *, paper_optimizer, index=0, save_best, gradient_scales=None,
+            learning_rate=None, what="this network"):
+        """Train network ``index`` of the run by the options' recipe (``recipes``), resumably.
 
-        ``streams``: ``(train, validation)`` from ``streams``; ``save_best()``
-        writes the model files (called at each new best validation error, and
-        once at the end if validation never ran).
+        ``streams``: ``(train, validation)`` from ``streams``;
+        ``paper_optimizer()``: the kind's published optimizer (the ``paper``
+        recipe's); ``gradient_scales``: its per-variable rate multipliers (paper
+        recipe only); ``save_best()`` writes the model files (called at each new
+        best validation error, and once at the end if validation never ran);
+        ``learning_rate``: the kind's rate for the ``adam`` recipe when the
+        options give none (default: the recipe's).
         """
-        from ..models.schedule import Schedule
-        from .hooks import paper_hooks
+        from . import recipes
+        from .hooks import training_hooks
         from .loop import fit
 
         train, validation = streams
-        self.check_memory(model, train, what)
         run, options = self.run, self.options
+        recipe = recipes.get(options.recipe)
+        self.check_memory(model, train, what, slots=recipe.optimizer_slots)
         run.best_dir.mkdir(exist_ok=True)
         run.network_dir(index).mkdir(exist_ok=True)
-        schedule = Schedule(float(optimizer.learning_rate.numpy()))
-        hooks = paper_hooks(schedule, log_file=run.log_file(index),
-                            tensorboard=run.tensorboard_dir(index), validation=validation,
-                            on_best=lambda epoch: save_best(),
-                            checkpoint_steps=options.checkpoint_steps,
-                            checkpoint_minutes=options.checkpoint_minutes)
+        optimizer = recipe.optimizer(options, paper_optimizer, learning_rate)
+        schedule = recipe.schedule(optimizer, options)
+        hooks = training_hooks(recipe.rate_hook(schedule, options, train.steps_per_epoch),
+                               schedule, log_file=run.log_file(index),
+                               tensorboard=run.tensorboard_dir(index), validation=validation,
+                               on_best=lambda epoch: save_best(),
+                               checkpoint_steps=options.checkpoint_steps,
+                               checkpoint_minutes=options.checkpoint_minutes)
         fit(run.checkpoint_dir(index), model, optimizer, train, hooks=hooks,
             max_epochs=options.max_epochs, monitor=options.monitor,
-            gradient_scales=gradient_scales)
+            gradient_scales=gradient_scales if recipe.gradient_scales else None)
         if schedule.best is None:  # validation never ran: the final model is the one kept
             save_best()
 
 
-def train(kind, data, run, *, overrides=(), options=None, codes=None, restart=False):
+def train(kind, data, run, *, overrides=(), options=None, codes=None, source=None,
+          restart=False):
     """Train a model of ``kind`` (a registered name) on the split folder ``data`` in ``run``.
 
     ``options``: the kind's typed ``Options`` (from a config); else built from
     ``overrides`` (``key=value`` strings), validated before anything is
     written. ``codes``: for a kind trained on codes (E-MLP), the folder
-    ``streamgex encode`` wrote. Returns the ``Run``.
+    ``streamgex encode`` wrote; ``source``: for a kind that starts from
+    another's run (the fine-tuned E-MLP), that run's folder. Returns the ``Run``.
     """
     from ..models import registry
 
@@ -140,12 +152,22 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, restart=Fa
     if model_kind.codes_from and codes is None:
         raise StreamgexError(f"{model_kind.title} trains on {model_kind.codes_from} codes: pass "
                              f"--codes, the folder `streamgex encode` wrote")
+    if model_kind.starts_from:
+        if source is None:
+            raise StreamgexError(f"{model_kind.title} starts from a finished run of "
+                                 f"{registry.get(model_kind.starts_from).title}: pass --from RUN")
+        source = Run.open(source).check_done()
+        if source.kind.name != model_kind.starts_from:
+            raise StreamgexError(f"{source.path}: a run of {source.kind.title}; "
+                                 f"{model_kind.title} starts from a run of "
+                                 f"{registry.get(model_kind.starts_from).title}")
     data = Path(data)
     landmarks, targets = split_columns(data / "train")
-    run = Run.create(run, model_kind, options, data=data, codes=codes, restart=restart)
+    run = Run.create(run, model_kind, options, data=data, codes=codes, source=source,
+                     restart=restart)
     if run.is_done():
         log.info("%s: up to date (training finished)", run.path)
         return run
     model_kind.train(TrainJob(run, options, data, Path(codes) if codes else None,
-                              landmarks, targets))
+                              landmarks, targets, source))
     return run
