@@ -4,8 +4,9 @@ The store is read chunk by chunk in its own order (memory: one chunk plus
 the per-gene sums); its genes are matched to the run's by key, so a split
 part and an external store made by the same genes step (1000G) both work.
 Results go to the run's ``eval/NAME.json`` (figures, dataset shape,
-provenance) and ``eval/NAME_genes.csv`` (one row per target gene; ``Run``
-names them); they are reused while the model files and the store are
+provenance; per-gene and per-profile correlations and the share of
+well-inferred genes, ``metrics.correlation_summary``) and ``eval/NAME_genes.csv``
+(one row per target gene: MAE, Pearson r, Spearman rho; ``Run`` names them); they are reused while the model files and the store are
 unchanged.
 """
 
@@ -22,7 +23,8 @@ from ..errors import StreamgexError
 from ..models.dgex import partitions as contiguous
 from ..progress import progress
 from ..training.run import Run
-from .metrics import AbsoluteErrors, summarize
+from .columns import Columns
+from .metrics import AbsoluteErrors, correlation_summary, pearson_rows, summarize
 from .predictor import load_predictor
 
 log = logging.getLogger(__name__)
@@ -78,26 +80,34 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
     rebuilt = AbsoluteErrors(n_targets) if predictor.reconstruct else None
     array = zarr.open_group(data, mode="r")[store.EXPRESSION]
     rows, size = array.shape[0], array.chunks[0]
-    bar = progress(total=rows, desc=f"evaluate {predictor.kind.name} on {name}", unit="profile")
-    for start in range(0, rows, size):
-        block = array[start:start + size]
-        y = block[:, targets]
-        errors.add(predictor.predict(block[:, inputs]), y)
-        if rebuilt is not None:
-            rebuilt.add(predictor.reconstruct(y), y)
-        bar.update(len(block))
-    bar.close()
+    profile_r = []
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    with Columns(run.eval_dir, rows, n_targets, size) as columns:
+        bar = progress(total=rows, desc=f"evaluate {predictor.kind.name} on {name}",
+                       unit="profile")
+        for start in range(0, rows, size):
+            block = array[start:start + size]
+            y = block[:, targets]
+            predicted = predictor.predict(block[:, inputs])
+            errors.add(predicted, y)
+            profile_r.append(pearson_rows(predicted, y))
+            columns.write(start, predicted, y)
+            if rebuilt is not None:
+                rebuilt.add(predictor.reconstruct(y), y)
+            bar.update(len(block))
+        bar.close()
+        gene_r, gene_rho = columns.per_gene()
 
     ranges = contiguous(n_targets, count)
     result = {"model": predictor.kind.name, "run": str(run.path.resolve()), "dataset": name,
               "store": str(data.resolve()), "profiles": rows, "targets": n_targets,
               "inputs": len(predictor.inputs), "partitions": count,
-              **summarize(errors.per_gene, ranges, shared=shared)}
+              **summarize(errors.per_gene, ranges, shared=shared),
+              "correlation": correlation_summary(gene_r, gene_rho, np.concatenate(profile_r))}
     if rebuilt is not None:
         result["reconstruction"] = summarize(rebuilt.per_gene, ranges, shared=shared)
     result["identity"] = _identity(run, data, partitions)
-    run.eval_dir.mkdir(parents=True, exist_ok=True)
-    _write_genes(run.genes_file(name), ds, targets, shared, errors, rebuilt)
+    _write_genes(run.genes_file(name), ds, targets, shared, errors, rebuilt, gene_r, gene_rho)
     write_json(run.result_file(name), result)  # last: its presence means the CSV is complete
     return result
 
@@ -126,8 +136,13 @@ def current_result(run, data, *, name, partitions=0):
     return result if result.get("identity") == identity else None
 
 
+#: Bumped when an evaluation gains figures, so results saved without them are redone.
+METRICS = 2
+
+
 def _identity(run, data, partitions):
-    return {"store": str(Path(data).resolve()), "fingerprint": steps.fingerprint(data),
+    return {"metrics": METRICS, "store": str(Path(data).resolve()),
+            "fingerprint": steps.fingerprint(data),
             "partitions": partitions,
             "models": {str(f): f.stat().st_mtime_ns for f in run.kind.model_files(run)}}
 
@@ -181,20 +196,27 @@ def format_result(result):
             f"{result['targets']:,} targets): MAE {result['mae']:.4f}; sum over "
             f"{result['partitions']} partitions (paper's convention) "
             f"{result['sum_over_partitions']:.4f}")
+    c = result.get("correlation")
+    if c and c["gene_pearson_median"] is not None:
+        shares = ", ".join(f"{100 * v:.0f}% > {k}" for k, v in c["share_r_above"].items())
+        text += (f"\n  per-gene r: median {c['gene_pearson_median']:.3f} (Spearman "
+                 f"{c['gene_spearman_median']:.3f}), {shares}; per-profile r: median "
+                 f"{c['profile_pearson_median']:.3f}")
     if "reconstruction" in result:
         text += f"\n  its autoencoder's reconstruction MAE {result['reconstruction']['mae']:.4f}"
     return text
 
 
-def _write_genes(path, ds, targets, shared, errors, rebuilt):
+def _write_genes(path, ds, targets, shared, errors, rebuilt, pearson, spearman):
     symbols = (store.strings(ds.gene_symbol.values[targets]) if "gene_symbol" in ds.coords
                else [""] * len(targets))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["gene", "symbol", "shared_with_landmark", "mae"]
+        writer.writerow(["gene", "symbol", "shared_with_landmark", "mae", "pearson", "spearman"]
                         + (["reconstruction_mae"] if rebuilt else []))
         for i, column in enumerate(targets):
-            row = [ds.gene.values[column], symbols[i], int(shared[i]), f"{errors.per_gene[i]:.6g}"]
+            row = [ds.gene.values[column], symbols[i], int(shared[i]), f"{errors.per_gene[i]:.6g}",
+                   f"{pearson[i]:.6g}", f"{spearman[i]:.6g}"]
             if rebuilt:
                 row.append(f"{rebuilt.per_gene[i]:.6g}")
             writer.writerow(row)

@@ -77,3 +77,61 @@ def compare(per_gene_a, per_gene_b):
         raise ValueError(f"per-gene errors of different lengths: {a.shape} vs {b.shape}")
     return {"relative_improvement": float((b.mean() - a.mean()) / b.mean()),
             "share_a_better": float((a < b).mean()), "genes": int(a.size)}
+
+
+#: Per-gene correlation thresholds whose shares are reported: CMap's "well-inferred
+#: genes" idea (Subramanian et al. 2017 call a gene well inferred at r > 0.95 of its
+#: self-correlation; these are plain r cut-offs, comparable across models).
+THRESHOLDS = (0.5, 0.7, 0.9)
+
+
+def pearson_columns(a, b):
+    """Pearson r of each column of ``a`` with the same column of ``b`` (NaN where constant)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)
+
+
+def pearson_rows(a, b):
+    """Pearson r of each row (profile) of ``a`` with the same row of ``b``."""
+    return pearson_columns(np.asarray(a).T, np.asarray(b).T)
+
+
+def spearman_columns(a, b):
+    """Spearman rho per column: Pearson r of the columns' ranks (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return pearson_columns(rankdata(a, axis=0), rankdata(b, axis=0))
+
+
+def correlation_summary(gene_pearson, gene_spearman, profile_pearson):
+    """The correlation figures of one model on one dataset (NaN genes, constant in the data or
+    the prediction, are left out and counted).
+
+    Returns
+    -------
+    dict
+        ``gene_pearson_median`` / ``_mean``, ``gene_spearman_median``,
+        ``profile_pearson_median`` / ``_mean``, ``share_r_above`` (per
+        threshold in ``THRESHOLDS``: the share of all targets whose Pearson r
+        exceeds it; an undefined r counts as not above), ``undefined_genes``.
+    """
+    r = np.asarray(gene_pearson, np.float64)
+    rho = np.asarray(gene_spearman, np.float64)
+    p = np.asarray(profile_pearson, np.float64)
+    defined = ~np.isnan(r)
+
+    def stat(f, x):
+        x = x[~np.isnan(x)]
+        return float(f(x)) if x.size else None
+
+    return {"gene_pearson_median": stat(np.median, r), "gene_pearson_mean": stat(np.mean, r),
+            "gene_spearman_median": stat(np.median, rho),
+            "profile_pearson_median": stat(np.median, p), "profile_pearson_mean": stat(np.mean, p),
+            "share_r_above": {str(t): float((np.where(defined, r, -np.inf) > t).mean())
+                              for t in THRESHOLDS},
+            "undefined_genes": int((~defined).sum())}

@@ -11,9 +11,11 @@ like its Figures 1, 3, 4 and 5:
   partitions, labelled), with the E-MLP's autoencoder floor;
 - Table 4: relative improvement and share of genes where one model beats the
   other (paper Figure 4; D-GEX's 99.97% statistic);
+- Table 5: per-gene Pearson and Spearman, per-profile Pearson and the share of
+  well-inferred genes (r above 0.5 / 0.7 / 0.9) of each model;
 - figures: PCA explained variance, validation error per epoch, gene-wise
   errors of the proposed model vs the reference one (E-MLP vs D-GEX), models
-  on GEO test vs 1000G.
+  on GEO test vs 1000G, the distribution of per-gene r of each model.
 
 Which model goes where follows its kind (``models.registry``): the
 autoencoder's role puts it in Table 1, every other kind is a predictor in
@@ -49,7 +51,8 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     split = _split_summary(runs)
     lines = [f"# {title}", "", *_data_lines(results, split), ""]
     tables = [_table1(results), _table_models(results, "test", "Table 2"),
-              _table_models(results, "1000g", "Table 3"), _table4(results)]
+              _table_models(results, "1000g", "Table 3"), _table4(results),
+              _table_correlations(results)]
     for number, (caption, header, rows) in enumerate(tables, start=1):
         if not rows:
             continue
@@ -65,6 +68,8 @@ def report(runs, out, *, pca=None, title="streamgex report"):
          lambda path: _genes_figure(results, path)),
         ("fig5_1000g.png", "Figure 5. Models on GEO test and 1000G",
          lambda path: _datasets_figure(results, path)),
+        ("fig6_correlation.png", "Figure 6. Per-gene Pearson r on GEO test, each model",
+         lambda path: _correlation_figure(results, path)),
     ):
         if draw(out / name):
             lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
@@ -77,13 +82,22 @@ def _predictors(results):
 
 
 def headline(runs):
-    """The demo's headline: MAE of every predictor on GEO test and 1000G, as text."""
+    """The demo's headline: each predictor's MAE on GEO test and 1000G, its ratio to least
+    squares' and its median per-gene r on GEO test, as text."""
     results = _load([Run.open(run) for run in runs])
-    rows = [f"{'model':<18} {'GEO test MAE':>13} {'1000G MAE':>10}"]
+    baseline = next((results[k.name] for k in _predictors(results) if k.role == "baseline"), {})
+    rows = [f"{'model':<18} {'GEO test MAE':>13} {'x least sq.':>11} {'gene r':>7} "
+            f"{'1000G MAE':>10} {'x least sq.':>11}"]
     for kind in _predictors(results):
-        by = results[kind.name]
-        cells = [f"{by[d]['mae']:.4f}" if d in by else "-" for d in ("test", "1000g")]
-        rows.append(f"{kind.title:<18} {cells[0]:>13} {cells[1]:>10}")
+        by, cells = results[kind.name], []
+        for d in ("test", "1000g"):
+            mae = by[d]["mae"] if d in by else None
+            base = baseline.get(d, {}).get("mae")
+            cells += ["-" if mae is None else f"{mae:.4f}",
+                      "-" if mae is None or not base else f"{mae / base:.3f}"]
+        r = by.get("test", {}).get("correlation", {}).get("gene_pearson_median")
+        rows.append(f"{kind.title:<18} {cells[0]:>13} {cells[1]:>11} {_fmt(r, 3):>7} "
+                    f"{cells[2]:>10} {cells[3]:>11}")
     return "\n".join(rows)
 
 
@@ -189,8 +203,43 @@ def _table4(results):
     return ("Table 4. Relative improvement and gene-wise comparison", header, rows)
 
 
-def _fmt(value):
-    return "-" if value is None else f"{value:.4f}"
+def _table_correlations(results):
+    rows = []
+    for dataset in [d for d in _datasets(results) if d != "val"]:
+        for kind in _predictors(results):
+            c = results[kind.name].get(dataset, {}).get("correlation")
+            if not c:
+                continue
+            rows.append([kind.title, dataset, _fmt(c["gene_pearson_median"], 3),
+                         _fmt(c["gene_spearman_median"], 3), _fmt(c["profile_pearson_median"], 3),
+                         *(f"{100 * v:.1f}%" for v in c["share_r_above"].values())])
+    thresholds = next((list(c["share_r_above"]) for by in results.values() for r in by.values()
+                       if (c := r.get("correlation"))), [])
+    header = ["model", "dataset", "per-gene r (median)", "per-gene Spearman (median)",
+              "per-profile r (median)", *(f"genes with r > {t}" for t in thresholds)]
+    return ("Table 5. Correlation of inferred with measured values", header, rows)
+
+
+def _correlation_figure(results, path):
+    kinds = [k for k in _predictors(results) if "pearson" in results[k.name].get("test", {})
+             .get("genes", {})]
+    if not kinds:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in kinds:
+        r = results[kind.name]["test"]["genes"]["pearson"].astype(float)
+        r = np.sort(r[~np.isnan(r)])
+        ax.plot(r, 1 - np.arange(len(r)) / max(len(r), 1), label=kind.title)
+    for t in (0.5, 0.7, 0.9):
+        ax.axvline(t, color="grey", lw=0.6, ls=":")
+    return _save(fig, ax, path, x="per-gene Pearson r on GEO test",
+                 y="share of target genes with at least this r",
+                 title="Well-inferred genes (higher is better)")
+
+
+def _fmt(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _markdown(header, rows):
