@@ -39,12 +39,15 @@ def datasets_of(config):
 
 
 def check_models(config):
-    """Every model that trains on codes has the model that makes them in the config."""
+    """Every model that trains on codes, or starts from another model, has that model in the
+    config."""
     for name in config.train:
-        source = registry.get(name).codes_from
-        if source and source not in config.train:
-            raise StreamgexError(f"[train.{name}] trains on {source} codes: add a "
-                                 f"[train.{source}] table to the config")
+        kind = registry.get(name)
+        for source, what in ((kind.codes_from, "trains on {} codes"),
+                             (kind.starts_from, "starts from a trained {}")):
+            if source and source not in config.train:
+                raise StreamgexError(f"[train.{name}] {what.format(source)}: add a "
+                                     f"[train.{source}] table to the config")
 
 
 def run_experiment(config):
@@ -75,7 +78,8 @@ def train_models(config, split):
             encode(done[kind.codes_from], split, folders["codes"])
             codes = folders["codes"]
         log.info("[%s] training %s in %s", config.name, name, run)
-        done[name] = train(name, split, run, options=config.train[name], codes=codes)
+        done[name] = train(name, split, run, options=config.train[name], codes=codes,
+                           source=done.get(kind.starts_from))
     return done
 
 
@@ -116,8 +120,11 @@ def status(config):
             parts = [store.status(codes / p)[0] for p in ("train", "val", "test")]
             stages.append(Stage("encode", _combine(parts, codes.exists())))
         stage = training_stage(name, Run(path))
+        starts_from = registry.get(name).starts_from
         changed = Run(path).differences(registry.get(name), config.train[name], data=split,
-                                        codes=codes)
+                                        codes=codes,
+                                        source=folders["runs"][starts_from] if starts_from
+                                        else None)
         if changed and stage.state != "to do":
             stage = Stage(stage.name, "stale", f"made with other {', '.join(changed)}; "
                                                f"`streamgex train --restart` retrains it")

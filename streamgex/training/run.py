@@ -4,7 +4,8 @@
 
     RUN/
       config.json        the model kind and its resolved options
-      inputs.json        the split folder (and an E-MLP's codes folder) it trains on
+      inputs.json        the split folder (and an E-MLP's codes folder, a fine-tuned
+                         run's source run and its model files' times) it trains on
       log.csv            one row per epoch (a run of several networks: per part folder)
       tensorboard/       the same curves for TensorBoard
       checkpoints/       the newest two checkpoints (``training.checkpoint``)
@@ -103,7 +104,7 @@ class Run:
         return run
 
     @classmethod
-    def create(cls, path, kind, options, *, data, codes=None, restart=False):
+    def create(cls, path, kind, options, *, data, codes=None, source=None, restart=False):
         """Make the run folder for ``kind`` with ``options`` on the split ``data``,
         or check that the one there was made so; ``restart`` discards it first."""
         run = cls(path)
@@ -112,7 +113,7 @@ class Run:
                 raise StreamgexError(f"{run.path}: exists and is not a run folder; --restart "
                                      f"removes only run folders")
             shutil.rmtree(run.path)
-        changed = run.differences(kind, options, data=data, codes=codes)
+        changed = run.differences(kind, options, data=data, codes=codes, source=source)
         if changed == ["data"]:
             raise StreamgexError(f"{run.path}: trained on {read_json(run.inputs_file)['data']}; "
                                  f"pass --restart to retrain it on {data}")
@@ -125,22 +126,23 @@ class Run:
             raise StreamgexError(f"{run.path}: exists and is not a run folder; choose another "
                                  f"--run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
-        config, inputs = _identity(kind, options, data, codes)
+        config, inputs = _identity(kind, options, data, codes, source)
         write_json(run.config_file, config)
         write_json(run.inputs_file, inputs)
         return run
 
-    def differences(self, kind, options, *, data, codes=None):
+    def differences(self, kind, options, *, data, codes=None, source=None):
         """What differs between this run folder and one of ``kind`` with ``options`` on
-        ``data``: option names, ``data`` or ``codes``; empty for the same run or no run yet."""
-        config, inputs = _identity(kind, options, data, codes)
+        ``data``: option names, ``data``, ``codes`` or ``source``; empty for the same run or
+        no run yet."""
+        config, inputs = _identity(kind, options, data, codes, source)
         changed = []
         if self.config_file.exists():
             old = read_json(self.config_file)
             changed += sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
         if self.inputs_file.exists():
             old = read_json(self.inputs_file)
-            changed += [k for k in ("data", "codes") if old.get(k) != inputs[k]]
+            changed += [k for k in ("data", "codes", "source") if old.get(k) != inputs[k]]
         return changed
 
     @cached_property
@@ -183,6 +185,12 @@ class Run:
         codes = read_json(self.inputs_file)["codes"]
         return Path(codes) if codes else None
 
+    @property
+    def source(self):
+        """The run a fine-tuned run started from (None for other kinds)."""
+        source = read_json(self.inputs_file).get("source")
+        return Run(source["run"]) if source else None
+
     # -- progress ---------------------------------------------------------------------------
     def progress(self):
         """Loop states of the newest checkpoint of each network started (list of dicts:
@@ -218,12 +226,23 @@ class Run:
         return self
 
 
-def _identity(kind, options, data, codes):
+def _identity(kind, options, data, codes, source=None):
     """``(config.json, inputs.json)`` contents of a run of ``kind`` with ``options``."""
     config = {"model": kind.name, **_plain(asdict(options))}
     inputs = {"data": str(Path(data).resolve()),
-              "codes": str(Path(codes).resolve()) if codes else None}
+              "codes": str(Path(codes).resolve()) if codes else None,
+              "source": _source(source)}
     return config, inputs
+
+
+def _source(source):
+    """A source run and the times of its model files (retraining it makes this run stale)."""
+    if source is None:
+        return None
+    source = source if isinstance(source, Run) else Run(source)
+    files = source.kind.model_files(source) if source.config_file.exists() else []
+    return {"run": str(source.path.resolve()),
+            "models": {f.name: f.stat().st_mtime_ns for f in files if f.exists()}}
 
 
 def _plain(values):

@@ -1,0 +1,80 @@
+"""The E-MLP fine-tuned end to end: landmarks -> E-MLP -> decoder -> targets.
+
+The paper trains the E-MLP on codes and decodes its output, and concludes
+that its error is dominated by the autoencoder's reconstruction (section 4).
+This kind starts from a finished E-MLP run and its autoencoder's decoder,
+stacks them into one network and trains it on the target genes themselves
+(MSE, like every network here), so the E-MLP's errors and the decoder's are
+corrected together; ``freeze_decoder`` keeps the decoder as trained and moves
+only the E-MLP. It reports, beside its own error, the autoencoder's
+reconstruction floor it started from (``evaluate``'s ``reconstruction``).
+"""
+
+from dataclasses import dataclass
+
+from ..config import positive
+from .registry import ModelKind, SGDOptions, register, save_keras
+
+#: A tenth of each recipe's from-scratch rate: the weights start trained.
+LEARNING_RATE = {"paper": 5e-5, "adam": 1e-4}
+
+
+@dataclass(frozen=True)
+class FinetuneOptions(SGDOptions):
+    """``learning_rate`` 0: a tenth of the recipe's (``LEARNING_RATE``)."""
+
+    max_epochs: int = positive(50)
+    freeze_decoder: bool = False
+
+
+class Finetune(ModelKind):
+    """A finished E-MLP run and its decoder, trained jointly on the targets."""
+
+    name = "emlp_tuned"
+    title = "E-MLP fine-tuned"
+    Options = FinetuneOptions
+    role = "proposed"
+    starts_from = "emlp"
+    curve_label = " (fine-tuned on targets)"
+    FILE = "emlp_tuned.keras"
+
+    def train(self, job):
+        import keras
+
+        from ..evaluation.predictor import load_keras
+        from .emlp import Emlp, emlp_optimizer
+
+        options = job.options
+        coder = Emlp.autoencoder_of(job.source)
+        job.setup_backend()
+        emlp = load_keras(job.source.best(Emlp.FILE))
+        decoder = load_keras(coder.best(coder.kind.DECODER))
+        decoder.trainable = not options.freeze_decoder
+        inputs = keras.Input(emlp.input_shape[1:], name="landmarks")
+        model = keras.Model(inputs, decoder(emlp(inputs)), name="emlp_tuned")
+        rate = options.learning_rate or LEARNING_RATE[options.recipe]
+        job.fit(model, job.streams(job.landmarks, job.targets),
+                paper_optimizer=lambda: emlp_optimizer(rate), learning_rate=rate,
+                what="this fine-tuned E-MLP",
+                save_best=lambda: save_keras(model, job.run.best(self.FILE)))
+
+    def load(self, run):
+        from ..evaluation.predictor import Predictor, gene_keys, load_keras, side_by_side
+        from .emlp import Emlp
+
+        landmarks, targets = gene_keys(run)
+        source = Emlp().load(run.source)
+        return Predictor(self, run, landmarks, targets,
+                         predict=side_by_side([load_keras(run.best(self.FILE))]),
+                         reconstruct=source.reconstruct)
+
+    def model_files(self, run):
+        from .emlp import Emlp
+
+        return [run.best(self.FILE), *Emlp().model_files(run.source)]
+
+    def describe(self, options):
+        return "E-MLP + decoder" + (" (decoder frozen)" if options.freeze_decoder else "")
+
+
+register(Finetune)
