@@ -2,7 +2,8 @@
 
 Raw files -> ingest -> preprocess (``preprocess.pipeline``) -> train the
 models of the config's ``[train.<model>]`` tables (the autoencoder, then
-``encode``, before the E-MLP) -> evaluate each on validation, test and 1000G
+``encode``, before the E-MLP; the E-MLP before its fine-tuning) -> evaluate
+each on validation, test and 1000G
 -> report. Every stage keeps its own record of completion (store attrs,
 checkpoints, evaluation identities), so a re-run skips what is complete and
 unchanged and resumes what was cut short: after a crash or a reboot, run the

@@ -77,6 +77,33 @@ def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
     np.testing.assert_allclose(genes["mae"].astype(float), per_gene, rtol=1e-5)
 
 
+def test_correlations_equal_numpy_and_scipy(known_case, monkeypatch):
+    from scipy.stats import spearmanr
+
+    from streamgex.evaluation import columns
+
+    monkeypatch.setattr(columns, "BUDGET", 10 * 24 * 2)  # gene blocks of 2: several blocks
+    split, run, w = known_case
+    x = store.open_store(split / "test").expression.values.astype(np.float64)
+    predicted = (x[:, :LANDMARKS] @ w[:-1] + w[-1]).astype(np.float32).astype(np.float64)
+    true = x[:, LANDMARKS:]
+    pearson = [np.corrcoef(predicted[:, j], true[:, j])[0, 1] for j in range(TARGETS)]
+    spearman = [spearmanr(predicted[:, j], true[:, j])[0] for j in range(TARGETS)]
+    profile = [np.corrcoef(predicted[i], true[i])[0, 1] for i in range(len(true))]
+
+    c = evaluate(run, split / "test")["correlation"]
+
+    assert c["gene_pearson_median"] == pytest.approx(np.median(pearson), rel=1e-5)
+    assert c["gene_spearman_median"] == pytest.approx(np.median(spearman), rel=1e-5)
+    assert c["profile_pearson_median"] == pytest.approx(np.median(profile), rel=1e-5)
+    assert c["share_r_above"] == {str(t): pytest.approx(np.mean(np.array(pearson) > t))
+                                  for t in (0.5, 0.7, 0.9)}
+    genes = read_gene_errors(run / "eval" / "test_genes.csv")
+    np.testing.assert_allclose(genes["pearson"].astype(float), pearson, rtol=1e-4)
+    np.testing.assert_allclose(genes["spearman"].astype(float), spearman, rtol=1e-4)
+    assert not list((run / "eval").glob("columns.partial.*")), "the spilled columns are removed"
+
+
 def test_evaluation_is_reused_until_the_model_changes(known_case, caplog):
     split, run, w = known_case
     first = evaluate(run, split / "test")

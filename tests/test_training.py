@@ -39,9 +39,10 @@ TRAIN = ["hidden=64,64,64", "max_epochs=3", "batch=50", "checkpoint_steps=7",
          "deterministic=true", "monitor=200"]
 
 
-def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, split_dir):
+@pytest.mark.parametrize("recipe", ["paper", "adam"])
+def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, split_dir, recipe):
     args = ["train", "dgex", "--data", str(split_dir), "--quiet"] + [
-        a for s in TRAIN for a in ("--set", s)]
+        a for s in TRAIN + [f"recipe={recipe}"] for a in ("--set", s)]
     code = f"from streamgex.cli import main; main({args + ['--run-dir', str(tmp_path / 'killed')]!r})"
 
     def reached(_):
