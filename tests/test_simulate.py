@@ -96,6 +96,21 @@ def test_targets_depend_on_landmarks_but_not_linearly_alone():
     assert residual.var(0).mean() > 1.2 * noise_floor, "a non-linear part a better model can learn"
 
 
+@pytest.mark.parametrize("nonlinearity", [0.0, 0.3])
+def test_nonlinearity_is_the_share_of_signal_no_linear_model_explains(nonlinearity):
+    preset = get_preset("demo", nonlinearity=nonlinearity)
+    model = ExpressionModel(build_universe(preset, 0), preset, 0)
+    z = model._latent(np.random.default_rng(2), 12_000, model.centers, model.weights, 0.6)
+    landmarks = model._standardized(z, np.random.default_rng(3))[:, model.landmark]
+    signal = model.signal(landmarks)
+    x = np.c_[landmarks, np.ones(len(landmarks))]
+    fit = np.linalg.lstsq(x[:10_000], signal[:10_000], rcond=None)[0]
+    explained = 1 - ((x[10_000:] @ fit - signal[10_000:]) ** 2).mean(0) / signal[10_000:].var(0)
+    np.testing.assert_allclose(1 - explained, model.v_target, atol=0.05)
+    assert (1 - explained).mean() == pytest.approx(model.v_target.mean(), abs=0.01)
+    assert model.v_target.mean() == pytest.approx(nonlinearity, abs=0.02)
+
+
 class NoNoise:
     """Stands in for a numpy Generator that draws only zeros."""
 

@@ -10,11 +10,12 @@ the test MAE of
 
 in the simulator's standardized gene units, before probes, clipping and
 normalization. The ratio is the ceiling of any network's gain over least
-squares. The real-data fact it is calibrated against (D-GEX, paper Table 3):
-at the full GEO size a network reached 0.847x least squares' MAE; the default
-nonlinearity is set where the ceiling sits a little below that, because a
-trained network closes only part of the gap (``tools/bench_accuracy.py``
-measures how much).
+squares. The real-data fact the default is calibrated against (D-GEX, paper
+Table 3): at the full GEO size, ~90 training profiles per landmark, a network
+reached 0.847x least squares' MAE. A trained network closes only part of the
+gap to this ceiling, so the default is the nonlinearity at which networks at
+that profiles-per-landmark ratio reach about 0.85x (``tools/bench_accuracy.py``),
+not the one whose ceiling is 0.85x.
 
     python tools/calibrate_simulator.py                 # ~1 min
     python tools/calibrate_simulator.py --values 0.1,0.15,0.2
