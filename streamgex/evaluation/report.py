@@ -98,7 +98,21 @@ def headline(runs):
         r = by.get("test", {}).get("correlation", {}).get("gene_pearson_median")
         rows.append(f"{kind.title:<18} {cells[0]:>13} {cells[1]:>11} {_fmt(r, 3):>7} "
                     f"{cells[2]:>10} {cells[3]:>11}")
-    return "\n".join(rows)
+    return "\n".join(rows + [_verdict(results, baseline)])
+
+
+def _verdict(results, baseline):
+    """One sentence: which model is best on GEO test, against least squares."""
+    scored = [(results[k.name]["test"]["mae"], k) for k in _predictors(results)
+              if "test" in results[k.name]]
+    if not scored or "test" not in baseline:
+        return ""
+    mae, best = min(scored, key=lambda pair: pair[0])
+    if best.role == "baseline":
+        return "On GEO test no network beats least squares here."
+    better = [k.title for m, k in scored if k.role != "baseline" and m < baseline["test"]["mae"]]
+    return (f"On GEO test {best.title} is best, at {mae / baseline['test']['mae']:.3f}x least "
+            f"squares' MAE; {len(better)} of {len(scored) - 1} networks beat least squares.")
 
 
 def _load(runs):

@@ -64,7 +64,7 @@ GAIN = 2.0
 #: The mean non-linear share of a target's signal variance (``v_t``), calibrated to the
 #: one real-data fact there is (paper Table 3; D-GEX): at the full GEO size, ~90
 #: training profiles per landmark, a network beats least squares by ~15% MAE. At 0.3 a
-#: network does about that at the same ratio (``tools/bench_accuracy.py``); the best
+#: network gets most of that with half the ratio (``tools/bench_accuracy.py``); the best
 #: possible predictor beats it by ~39% (``tools/calibrate_simulator.py``). README,
 #: "Nonlinearity".
 NONLINEARITY = 0.3

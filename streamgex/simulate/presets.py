@@ -63,8 +63,8 @@ PRESETS = {
         rnaseq_samples=120,
         groups=24,
     ),
-    # tools/bench_accuracy.py: at the full GEO data's ~90 training profiles per landmark
-    # (88,807 / 978) with 200 landmarks, so networks can learn what the data holds.
+    # tools/bench_accuracy.py: ~50 training profiles per landmark after the split (the
+    # full GEO data: 88,807 / 978, ~90), so networks can learn what the data holds.
     "bench": Preset(
         name="bench",
         geo_samples=15_000,
