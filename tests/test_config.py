@@ -69,7 +69,7 @@ def test_a_config_table_and_the_command_line_give_the_same_typed_options():
     config = load_config(CONFIG, ['train.emlp.precision="bf16"'])
     assert config.train["emlp"].precision == "bf16"
     assert isinstance(config.train["emlp"], registry.get("emlp").Options)
-    assert list(config.train) == ["linear", "autoencoder", "emlp", "dgex"]
+    assert list(config.train) == ["linear", "autoencoder", "emlp", "emlp_tuned", "dgex"]
 
 
 def test_the_shipped_maps_are_the_default_and_need_no_shared_folder():
