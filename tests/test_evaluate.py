@@ -144,15 +144,17 @@ def test_report_has_the_papers_tables_and_figures(demo_experiment):
         "totals"]["test"]
     for caption in ("Table 1. Autoencoder reconstruction", "Table 2. GEO test set",
                     "Table 3. 1000G", "Table 4. Relative improvement",
-                    "sum over 2 partitions (paper's convention)",
+                    "Table 5. Correlation", "sum over 2 partitions (paper's convention)",
                     f"{test_profiles:,} test profiles"):
         assert caption in text, caption
-    for name in ("fig1_pca.png", "fig3_validation.png", "fig4_genes.png", "fig5_1000g.png"):
+    for name in ("fig1_pca.png", "fig3_validation.png", "fig4_genes.png", "fig5_1000g.png",
+                 "fig6_correlation.png"):
         png = report.parent / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert f"]({name})" in text
     table2 = (report.parent / "table2.csv").read_text().splitlines()
-    assert table2[1].startswith("Linear regression,") and len(table2) == 5  # + E-MLP floor
+    # linear, D-GEX, E-MLP, fine-tuned E-MLP, and each E-MLP's autoencoder floor
+    assert table2[1].startswith("Linear regression,") and len(table2) == 7
     tested = json.loads((workdir / "work" / "runs" / "emlp" / "eval" / "test.json").read_text())
     assert f"{tested['mae']:.4f}" in text
     autoencoder = json.loads((workdir / "work" / "runs" / "autoencoder" / "eval" / "test.json")
