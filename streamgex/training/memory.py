@@ -1,9 +1,9 @@
 """Will a training run fit in memory? An estimate made before the first step.
 
-For a dense network trained with momentum SGD, memory is dominated by
-per-parameter state: float32 weights, their gradients and the optimizer's
-slots (momentum: 12 bytes a parameter; Adam's two moments: 16), plus a bfloat16 copy of the weights under mixed
-precision; then the activations of one batch (kept for the backward pass,
+For a dense network, memory is dominated by per-parameter state: float32
+weights, their gradients and the optimizer's slots (momentum SGD: 12 bytes a
+parameter; Adam's two moments: 16), plus a bfloat16 copy of the weights under
+mixed precision; then the activations of one batch (kept for the backward pass,
 about four values per unit: pre-activation, activation, dropout mask,
 gradient), the stream's two windows of chunks, and the TensorFlow runtime.
 
@@ -65,8 +65,9 @@ def check(parts, budget, *, what):
     gib = 2**30
     raise StreamgexError(
         f"{what} needs about {parts['total'] / gib:.1f} GiB ({parts['parameters'] / 1e6:.0f}M "
-        f"parameters: {parts['weights, gradients, momentum'] / gib:.1f} GiB of weights, gradients "
-        f"and momentum; {parts['activations'] / gib:.1f} GiB of activations) but the budget is "
+        f"parameters: {parts['weights, gradients, optimizer'] / gib:.1f} GiB of weights, "
+        f"gradients and optimizer state; {parts['activations'] / gib:.1f} GiB of activations) "
+        f"but the budget is "
         f"{budget / gib:.1f} GiB; try a smaller batch (--set batch=...), tied weights "
         f"(--set tied=true, autoencoder), bf16 (--precision bf16 halves the activations), "
         f"smaller hidden layers, or a larger --memory-budget if the machine has more"
