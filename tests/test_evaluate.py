@@ -77,6 +77,19 @@ def test_evaluate_equals_numpy_with_partition_sum_and_shared_genes(known_case):
     np.testing.assert_allclose(genes["mae"].astype(float), per_gene, rtol=1e-5)
 
 
+def test_an_empty_store_or_a_diverged_model_is_an_error_not_a_result(known_case, tmp_path,
+                                                                     capsys):
+    split, run, w = known_case
+    write_store(tmp_path / "empty.zarr", np.zeros((0, 8), np.float32))
+    assert main(["evaluate", str(run), str(tmp_path / "empty.zarr"), "--quiet"]) == 1
+    assert "holds no profiles" in capsys.readouterr().err
+    np.save(run / "best" / "linear.npy", np.full_like(w, np.nan))
+    assert main(["evaluate", str(run), str(split / "test"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "not finite (NaN or Inf) for 5 of 5 targets" in err and "diverged" in err
+    assert not (run / "eval" / "test.json").exists()
+
+
 def test_correlations_equal_numpy_and_scipy(known_case, monkeypatch):
     from scipy.stats import spearmanr
 

@@ -5,9 +5,11 @@ the per-gene sums); its genes are matched to the run's by key, so a split
 part and an external store made by the same genes step (1000G) both work.
 Results go to the run's ``eval/NAME.json`` (figures, dataset shape,
 provenance; per-gene and per-profile correlations and the share of
-well-inferred genes, ``metrics.correlation_summary``) and ``eval/NAME_genes.csv``
-(one row per target gene: MAE, Pearson r, Spearman rho; ``Run`` names them); they are reused while the model files and the store are
-unchanged.
+well-inferred genes, ``metrics.correlation_summary``) and
+``eval/NAME_genes.csv`` (one row per target gene: MAE, Pearson r, Spearman
+rho; ``Run`` names them); they are reused while the model files and the store
+are unchanged. A store without profiles, or predictions that are not finite
+(a diverged model), is an error, never a result.
 """
 
 import csv
@@ -80,6 +82,8 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
     rebuilt = AbsoluteErrors(n_targets) if predictor.reconstruct else None
     array = zarr.open_group(data, mode="r")[store.EXPRESSION]
     rows, size = array.shape[0], array.chunks[0]
+    if rows == 0:
+        raise StreamgexError(f"{data}: holds no profiles; there is nothing to evaluate on")
     profile_r = []
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     with Columns(run.eval_dir, rows, n_targets, size) as columns:
@@ -96,6 +100,11 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
                 rebuilt.add(predictor.reconstruct(y), y)
             bar.update(len(block))
         bar.close()
+        broken = int((~np.isfinite(errors.per_gene)).sum())
+        if broken:
+            raise StreamgexError(f"{run.path}: its predictions on {data} are not finite (NaN "
+                                 f"or Inf) for {broken:,} of {n_targets:,} targets: the model "
+                                 f"diverged; retrain it (`streamgex train ... --restart`)")
         gene_r, gene_rho = columns.per_gene()
 
     ranges = contiguous(n_targets, count)

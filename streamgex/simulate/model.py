@@ -25,9 +25,10 @@ Profiles (log2 expression, paper section 2.1: "normalized into the range 4-15")
       sample), ``g = h W2``. So ``g`` is uncorrelated with every linear
       function of the landmarks and ``v_t`` is the share of the target's
       signal variance that no linear model can explain (to within a few
-      hundredths per gene on fresh samples): the *non-linearity* of gene ``t``. ``v_t = nonlinearity * U(0.5, 1.5)``
-      (capped at 1), with ``nonlinearity`` the preset's (calibrated to the
-      real data, see ``NONLINEARITY``) or ``streamgex simulate --nonlinearity``;
+      hundredths per gene on fresh samples): the *non-linearity* of gene
+      ``t``. ``v_t = nonlinearity * U(0.5, 1.5)`` (capped at 1), with
+      ``nonlinearity`` the preset's (calibrated to the real data, see
+      ``NONLINEARITY``) or ``streamgex simulate --nonlinearity``;
     - other genes: like landmarks, noisier (``r ~ U(0.4, 0.9)``).
 
     Each standardized ``u`` becomes ``x = mean + sd * u`` with gene means
