@@ -92,18 +92,12 @@ class Emlp(ModelKind):
         landmarks, targets = gene_keys(run)
         coder = self.autoencoder_of(run)
         decoder = load_keras(coder.best(coder.kind.DECODER))
-        round_trip = []
-
-        def reconstruct(y):  # the encoder (~half the autoencoder) is loaded only if asked for
-            if not round_trip:
-                round_trip.append(compose(load_keras(coder.best(coder.kind.ENCODER)), decoder))
-            return round_trip[0](y)
-
         return Predictor(self, run, landmarks, targets,
                          predict=compose(load_keras(run.best(self.FILE)), decoder),
-                         reconstruct=reconstruct)
+                         reconstruct=round_trip(coder, decoder))
 
     def model_files(self, run):
+        """The E-MLP and its autoencoder's encoder and decoder."""
         coder = self.autoencoder_of(run)
         return [run.best(self.FILE), coder.best(coder.kind.ENCODER),
                 coder.best(coder.kind.DECODER)]
@@ -121,6 +115,23 @@ class Emlp(ModelKind):
             raise StreamgexError(f"{coder.path}: the autoencoder run of {run.path} is missing "
                                  f"its decoder")
         return coder
+
+
+def round_trip(coder, decoder=None):
+    """The autoencoder run ``coder``'s targets -> codes -> targets, loaded on first use (the
+    floor an E-MLP's evaluation reports; the encoder is ~half the autoencoder). ``decoder``:
+    its decoder if already loaded."""
+    from ..evaluation.predictor import compose, load_keras
+
+    loaded = []
+
+    def reconstruct(y):
+        if not loaded:
+            loaded.append(compose(load_keras(coder.best(coder.kind.ENCODER)),
+                                  decoder or load_keras(coder.best(coder.kind.DECODER))))
+        return loaded[0](y)
+
+    return reconstruct
 
 
 register(Emlp)

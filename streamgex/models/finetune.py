@@ -13,10 +13,12 @@ reconstruction floor it started from (``evaluate``'s ``reconstruction``).
 from dataclasses import dataclass
 
 from ..config import positive
+from ..training.recipes import ADAM_RATE
+from . import emlp
 from .registry import ModelKind, SGDOptions, register, save_keras
 
-#: A tenth of each recipe's from-scratch rate: the weights start trained.
-LEARNING_RATE = {"paper": 5e-5, "adam": 1e-4}
+#: A tenth of each recipe's from-scratch E-MLP rate: the weights start trained.
+LEARNING_RATE = {"paper": emlp.LEARNING_RATE / 10, "adam": ADAM_RATE / 10}
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,30 @@ class Finetune(ModelKind):
         import keras
 
         from ..evaluation.predictor import load_keras
-        from .emlp import Emlp, emlp_optimizer
+        from .emlp import Emlp
 
         options = job.options
         coder = Emlp.autoencoder_of(job.source)
         job.setup_backend()
-        emlp = load_keras(job.source.best(Emlp.FILE))
+        start = load_keras(job.source.best(Emlp.FILE))
         decoder = load_keras(coder.best(coder.kind.DECODER))
         decoder.trainable = not options.freeze_decoder
-        inputs = keras.Input(emlp.input_shape[1:], name="landmarks")
-        model = keras.Model(inputs, decoder(emlp(inputs)), name="emlp_tuned")
+        inputs = keras.Input(start.input_shape[1:], name="landmarks")
+        model = keras.Model(inputs, decoder(start(inputs)), name="emlp_tuned")
         rate = options.learning_rate or LEARNING_RATE[options.recipe]
         job.fit(model, job.streams(job.landmarks, job.targets),
-                paper_optimizer=lambda: emlp_optimizer(rate), learning_rate=rate,
+                paper_optimizer=lambda: emlp.emlp_optimizer(rate), learning_rate=rate,
                 what="this fine-tuned E-MLP",
                 save_best=lambda: save_keras(model, job.run.best(self.FILE)))
 
     def load(self, run):
         from ..evaluation.predictor import Predictor, gene_keys, load_keras, side_by_side
-        from .emlp import Emlp
+        from .emlp import Emlp, round_trip
 
         landmarks, targets = gene_keys(run)
-        source = Emlp().load(run.source)
         return Predictor(self, run, landmarks, targets,
                          predict=side_by_side([load_keras(run.best(self.FILE))]),
-                         reconstruct=source.reconstruct)
+                         reconstruct=round_trip(Emlp.autoencoder_of(run.source)))
 
     def model_files(self, run):
         from .emlp import Emlp
