@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from streamgex.simulate.model import NONLINEARITY
+from streamgex.training.recipes import NAMES as RECIPES
 
 MODELS = ("linear", "autoencoder", "emlp", "emlp_tuned", "dgex")
 
@@ -80,11 +81,18 @@ def simulate(work, nonlinearity, samples, seed):
     record = raw / "simulated.json"
     if record.exists() and json.loads(record.read_text()) == wanted:
         return raw
-    subprocess.run([sys.executable, "-m", "streamgex", "simulate", "--preset", "bench",
-                    "--out", str(raw), "--nonlinearity", str(nonlinearity), "--samples",
-                    str(samples), "--seed", str(seed), "--overwrite", "--quiet"], check=True)
+    streamgex("simulate", "--preset", "bench", "--out", str(raw), "--nonlinearity",
+              str(nonlinearity), "--samples", str(samples), "--seed", str(seed), "--overwrite")
     record.write_text(json.dumps(wanted))
     return raw
+
+
+def streamgex(*args, cwd=None):
+    """Run a streamgex command, its progress and messages on this terminal; exit on failure
+    (its own one-line error is already printed)."""
+    done = subprocess.run([sys.executable, "-m", "streamgex", *args], cwd=cwd)
+    if done.returncode:
+        sys.exit(f"bench_accuracy: `streamgex {' '.join(args)}` failed (exit {done.returncode})")
 
 
 def load_part(split, part):
@@ -112,7 +120,7 @@ def reference(split, seed=0):
     stop = keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True)
     started = time.monotonic()
     history = model.fit(x, y, batch_size=128, epochs=60, validation_data=(xv, yv),
-                        callbacks=[stop], verbose=0)
+                        callbacks=[stop], verbose=2)  # a line per epoch
     seconds = time.monotonic() - started
     return model.predict(xt, batch_size=1024, verbose=0), yt, len(history.history["loss"]), seconds
 
@@ -139,6 +147,10 @@ def main():
     parser.add_argument("--recipes", default="paper,adam", help="comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    unknown = set(args.recipes.split(",")) - set(RECIPES)
+    if unknown:
+        parser.error(f"--recipes: unknown {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(RECIPES)}")
     from streamgex.evaluation.metrics import (correlation_summary, pearson_columns,
                                               pearson_rows, spearman_columns)
     from streamgex.models import registry
@@ -151,8 +163,7 @@ def main():
         config = work / f"{recipe}.toml"
         config.write_text(config_text(recipe, args.epochs, raw))
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "streamgex", "run", str(config), "--quiet"],
-                       check=True, cwd=work)
+        streamgex("run", str(config), cwd=work)
         walls[recipe] = time.monotonic() - started
         for model in MODELS:
             run = work / recipe / "runs" / model
