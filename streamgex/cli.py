@@ -136,7 +136,8 @@ def _run(args):
 
     config = load_config(args.config, args.set)
     _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
-    _print_report(run_experiment(config), folders_of(config)["runs"].values(), headline)
+    _print_report(run_experiment(config, retrain=args.retrain), folders_of(config)["runs"].values(),
+                  headline)
 
 
 def _status(args):
@@ -323,6 +324,8 @@ def build_parser():
     sub.add_argument("config", help="TOML file, e.g. configs/cross_platform.toml")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set train.emlp.precision=\"bf16\"")
+    sub.add_argument("--retrain", action="store_true",
+                     help="discard and retrain models made with other data or options")
 
     sub = command("status", _status, "list an experiment's stages: done, partial or to do")
     sub.add_argument("config", help="TOML file of the experiment")

@@ -8,6 +8,11 @@ each on validation, test and 1000G
 checkpoints, evaluation identities), so a re-run skips what is complete and
 unchanged and resumes what was cut short: after a crash or a reboot, run the
 same command again. ``status`` reads those records without running anything.
+
+A model trained on other data (the split rebuilt from changed inputs or with
+other options) or with other options is never reused: ``run`` stops before
+training anything, listing those runs, unless ``retrain`` (``run --retrain``)
+discards and retrains them.
 """
 
 import logging
@@ -51,13 +56,16 @@ def check_models(config):
                                      f"[train.{source}] table to the config")
 
 
-def run_experiment(config):
-    """Run every stage of ``config`` (a ``config.Experiment``); returns the report's path."""
+def run_experiment(config, *, retrain=False):
+    """Run every stage of ``config`` (a ``config.Experiment``); returns the report's path.
+
+    ``retrain``: discard and retrain the runs made with other data or options (without it,
+    such runs are an error naming them)."""
     from .evaluation.report import report
 
     check_models(config)
     paths = preprocess(config)
-    runs = train_models(config, paths["split"])
+    runs = train_models(config, paths["split"], retrain=retrain)
     for run in runs.values():
         evaluate_run(run, datasets_of(config), partitions=config.evaluate.partitions)
     return report(list(runs.values()), folders_of(config)["report"],
@@ -65,12 +73,22 @@ def run_experiment(config):
                   title=f"streamgex report: {config.name}")
 
 
-def train_models(config, split):
-    """Train the models of the config's ``[train.<model>]`` tables; returns ``{name: Run}``."""
+def train_models(config, split, *, retrain=False):
+    """Train the models of the config's ``[train.<model>]`` tables; returns ``{name: Run}``.
+
+    Refuses, before training anything, when a run there was made with other data or options
+    (``stale_runs``) unless ``retrain``; then each such run is discarded and trained again, in
+    training order, and the runs built on it (codes, an E-MLP, its fine-tuning) follow.
+    """
     from .training.encode import encode
     from .training.train import train
 
     check_models(config)
+    stale = stale_runs(config, split)
+    if stale and not retrain:
+        listed = "; ".join(f"{folder} ({', '.join(changed)})" for folder, changed in stale.items())
+        raise StreamgexError(f"made with other data or options, so not reused: {listed}; "
+                             f"re-run with --retrain to discard and retrain them")
     folders = folders_of(config)
     done = {}
     for name, run in folders["runs"].items():
@@ -78,10 +96,36 @@ def train_models(config, split):
         if kind.codes_from:
             encode(done[kind.codes_from], split, folders["codes"])
             codes = folders["codes"]
+        source = done.get(kind.starts_from)
+        changed = Run(run).differences(kind, config.train[name], data=split, codes=codes,
+                                       source=source)
+        if changed:
+            log.info("[%s] %s was made with other %s: retraining it", config.name, run,
+                     ", ".join(changed))
         log.info("[%s] training %s in %s", config.name, name, run)
         done[name] = train(name, split, run, options=config.train[name], codes=codes,
-                           source=done.get(kind.starts_from))
+                           source=source, restart=bool(changed))
     return done
+
+
+def stale_runs(config, split):
+    """``{run folder: [what differs]}`` for the config's runs made with other data (the split's
+    or codes' content), options or source run than the config and ``split`` give now."""
+    folders = folders_of(config)
+    stale = {}
+    for name, path in folders["runs"].items():
+        kind = registry.get(name)
+        if not Run(path).config_file.exists():
+            continue
+        codes = folders["codes"] if kind.codes_from and folders["codes"].exists() else None
+        source = folders["runs"][kind.starts_from] if kind.starts_from else None
+        changed = Run(path).differences(kind, config.train[name], data=split, codes=codes,
+                                        source=source)
+        if codes is None and kind.codes_from:
+            changed = [c for c in changed if c != "codes"]
+        if changed:
+            stale[path] = changed
+    return stale
 
 
 def evaluate_run(run, datasets, *, partitions=0):
@@ -128,7 +172,7 @@ def status(config):
                                         else None)
         if changed and stage.state != "to do":
             stage = Stage(stage.name, "stale", f"made with other {', '.join(changed)}; "
-                                               f"`streamgex train --restart` retrains it")
+                                               f"`streamgex run --retrain` retrains it")
         stages.append(stage)
     for name, path in folders["runs"].items():
         for dataset, data in datasets_of(config).items():

@@ -2,6 +2,7 @@
 running the same command again skips what is done and resumes the rest."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,7 +44,8 @@ monitor = 200
 def status_of(config, capsys, *overrides):
     assert main(["status", str(config), *(a for o in overrides for a in ("--set", o))]) == 0
     lines = capsys.readouterr().out.splitlines()
-    return {line[:30].strip(): line[30:].split() for line in lines}
+    return {name: rest.split() for name, rest in (re.split(r"\s{2,}", line, maxsplit=1)
+                                                  for line in lines)}
 
 
 def checkpoint_state(run):
@@ -104,3 +106,37 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
     changed = status_of(config, capsys, "train.autoencoder.max_epochs=61")
     assert changed["train autoencoder"][:4] == ["stale", "made", "with", "other"]
     assert changed["train linear"] == ["done"]
+
+
+LINEAR_ONLY = CONFIG.split("[train.autoencoder]")[0]
+
+
+def test_run_never_reuses_a_model_trained_on_another_split(tmp_path, demo_raw, capsys):
+    """Issue 11.1: a split rebuilt in place (other seed) makes the models trained on the old
+    one stale: ``run`` names them and trains nothing; ``--retrain`` retrains them."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(LINEAR_ONLY.format(work=tmp_path / "work", raw=demo_raw))
+    model = tmp_path / "work" / "runs" / "linear" / "best" / "linear.npy"
+    assert main(["run", str(config), "--quiet"]) == 0
+    first = model.read_bytes()
+    first_test = (tmp_path / "work" / "runs" / "linear" / "eval" / "test.json").read_text()
+    capsys.readouterr()
+
+    assert main(["run", str(config), "--quiet", "--set", "split.seed=5"]) == 1
+    err = capsys.readouterr().err
+    assert "made with other data or options, so not reused" in err, err
+    assert "runs/linear (data)" in err and "--retrain" in err
+    assert model.read_bytes() == first  # nothing trained, nothing discarded
+    stale = status_of(config, capsys, "split.seed=5")
+    assert stale["split"] == ["done"]  # rebuilt before training was refused
+    assert stale["train linear"][:4] == ["stale", "made", "with", "other"]
+    assert stale["evaluate linear on test"][0] != "done"
+
+    assert main(["run", str(config), "--quiet", "--set", "split.seed=5", "--retrain"]) == 0
+    assert model.read_bytes() != first  # least squares on other profiles
+    assert (tmp_path / "work" / "runs" / "linear" / "eval" / "test.json").read_text() != first_test
+    capsys.readouterr()
+    done = status_of(config, capsys, "split.seed=5")
+    assert {v[0] for v in done.values()} == {"done"}, done
+    # and back: the original split is rebuilt and the model trained on seed 5 is stale again
+    assert main(["run", str(config), "--quiet"]) == 1

@@ -172,3 +172,22 @@ def test_an_optimizer_doing_more_than_momentum_keeps_its_own_update(extra):
     assert not fusable(make())
     for ours, keras_value in zip(*train_both_ways(make, steps=3)):
         np.testing.assert_allclose(ours, keras_value, rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_knows_its_split_by_content_not_by_path(tmp_path, split_dir, capsys):
+    """Issue 11.1: the same split under another path is the same data; a split rebuilt in
+    place with other options is other data, and the run trained on it is refused."""
+    import shutil
+
+    copy = tmp_path / "split"
+    shutil.copytree(split_dir, copy)
+    run = ["train", "linear", "--run-dir", str(tmp_path / "lin")]
+    assert main(run + ["--data", str(split_dir)]) == 0
+    capsys.readouterr()
+    assert main(run + ["--data", str(copy)]) == 0
+    assert "up to date (training finished)" in capsys.readouterr().err
+    split(split_dir.parent / "s.zarr", copy,
+          train_per_cluster=100, val_per_cluster=20, seed=5, overwrite=True)
+    assert main(run + ["--data", str(copy)]) == 1
+    assert "trained on other data than" in capsys.readouterr().err
+    assert main(run + ["--data", str(copy), "--restart"]) == 0

@@ -13,6 +13,7 @@ import numpy as np
 import zarr
 
 from .. import store
+from ..steps import fingerprint
 from ..errors import StreamgexError
 from .run import Run
 from .train import split_columns
@@ -46,7 +47,8 @@ def _encode_store(encoder, source, out, run, model_path):
     ds = store.open_store(source)
     _, targets = split_columns(source)
     width = encoder.output_shape[-1]
-    origin = {"store": str(source.resolve()), "run": str(run.path.resolve()),
+    origin = {"store": str(source.resolve()), "fingerprint": fingerprint(source),
+              "run": str(run.path.resolve()),
               "encoder": str(model_path.resolve()),
               "encoder_mtime_ns": model_path.stat().st_mtime_ns}
     group = store.begin(out, step="encode", parameters={}, source=origin, overwrite=True)

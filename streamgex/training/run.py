@@ -4,8 +4,9 @@
 
     RUN/
       config.json        the model kind and its resolved options
-      inputs.json        the split folder (and an E-MLP's codes folder, a fine-tuned
-                         run's source run and its model files' times) it trains on
+      inputs.json        what it trains on: the split folder (an E-MLP's codes folder,
+                         a fine-tuned run's source run and its model files' times) and
+                         the content fingerprints of their train and val stores
       log.csv            one row per epoch (a run of several networks: per part folder)
       tensorboard/       the same curves for TensorBoard
       checkpoints/       the newest two checkpoints (``training.checkpoint``)
@@ -17,7 +18,11 @@
 
 Every file here that records state or results is written atomically
 (``atomic``). A run folder is made for one kind, one set of options and one
-split; ``create`` refuses another unless ``restart`` discards the old run.
+split's content; ``create`` refuses another unless ``restart`` discards the old
+run. The split is known by what its stores hold (``steps.fingerprint``: the
+step, options and inputs that made them, back to the raw files' content), not
+by its path: a split rebuilt in place from other data or with other options
+makes the run stale.
 """
 
 import shutil
@@ -115,8 +120,9 @@ class Run:
             shutil.rmtree(run.path)
         changed = run.differences(kind, options, data=data, codes=codes, source=source)
         if changed == ["data"]:
-            raise StreamgexError(f"{run.path}: trained on {read_json(run.inputs_file)['data']}; "
-                                 f"pass --restart to retrain it on {data}")
+            raise StreamgexError(f"{run.path}: trained on other data than {data} holds now "
+                                 f"(trained on {read_json(run.inputs_file)['data']} as it was "
+                                 f"then); pass --restart to retrain it")
         if changed:
             raise StreamgexError(
                 f"{run.path}: a run with other options exists (differs in "
@@ -133,8 +139,8 @@ class Run:
 
     def differences(self, kind, options, *, data, codes=None, source=None):
         """What differs between this run folder and one of ``kind`` with ``options`` on
-        ``data``: option names, ``data``, ``codes`` or ``source``; empty for the same run or
-        no run yet."""
+        ``data``: option names, ``data`` or ``codes`` (other content), ``source`` (another
+        source run or retrained since); empty for the same run or no run yet."""
         config, inputs = _identity(kind, options, data, codes, source)
         changed = []
         if self.config_file.exists():
@@ -142,7 +148,15 @@ class Run:
             changed += sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
         if self.inputs_file.exists():
             old = read_json(self.inputs_file)
-            changed += [k for k in ("data", "codes", "source") if old.get(k) != inputs[k]]
+            for key in ("data", "codes"):
+                if "content" in old:
+                    differs = old["content"].get(key) != inputs["content"][key]
+                else:  # a run folder from before content fingerprints: its paths only
+                    differs = old.get(key) != inputs[key]
+                changed += [key] if differs else []
+            old_source = old.get("source") or {}
+            if old_source.get("models") != (inputs["source"] or {}).get("models"):
+                changed.append("source")
         return changed
 
     @cached_property
@@ -231,8 +245,20 @@ def _identity(kind, options, data, codes, source=None):
     config = {"model": kind.name, **_plain(asdict(options))}
     inputs = {"data": str(Path(data).resolve()),
               "codes": str(Path(codes).resolve()) if codes else None,
-              "source": _source(source)}
+              "source": _source(source),
+              "content": {"data": _content(data), "codes": _content(codes)}}
     return config, inputs
+
+
+def _content(folder):
+    """Fingerprints of the ``train`` and ``val`` stores of a split or codes folder (None for
+    none): what a run learns from and selects its best model on."""
+    from ..steps import fingerprint
+
+    if folder is None:
+        return None
+    return {part: fingerprint(Path(folder) / part) if (Path(folder) / part).exists() else None
+            for part in ("train", "val")}
 
 
 def _source(source):
