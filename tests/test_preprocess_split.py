@@ -11,6 +11,7 @@ import zarr
 
 from rawfiles import small_matrix, write_gctx
 from streamgex import store
+from streamgex.errors import StreamgexError
 from streamgex.ingest import ingest
 from streamgex.preprocess import dedup as dedup_module
 from streamgex.preprocess.dedup import dedup
@@ -112,7 +113,10 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
     chunks = [f for f in written if "train" in f.parts and "expression" in f.parts]
     plan = [f for f in written if "plan" in f.parts]
     assert chunks and plan, "the kill came after the plan and some training chunks were written"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # re-run as `run` and `preprocess` do, with overwrite (issue 11.14: it deleted the folder)
+    rerun = code.replace(f"**{options!r})", f"**{options!r}, overwrite=True)")
+    assert rerun != code
+    subprocess.run([sys.executable, "-c", rerun], check=True)
     for f in plan:  # the k-means plan is reused, not recomputed
         assert f.stat().st_mtime_ns == written[f], f
     kept = [f for f in chunks if f.exists() and f.stat().st_mtime_ns == written[f]]
@@ -127,6 +131,24 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
         a, b = xr.open_zarr(tmp_path / "killed" / part), xr.open_zarr(tmp_path / "reference" / part)
         np.testing.assert_array_equal(a.expression.values, b.expression.values)
         assert list(a.sample.values) == list(b.sample.values)
+
+
+def test_split_refuses_empty_parts_and_replaces_only_its_own_parts(tmp_path):
+    """Issue 11.8 and 11.4: a part that would be empty is an error naming the options; another
+    split in the folder is replaced only with overwrite, and files not ours are kept."""
+    source = make_store(tmp_path, small_matrix(300, 20, seed=2)[0], chunk=32)
+    with pytest.raises(StreamgexError, match=r"val and test parts would be empty: 4 clusters "
+                                             r"with train_per_cluster=4500"):
+        split(source, tmp_path / "split", clusters=4)
+    options = dict(clusters=4, train_per_cluster=50, val_per_cluster=10)
+    split(source, tmp_path / "split", seed=0, **options)
+    (tmp_path / "split" / "notes.txt").write_text("mine")
+    with pytest.raises(StreamgexError, match=r"holds the train part of another split"):
+        split(source, tmp_path / "split", seed=1, **options)
+    paths = split(source, tmp_path / "split", seed=1, overwrite=True, **options)
+    assert store.open_store(paths["train"]).attrs is not None
+    assert json.loads(paths["summary"].read_text())["parameters"]["seed"] == 1
+    assert (tmp_path / "split" / "notes.txt").read_text() == "mine"
 
 
 def test_pca_explained_variance_equals_numpy_svd(tmp_path):

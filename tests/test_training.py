@@ -191,3 +191,20 @@ def test_a_run_knows_its_split_by_content_not_by_path(tmp_path, split_dir, capsy
     assert main(run + ["--data", str(copy)]) == 1
     assert "trained on other data than" in capsys.readouterr().err
     assert main(run + ["--data", str(copy), "--restart"]) == 0
+
+
+def test_a_diverging_run_stops_with_one_line_and_is_not_done(tmp_path, split_dir, capsys):
+    """Issue 11.8: a loss that becomes NaN stops training (exit 1) instead of saving a NaN
+    model as the best and finishing."""
+    run = tmp_path / "nan"
+    status = main(["train", "dgex", "--data", str(split_dir), "--run-dir", str(run), "--quiet",
+                   "--set", "hidden=32,32", "--set", "max_epochs=3", "--set", "batch=64",
+                   "--set", "learning_rate=1e12", "--set", "checkpoint_steps=1"])
+    err = capsys.readouterr().err
+    assert status == 1 and "training diverged" in err and "--restart" in err, err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert not Run(run).is_done()
+    for found in Run(run).checkpoint_dir().glob("ckpt-*/variables.npz"):
+        with np.load(found) as arrays:
+            assert all(np.isfinite(arrays[k]).all() for k in arrays.files if k.startswith("model/"))
+    assert main(["evaluate", str(run), str(split_dir / "test")]) == 1

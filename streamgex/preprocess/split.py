@@ -19,7 +19,6 @@ cluster again), and ``DIR/summary.json`` / ``DIR/clusters.csv``.
 """
 
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import zarr
 
 from .. import steps, store
 from ..atomic import write_json, write_text
+from ..errors import StreamgexError
 from .fitted import carry_fitted
 from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
@@ -46,6 +46,22 @@ def assign_parts(labels, *, train_per_cluster, val_per_cluster, seed):
         parts[members[:train_per_cluster]] = 0
         parts[members[train_per_cluster:train_per_cluster + val_per_cluster]] = 1
     return parts
+
+
+def check_parts(parts, parameters):
+    """An error naming the options when a part would be empty: no model can be trained,
+    selected or tested on it (the paper's caps take every profile of a small dataset)."""
+    counts = np.bincount(parts, minlength=len(PARTS))
+    empty = [part for part, count in zip(PARTS, counts) if count == 0]
+    if empty:
+        p = parameters
+        raise StreamgexError(
+            f"split: the {' and '.join(empty)} part{'s' if len(empty) > 1 else ''} would be "
+            f"empty: {p['clusters']} clusters with train_per_cluster={p['train_per_cluster']} "
+            f"and val_per_cluster={p['val_per_cluster']} over {len(parts):,} profiles give "
+            f"train {counts[0]:,}, val {counts[1]:,}, test {counts[2]:,}; lower "
+            f"train_per_cluster / val_per_cluster (the test part is what clusters hold beyond "
+            f"both)")
 
 
 def part_order(parts, part, seed):
@@ -84,19 +100,24 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
     ):
         log.info("%s: up to date", out)
         return result
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    for part, path in paths.items():  # before clustering: a refusal costs nothing
+        if not overwrite and store.status(path, identities[part])[0] == "stale":
+            raise StreamgexError(f"{path}: holds the {part} part of another split (other input "
+                                 f"or options); pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
         labels = _plan(out / "plan", x, ds, parameters, origin)
     parts = assign_parts(labels, train_per_cluster=train_per_cluster,
                          val_per_cluster=val_per_cluster, seed=seed)
+    check_parts(parts, parameters)
     source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
     for index, part in enumerate(PARTS):
         if store.matches(paths[part], **identities[part]):
             continue
         order = part_order(parts, index, seed)
-        group = store.begin(paths[part], **identities[part], overwrite=False)
+        # Only a part made otherwise is replaced; a finished or half-written part of this very
+        # split, and its k-means plan, are kept and resumed.
+        group = store.begin(paths[part], **identities[part], overwrite=overwrite)
         if store.EXPRESSION not in group:
             carry_fitted(source, group)  # each part carries the chain's fitted steps
         gather_into(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, is_partial, read_json, write_json
+from ..errors import StreamgexError
 
 KEEP = 2
 
@@ -34,6 +35,12 @@ def save(folder, model, optimizer, state, *, keep=KEEP):
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"ckpt-{state['global_step']:012d}"
     arrays = {name: np.asarray(v.numpy()) for name, v in _variables(model, optimizer).items()}
+    broken = [name for name, a in arrays.items()
+              if name.startswith("model/") and a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if broken:  # a checkpoint must be a state worth resuming from
+        raise StreamgexError(f"{folder.parent}: training diverged, the weights became NaN or "
+                             f"infinite; no checkpoint written. Lower learning_rate and "
+                             f"retrain with --restart")
     with atomic_path(final) as tmp:
         tmp.mkdir()
         with open(tmp / "variables.npz", "wb") as f:

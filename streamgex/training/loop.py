@@ -13,12 +13,14 @@ batches, the same dropout draws and the same optimizer and schedule state.
 
 import dataclasses
 import logging
+import math
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import StreamgexError
 from ..progress import progress
 from . import checkpoint
 
@@ -146,6 +148,17 @@ class Loop:
         return found.name
 
 
+def diverged(loop, loss, epoch):
+    """The error for a training loss that became NaN or infinite: training stops there, with
+    no checkpoint of the broken weights; ``best/`` keeps the last model that improved."""
+    rate = float(np.asarray(keras.ops.convert_to_numpy(loop.optimizer.learning_rate)))
+    return StreamgexError(
+        f"{loop.checkpoints.parent}: training diverged, the loss became {loss} at epoch "
+        f"{epoch + 1}, step {loop.state['step'] + 1} (learning rate {rate:.3g}); best/ keeps "
+        f"the last model that improved, if any. Lower learning_rate (recipe=\"adam\" clips gradients) "
+        f"and retrain with --restart")
+
+
 def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000,
         gradient_scales=None):
     """Train ``model``, resuming from the newest checkpoint in ``checkpoints``.
@@ -185,7 +198,10 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
         bar = progress(total=train.steps_per_epoch, initial=state["step"],
                        desc=f"epoch {epoch + 1}", unit="step")
         for x, y in train.dataset(epoch, state["step"]):
-            train_step(x, y)
+            loss = float(train_step(x, y))
+            if not math.isfinite(loss):
+                bar.close()
+                raise diverged(loop, loss, epoch)
             samples += int(x.shape[0])
             state["step"] += 1
             state["global_step"] += 1
