@@ -90,12 +90,13 @@ def begin(path, *, step, parameters, source, overwrite=False):
         or None when ``path`` already holds this very output, complete.
     """
     path = Path(path)
-    if path.exists():
+    check_output(path, source)
+    if path.exists() or path.is_symlink():
         existing = _read_state(path)
-        if existing is None and not overwrite:
+        if existing is None:
             raise StreamgexError(
-                f"{path}: exists and is not a streamgex store; choose another --out "
-                f"or pass --overwrite to replace it"
+                f"{path}: exists and is not a streamgex store; streamgex replaces only what it "
+                f"made (--overwrite included): choose another --out, or remove it yourself"
             )
         same = existing is not None and _same_run(path, step=step, parameters=parameters,
                                                    source=source)
@@ -114,20 +115,31 @@ def begin(path, *, step, parameters, source, overwrite=False):
                 f"or with other options; pass --overwrite to replace it"
             )
         remove(path)
-    group = zarr.open_group(path, mode="w-", zarr_format=3)
-    group.attrs.update(
-        {
-            ATTR: {
-                "version": __version__,
-                "step": step,
-                "complete": False,
-                "parameters": parameters,
-                "progress": {},
-            },
-            "source": source,
-        }
-    )
-    return group
+    # The attrs go into the group's first metadata write: a kill cannot leave a group that
+    # is not recognisably a streamgex store.
+    return zarr.open_group(path, mode="w-", zarr_format=3, attributes={
+        ATTR: {"version": __version__, "step": step, "complete": False,
+               "parameters": parameters, "progress": {}},
+        "source": source,
+    })
+
+
+#: Keys of a ``source`` record that name an input file, store or run folder.
+INPUT_KEYS = ("path", "store", "run", "encoder")
+
+
+def check_output(path, source):
+    """Refuse an output that is, holds or lies inside one of its inputs (``source``'s paths):
+    writing it would destroy what it is made from."""
+    out = Path(path).resolve()
+    for key in INPUT_KEYS:
+        value = (source or {}).get(key)
+        if not isinstance(value, str):
+            continue
+        given = Path(value).resolve()
+        if out == given or out in given.parents or given in out.parents:
+            raise StreamgexError(f"{path}: is, holds or lies inside its input {value}; choose an "
+                                 f"output path apart from the input")
 
 
 def describe_progress(done):

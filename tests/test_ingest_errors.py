@@ -175,7 +175,21 @@ def test_folder_that_is_not_a_store_is_not_replaced(tmp_path, capsys):
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     status, err = run_ingest(capsys, tmp_path / "t.tsv", tmp_path / "mine")
     assert status == 1 and "is not a streamgex store" in err
+    # issue 11.2: --overwrite replaces only a store streamgex made, never a folder of the user's
+    status, err = run_ingest(capsys, tmp_path / "t.tsv", tmp_path / "mine", "--overwrite")
+    assert status == 1 and "replaces only what it made" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_an_output_that_holds_its_input_is_refused(tmp_path, capsys):
+    """Issue 11.2: `ingest data/x.tsv --out data --overwrite` removed the source."""
+    values, samples, genes = small_matrix(3, 4)
+    (tmp_path / "data").mkdir()
+    write_table(tmp_path / "data" / "t.tsv", values, samples, genes)
+    for out in (tmp_path / "data", tmp_path / "data" / "t.tsv", tmp_path):
+        status, err = run_ingest(capsys, tmp_path / "data" / "t.tsv", out, "--overwrite")
+        assert status == 1 and "is, holds or lies inside its input" in err, err
+    assert (tmp_path / "data" / "t.tsv").exists()
 
 
 def test_corrupt_gzip(tmp_path, capsys):

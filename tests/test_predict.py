@@ -175,3 +175,24 @@ def test_normalized_input_is_only_standardized(demo, tmp_path):
     np.testing.assert_allclose(by_sample(out, strings(test.sample.values)), expected, atol=1e-5)
     assert open_store(out).attrs["predict"]["normalization"] == (
         "standardized with the pipeline's statistics")
+
+
+def test_predict_never_destroys_its_input_or_an_existing_file(demo, tmp_path, capsys):
+    """Issue 11.2 and 11.3: ``--out`` equal to the input store is refused even with
+    --overwrite; an existing --gctx file is replaced only with --overwrite."""
+    import shutil
+
+    run = str(demo["runs"] / "linear")
+    source = tmp_path / "in.zarr"
+    shutil.copytree(demo["split"] / "test", source)
+    assert main(["predict", run, str(source), "--out", str(source), "--overwrite"]) == 1
+    assert "is, holds or lies inside its input" in capsys.readouterr().err
+    assert open_store(source).sizes["sample"] == demo["test"].sizes["sample"]
+    gctx = tmp_path / "mine.gctx"
+    gctx.write_bytes(b"not yours")
+    out = ["--out", str(tmp_path / "o.zarr"), "--gctx", str(gctx), "--units", "standardized"]
+    assert main(["predict", run, str(source), *out]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert gctx.read_bytes() == b"not yours" and not (tmp_path / "o.zarr").exists()
+    assert main(["predict", run, str(source), *out, "--overwrite", "--quiet"]) == 0
+    assert h5py.is_hdf5(gctx)

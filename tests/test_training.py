@@ -208,3 +208,34 @@ def test_a_diverging_run_stops_with_one_line_and_is_not_done(tmp_path, split_dir
         with np.load(found) as arrays:
             assert all(np.isfinite(arrays[k]).all() for k in arrays.files if k.startswith("model/"))
     assert main(["evaluate", str(run), str(split_dir / "test")]) == 1
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, split_dir, capsys):
+    """Issue 11.10: a run killed mid-epoch whose newest checkpoint is then cut short (and a
+    newer empty one appears) resumes from the older one kept, with a warning, and ends with
+    the very weights of an uninterrupted run."""
+    args = ["train", "dgex", "--data", str(split_dir), "--quiet"] + [
+        a for s in TRAIN for a in ("--set", s)]
+    killed = tmp_path / "killed"
+    code = f"from streamgex.cli import main; main({args + ['--run-dir', str(killed)]!r})"
+
+    def reached(_):
+        found = latest(Run(killed).checkpoint_dir()) if Run(killed).config_file.exists() else None
+        return found is not None and int(found.name[5:]) >= 50
+
+    kill_when(code, killed / "none", reached)
+    assert len(list(Run(killed).checkpoint_dir().glob("ckpt-*"))) == 2
+    newest = latest(Run(killed).checkpoint_dir())
+    data = (newest / "variables.npz").read_bytes()
+    (newest / "variables.npz").write_bytes(data[:len(data) // 2])
+    (Run(killed).checkpoint_dir() / "ckpt-999999999999").mkdir()
+    capsys.readouterr()
+    assert main([a for a in args if a != "--quiet"] + ["--run-dir", str(killed)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("falling back to the checkpoint before it") == 2, err
+    assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0
+    a, b = latest_checkpoint_weights(killed), latest_checkpoint_weights(tmp_path / "straight")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    log = Run(killed).log_file().read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]

@@ -55,6 +55,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         The output store.
     """
     out = Path(out)
+    if gctx:
+        check_gctx(Path(gctx), source, out, overwrite)
     predictor = load_predictor(run)
     if not predictor.kind.infers_targets:
         raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing from "
@@ -105,6 +107,19 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     if gctx:
         write_gctx(out, gctx)
     return out
+
+
+def check_gctx(gctx, source, out, overwrite):
+    """Before any work: refuse a GCTX path that is the input or the output store, or an
+    existing file without ``overwrite``."""
+    for other in (Path(source), out):
+        if gctx.resolve() == other.resolve():
+            raise StreamgexError(f"--gctx {gctx}: is also the {'input' if other != out else 'output store'}; "
+                                 f"choose another file")
+    if gctx.is_dir():
+        raise StreamgexError(f"--gctx {gctx}: is a folder; give a file name ending in .gctx")
+    if gctx.exists() and not overwrite:
+        raise StreamgexError(f"--gctx {gctx}: exists; pass --overwrite to replace it")
 
 
 def write_gctx(path, gctx):

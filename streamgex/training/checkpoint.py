@@ -5,11 +5,17 @@ A checkpoint is a folder ``ckpt-<global step>`` holding ``variables.npz``
 optimizer variable: momentum slots, iteration, learning rate) and
 ``state.json`` (epoch, step in the epoch, schedule, best so far). It is
 written under a temporary name and renamed, so a kill at any moment leaves
-either the previous checkpoint or the new one, never half of one.
+either the previous checkpoint or the new one, never half of one. The newest
+two are kept: when the newest cannot be read (a damaged disk, a file cut
+short outside streamgex), resuming falls back to the one before, with a
+warning.
 """
 
+import json
+import logging
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,12 @@ from ..atomic import atomic_path, is_partial, read_json, write_json
 from ..errors import StreamgexError
 
 KEEP = 2
+
+log = logging.getLogger(__name__)
+
+#: What reading a damaged checkpoint raises: a cut-short or altered ``variables.npz`` (zip
+#: directory, CRC-32), a broken ``state.json``, a missing file.
+DAMAGED = (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, KeyError)
 
 
 def _variables(model, optimizer):
@@ -53,11 +65,47 @@ def save(folder, model, optimizer, state, *, keep=KEEP):
     return final
 
 
-def latest(folder):
-    """The newest complete checkpoint folder, or None."""
+def candidates(folder):
+    """The complete checkpoint folders, newest first."""
     found = sorted(p for p in Path(folder).glob("ckpt-*") if not is_partial(p)) \
         if Path(folder).exists() else []
-    return found[-1] if found else None
+    return found[::-1]
+
+
+def latest(folder):
+    """The newest complete checkpoint folder, or None."""
+    found = candidates(folder)
+    return found[0] if found else None
+
+
+def restore_newest(folder, model, optimizer):
+    """Restore the newest checkpoint that reads back whole; returns ``(path, state)`` or
+    ``(None, None)`` when there is none. A damaged one is skipped with a warning and removed
+    once an older one has been restored; an error when every one is damaged."""
+    found = candidates(folder)
+    for path in found:
+        try:
+            state = restore(path, model, optimizer)
+        except DAMAGED as exc:
+            log.warning("%s: cannot be read (%s: %s); falling back to the checkpoint before it",
+                        path, type(exc).__name__, exc)
+            continue
+        for damaged in found[:found.index(path)]:  # else they would stay "newest" for good
+            shutil.rmtree(damaged, ignore_errors=True)
+        return path, state
+    if found:
+        raise StreamgexError(f"{folder}: no checkpoint can be read back; retrain with --restart")
+    return None, None
+
+
+def newest_state(folder):
+    """The loop state of the newest checkpoint whose ``state.json`` reads back, or None."""
+    for path in candidates(folder):
+        try:
+            return read_state(path)
+        except DAMAGED:
+            continue
+    return None
 
 
 def restore(path, model, optimizer):

@@ -137,11 +137,11 @@ class Loop:
 
     def restore(self):
         """Continue from the newest checkpoint, if any; returns its name or None."""
-        found = checkpoint.latest(self.checkpoints)
+        found, state = checkpoint.restore_newest(self.checkpoints, self.model, self.optimizer)
         if found is None:
             self.optimizer.build(self.model.trainable_variables)
             return None
-        self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer)}
+        self.state = {**self.state, **state}
         for hook in self.hooks:
             if hook.name in self.state.get("hooks", {}):
                 hook.set_state(self.state["hooks"][hook.name])

@@ -209,13 +209,13 @@ class Run:
     def progress(self):
         """Loop states of the newest checkpoint of each network started (list of dicts:
         epoch, step, schedule, done, ...); a network solved in one go reports ``done.json``."""
-        from .checkpoint import latest, read_state
+        from .checkpoint import newest_state
 
         states = []
         for index in range(self.networks):
-            found = latest(self.checkpoint_dir(index))
+            found = newest_state(self.checkpoint_dir(index))
             if found is not None:
-                states.append(read_state(found))
+                states.append(found)
             elif self._done_file(index).exists():
                 states.append(read_json(self._done_file(index)))
         return states
