@@ -87,6 +87,24 @@ def test_geuvadis_round_trip_strips_ensembl_versions(tmp_path, demo_raw):
     assert (ds.expression.values == 0).any(), "RPKM zeros must survive"
 
 
+def test_a_utf8_bom_is_not_part_of_the_header(tmp_path, demo_raw):
+    """Issue 11.9: a GEUVADIS table saved with a BOM (Excel, some editors) was read as a
+    generic table with Chr and Coord as samples; a map with one misread its first symbol."""
+    from streamgex.preprocess.maps import read_map
+
+    bom = tmp_path / "bom.txt.gz"
+    bom.write_bytes(gzip.compress(b"\xef\xbb\xbf" + gzip.decompress(demo_raw["rnaseq"].read_bytes())))
+    assert detect_format(bom) == "geuvadis"
+    ingest(bom, tmp_path / "bom.zarr", chunk_samples=64)
+    ingest(demo_raw["rnaseq"], tmp_path / "plain.zarr", chunk_samples=64)
+    a, b = open_store(tmp_path / "bom.zarr"), open_store(tmp_path / "plain.zarr")
+    assert list(a.sample.values) == list(b.sample.values)
+    np.testing.assert_array_equal(a.expression.values, b.expression.values)
+    lm = tmp_path / "map_bom.txt"
+    lm.write_bytes(b"\xef\xbb\xbf" + demo_raw["map_lm"].read_bytes())
+    assert read_map(lm, is_landmark=True) == read_map(demo_raw["map_lm"], is_landmark=True)
+
+
 @pytest.mark.parametrize("delimiter,gz", [("\t", False), (",", True)])
 def test_generic_table_round_trip(tmp_path, delimiter, gz):
     values, samples, genes = small_matrix(12, 40, seed=3, low=-3, high=3)

@@ -34,7 +34,7 @@ def numbered_lines(path):
     opener = gzip.open if is_gzip(path) else open
     number = 0
     try:
-        with opener(path, "rt", encoding="utf-8", newline=None) as f:
+        with opener(path, "rt", encoding="utf-8-sig", newline=None) as f:
             for number, line in enumerate(f, 1):
                 yield number, line.rstrip("\r\n")
     except EOFError:

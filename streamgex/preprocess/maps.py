@@ -28,7 +28,7 @@ def read_map(path, *, is_landmark):
     """Read a D-GEX map file into MapRows, checking its layout line by line."""
     rows = []
     try:
-        lines = open(path, encoding="utf-8").read().splitlines()
+        lines = open(path, encoding="utf-8-sig").read().splitlines()
     except FileNotFoundError:
         raise StreamgexError(f"{path}: no such gene map") from None
     for number, line in enumerate(lines, 1):
