@@ -117,6 +117,20 @@ def test_duplicate_sample_ids(tmp_path, capsys):
     assert_rejected(capsys, tmp_path, tmp_path / "d.gctx", "duplicate sample id", "/0/META/COL/id[3]")
 
 
+@pytest.mark.parametrize("bad,word", [(" ", "empty"), ("GSM2 ", "padded with spaces")])
+def test_empty_or_padded_sample_ids(tmp_path, capsys, bad, word):
+    """Issue 11.15: such ids were accepted (and never matched a map or another file)."""
+    (tmp_path / "x.tsv").write_text(f"id\tGSM1\t{bad}\ng1\t1\t2\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "x.tsv", f"sample id {bad!r} at line 1, "
+                    f"column 3 is {word}")
+
+
+def test_underscore_digits_are_not_a_number(tmp_path, capsys):
+    """Issue 11.15: "1_000" was read as 1000 (Python's and numpy's literal syntax)."""
+    (tmp_path / "x.tsv").write_text("id\tGSM1\tGSM2\ng1\t1\t1_000\n")
+    assert_rejected(capsys, tmp_path, tmp_path / "x.tsv", "x.tsv:2:3:", "non-numeric value '1_000'")
+
+
 def test_duplicate_gene_ids_including_after_version_strip(tmp_path, capsys):
     values, samples, genes = small_matrix(2, 4)
     genes = ["ENSG00000000001.1", "ENSG00000000002.1", "ENSG00000000001.7", "x"]

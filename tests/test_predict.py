@@ -196,3 +196,22 @@ def test_predict_never_destroys_its_input_or_an_existing_file(demo, tmp_path, ca
     assert gctx.read_bytes() == b"not yours" and not (tmp_path / "o.zarr").exists()
     assert main(["predict", run, str(source), *out, "--overwrite", "--quiet"]) == 0
     assert h5py.is_hdf5(gctx)
+
+
+def test_a_text_input_is_not_converted_again_when_the_output_is_up_to_date(demo, tmp_path,
+                                                                          capsys):
+    """Issue 11.15: predict on a text table re-ingested it although its output was done."""
+    from rawfiles import write_table
+
+    test = demo["test"]
+    landmarks = test.is_landmark.values.astype(bool)
+    table = tmp_path / "in.tsv"
+    write_table(table, test.expression.values[:50, landmarks], strings(test.sample.values[:50]),
+                strings(test.gene.values[landmarks]))
+    args = ["predict", str(demo["runs"] / "linear"), str(table), "--out",
+            str(tmp_path / "o.zarr"), "--units", "standardized"]
+    assert main(args) == 0
+    assert "converting it to a store first" in capsys.readouterr().err
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "up to date" in err and "converting" not in err, err

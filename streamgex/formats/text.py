@@ -177,16 +177,20 @@ def parse_numbers(rows, *, delimiter, path, lines, first_column):
     again in Python to find the cell: a missing-value token becomes NaN, any
     other non-number is an error naming its line and column.
     """
-    try:
-        return np.loadtxt(
-            rows, delimiter=delimiter, dtype=np.float32, ndmin=2, comments=None, quotechar=None
-        )
-    except ValueError:
-        pass
+    if not any("_" in row for row in rows):  # numpy reads "1_000" as 1000: not a value here
+        try:
+            return np.loadtxt(
+                rows, delimiter=delimiter, dtype=np.float32, ndmin=2, comments=None,
+                quotechar=None
+            )
+        except ValueError:
+            pass
     out = np.empty((len(rows), rows[0].count(delimiter) + 1), dtype=np.float32)
     for r, row in enumerate(rows):
         for c, token in enumerate(row.split(delimiter)):
             try:
+                if "_" in token:
+                    raise ValueError(token)
                 out[r, c] = float(token)
             except ValueError:
                 if token.strip().lower() not in MISSING_TOKENS:
@@ -208,9 +212,14 @@ def head(path, count):
 
 
 def check_unique(ids, *, what, path, where):
-    """Raise on the first repeated id; ``where(i)`` names the position of id ``i``."""
+    """Raise on the first empty, space-padded or repeated id; ``where(i)`` names the position
+    of id ``i``."""
     seen = {}
     for i, value in enumerate(ids):
+        if not value.strip() or value != value.strip():
+            raise StreamgexError(f"{path}: {what} id {value!r} at {where(i)} is "
+                                 f"{'empty' if not value.strip() else 'padded with spaces'}; "
+                                 f"ids must be non-empty, without leading or trailing spaces")
         if value in seen:
             raise StreamgexError(
                 f"{path}: duplicate {what} id {value!r} at {where(i)} "

@@ -12,6 +12,7 @@ normalized expression they stand for (``z * (std + 1e-3) + mean``: log2 scale
 after quantile normalization). ``gctx`` also writes a GCTX copy.
 """
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -26,8 +27,10 @@ from ..errors import StreamgexError
 from ..evaluation.predictor import BATCH, load_predictor
 from ..formats.gctx import create_gctx
 from ..progress import progress
-from .profiles import open_profiles
+from .profiles import open_profiles, source_identity
 from .transform import input_transform, pipeline_state
+
+log = logging.getLogger(__name__)
 
 
 def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False):
@@ -62,14 +65,19 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing from "
                              f"landmarks; pass a run of a model that infers targets")
     state = pipeline_state(predictor.data)
+    parameters = {"run": str(predictor.run.path.resolve()), "units": units,
+                  "expression": expression,
+                  "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
+    if store.matches(out, step="predict", parameters=parameters, source=source_identity(source)):
+        log.info("%s: up to date", out)  # before a text input is converted again
+        if gctx:
+            write_gctx(out, gctx)
+        return out
     scratch = out.with_name(out.name + ".input")
     profiles = open_profiles(source, scratch=scratch)
     try:
         transform, how = input_transform(state, profiles.gene_ids, units)
         targets = ~state.is_landmark
-        parameters = {"run": str(predictor.run.path.resolve()), "units": units,
-                      "expression": expression,
-                      "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
         group = store.begin(out, step="predict", parameters=parameters,
                             source=profiles.identity, overwrite=overwrite)
         if group is not None:
@@ -84,8 +92,9 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                 block = profiles.read(start, stop)
                 if not np.isfinite(block).all():
                     i = int(np.argwhere(~np.isfinite(block))[0][0])
-                    raise StreamgexError(f"{source}: profile {profiles.sample_ids[start + i]!r} "
-                                         f"holds a missing or non-finite value")
+                    sample = str(profiles.sample_ids[start + i])
+                    raise StreamgexError(f"{source}: profile {sample!r} holds a missing or "
+                                         f"non-finite value")
                 z = predictor.predict(transform(block))
                 return state.destandardize(z, targets).astype(np.float32) if expression else z
 

@@ -8,16 +8,16 @@
   time; the scratch store is removed when the prediction is complete.
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import logging
 import numpy as np
 import zarr
 
 from .. import store
 from ..errors import StreamgexError
-from ..formats import SampleMajorSource, open_source
+from ..formats import SampleMajorSource, detect_format, open_source
 from ..ingest import ingest, strip_version
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ def open_profiles(path, *, scratch):
     if path.is_dir():
         return _from_store(path)
     source = open_source(path)
-    stat = path.stat()
-    identity = {"path": str(path.resolve()), "format": source.format, "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns}
+    identity = source_identity(path, source.format)
     if isinstance(source, SampleMajorSource):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
         return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read, identity,
@@ -68,11 +66,25 @@ def open_profiles(path, *, scratch):
     return profiles
 
 
-def _from_store(path):
+def source_identity(path, format=None):
+    """What an input is, as ``Profiles.identity`` records it: a store's content fingerprint;
+    a file's path, format, size and time (its format read from its first bytes when not
+    given)."""
     from ..steps import fingerprint
 
+    path = Path(path)
+    if not path.exists():
+        raise StreamgexError(f"{path}: no such file or store")
+    if path.is_dir():
+        store.open_store(path)  # refuses a missing or partial store
+        return {"store": str(path.resolve()), "fingerprint": fingerprint(path)}
+    stat = path.stat()
+    return {"path": str(path.resolve()), "format": format or detect_format(str(path)),
+            "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _from_store(path):
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
     return Profiles(store.strings(ds.sample.values), store.strings(ds.gene.values),
-                    lambda start, stop: array[start:stop],
-                    {"store": str(Path(path).resolve()), "fingerprint": fingerprint(path)})
+                    lambda start, stop: array[start:stop], source_identity(path))
