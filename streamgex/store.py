@@ -17,6 +17,7 @@ sets ``complete`` and consolidates the metadata, and ``open_store`` refuses a
 store without it, so a partial store is never mistaken for a finished one.
 """
 
+import json
 import logging
 import math
 import os
@@ -101,6 +102,7 @@ def begin(path, *, step, parameters, source, overwrite=False):
         same = existing is not None and _same_run(path, step=step, parameters=parameters,
                                                    source=source)
         if same and existing.get("complete"):
+            _consolidated(path)
             log.info("%s: up to date", path)
             return None
         if same:
@@ -149,6 +151,23 @@ def describe_progress(done):
     if "chunks_done" in done:
         return f"{done['chunks_done']:,} chunks already written"
     return ", ".join(f"{k} {v}" for k, v in done.items())
+
+
+def _consolidated(path):
+    """Make sure a store marked complete has its consolidated metadata: ``finish`` writes the
+    flag, then the consolidation, so a kill between the two leaves a complete store whose
+    metadata is not consolidated yet. Finishing that is all it lacks."""
+    root = Path(path) / "zarr.json"
+    if json.loads(root.read_text()).get("consolidated_metadata") is None:
+        log.info("%s: consolidating the metadata its interrupted finish did not", path)
+        _consolidate(path)
+
+
+def _consolidate(path):
+    with warnings.catch_warnings():
+        # zarr-python reads consolidated v3 metadata; other readers ignore it.
+        warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(str(path))
 
 
 def _read_state(path):
@@ -322,10 +341,7 @@ def finish(group, *, source=None, attrs=None):
     current["progress"] = {}
     updates[ATTR] = current
     group.attrs.update(updates)
-    with warnings.catch_warnings():
-        # zarr-python reads consolidated v3 metadata; other readers ignore it.
-        warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
-        zarr.consolidate_metadata(path)
+    _consolidate(path)
 
 
 def remove(path):
@@ -352,6 +368,7 @@ def open_store(path):
             f"{path}: incomplete store (its {st.get('step')} run stopped at {done}); "
             f"re-run the same `streamgex {st.get('step')}` command to finish it"
         )
+    _consolidated(path)
     return xr.open_zarr(path, consolidated=True)
 
 

@@ -93,7 +93,8 @@ def test_a_utf8_bom_is_not_part_of_the_header(tmp_path, demo_raw):
     from streamgex.preprocess.maps import read_map
 
     bom = tmp_path / "bom.txt.gz"
-    bom.write_bytes(gzip.compress(b"\xef\xbb\xbf" + gzip.decompress(demo_raw["rnaseq"].read_bytes())))
+    text = gzip.decompress(demo_raw["rnaseq"].read_bytes())
+    bom.write_bytes(gzip.compress(b"\xef\xbb\xbf" + text))
     assert detect_format(bom) == "geuvadis"
     ingest(bom, tmp_path / "bom.zarr", chunk_samples=64)
     ingest(demo_raw["rnaseq"], tmp_path / "plain.zarr", chunk_samples=64)

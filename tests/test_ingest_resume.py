@@ -126,3 +126,26 @@ def test_resume_refuses_changed_options_and_changed_source(tmp_path):
         ingest(source, out, chunk_samples=32)
     ingest(source, out, chunk_samples=32, overwrite=True)
     np.testing.assert_array_equal(open_store(out).expression.values, values)
+
+
+def test_a_store_killed_between_marked_complete_and_consolidated_is_finished(tmp_path, capsys):
+    """Issue 11.4: killed inside ``finish`` after the complete flag, before the metadata was
+    consolidated: info, re-runs and --overwrite failed with a traceback. Whatever reads the
+    store now finishes the consolidation."""
+    from streamgex.cli import main
+
+    values, samples, genes = small_matrix(40, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    out = ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=16)
+    root = out / "zarr.json"
+    meta = json.loads(root.read_text())
+    meta.pop("consolidated_metadata")
+    root.write_text(json.dumps(meta))  # as the kill left it
+    assert main(["info", str(out)]) == 0
+    assert json.loads(root.read_text()).get("consolidated_metadata")
+    root.write_text(json.dumps(meta))
+    assert main(["ingest", str(tmp_path / "x.gctx"), "--out", str(out),
+                 "--chunk-samples", "16"]) == 0
+    assert "up to date" in capsys.readouterr().err
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
+    assert xr.open_zarr(out).expression.shape == (40, 6)

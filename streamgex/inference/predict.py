@@ -121,10 +121,9 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
 def check_gctx(gctx, source, out, overwrite):
     """Before any work: refuse a GCTX path that is the input or the output store, or an
     existing file without ``overwrite``."""
-    for other in (Path(source), out):
+    for other, what in ((Path(source), "input"), (out, "output store")):
         if gctx.resolve() == other.resolve():
-            raise StreamgexError(f"--gctx {gctx}: is also the {'input' if other != out else 'output store'}; "
-                                 f"choose another file")
+            raise StreamgexError(f"--gctx {gctx}: is also the {what}; choose another file")
     if gctx.is_dir():
         raise StreamgexError(f"--gctx {gctx}: is a folder; give a file name ending in .gctx")
     if gctx.exists() and not overwrite:

@@ -155,8 +155,8 @@ def diverged(loop, loss, epoch):
     return StreamgexError(
         f"{loop.checkpoints.parent}: training diverged, the loss became {loss} at epoch "
         f"{epoch + 1}, step {loop.state['step'] + 1} (learning rate {rate:.3g}); best/ keeps "
-        f"the last model that improved, if any. Lower learning_rate (recipe=\"adam\" clips gradients) "
-        f"and retrain with --restart")
+        f"the last model that improved, if any. Lower learning_rate (recipe=\"adam\" clips "
+        f"gradients) and retrain with --restart")
 
 
 def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000,
