@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import store
+from . import locks, store
 from .errors import StreamgexError
 from .models import registry
 from .preprocess.pipeline import preprocess, stores_of
@@ -61,6 +61,11 @@ def run_experiment(config, *, retrain=False):
 
     ``retrain``: discard and retrain the runs made with other data or options (without it,
     such runs are an error naming them)."""
+    with locks.hold(config.workdir, what="this experiment's workdir"):
+        return _run_experiment(config, retrain=retrain)
+
+
+def _run_experiment(config, *, retrain):
     from .evaluation.report import report
 
     check_models(config)

@@ -117,7 +117,7 @@ def ingest(
                 _ingest_table(group, src, chunk_samples, allow_missing, block_values)
             store.finish(group, source={"sha256": checksum.result()})
         except StreamgexError:
-            store.remove(out)
+            store.abandon(out)
             raise
     finally:
         checksum.cancel()

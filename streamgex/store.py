@@ -31,7 +31,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from . import __version__
+from . import __version__, locks
 from .errors import StreamgexError
 from .progress import progress
 
@@ -92,6 +92,19 @@ def begin(path, *, step, parameters, source, overwrite=False):
     """
     path = Path(path)
     check_output(path, source)
+    locks.acquire(path, what="this store")
+    try:
+        group = _begin(path, step=step, parameters=parameters, source=source,
+                       overwrite=overwrite)
+    except BaseException:
+        locks.release(path)
+        raise
+    if group is None:
+        locks.release(path)
+    return group
+
+
+def _begin(path, *, step, parameters, source, overwrite):
     if path.exists() or path.is_symlink():
         existing = _read_state(path)
         if existing is None:
@@ -342,6 +355,14 @@ def finish(group, *, source=None, attrs=None):
     updates[ATTR] = current
     group.attrs.update(updates)
     _consolidate(path)
+    locks.release(path)
+
+
+def abandon(path):
+    """Delete a store this process began and give back its lock (a write that failed on
+    bad input: nothing of it is worth resuming)."""
+    remove(path)
+    locks.release(path)
 
 
 def remove(path):

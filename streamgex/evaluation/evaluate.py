@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import steps, store
+from .. import locks, steps, store
 from ..atomic import atomic_path, read_json, write_json
 from ..errors import StreamgexError
 from ..models.dgex import partitions as contiguous
@@ -61,9 +61,14 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
         The JSON written (``mae``, ``partition_mae``, ``sum_over_partitions``,
         ``mae_without_shared``, and for an E-MLP ``reconstruction``).
     """
-    data = Path(data)
-    ds = store.open_store(data)  # refuses a missing or partial store first
     run = Run.open(run)
+    with locks.hold(run.path, what="this run folder"):  # not while it trains
+        return _evaluate(run, Path(data), name=name, partitions=partitions,
+                         predictor=predictor)
+
+
+def _evaluate(run, data, *, name, partitions, predictor):
+    ds = store.open_store(data)  # refuses a missing or partial store first
     name = name or data.name.removesuffix(".zarr")
     check_name(name)
     found = current_result(run, data, name=name, partitions=partitions)

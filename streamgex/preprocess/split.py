@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import steps, store
+from .. import locks, steps, store
 from ..atomic import write_json, write_text
 from ..errors import StreamgexError
 from .fitted import carry_fitted
@@ -87,7 +87,14 @@ def split(source, out, *, clusters=20, train_per_cluster=4500, val_per_cluster=7
     dict of str -> Path
         ``train``, ``val``, ``test`` stores and the ``summary`` JSON.
     """
-    out = Path(out)
+    with locks.hold(out, what="this split"):
+        return _split(source, Path(out), clusters=clusters, train_per_cluster=train_per_cluster,
+                      val_per_cluster=val_per_cluster, seed=seed, overwrite=overwrite,
+                      scheduler=scheduler)
+
+
+def _split(source, out, *, clusters, train_per_cluster, val_per_cluster, seed, overwrite,
+           scheduler):
     ds, x = steps.open_input(source)
     parameters = {"clusters": clusters, "train_per_cluster": train_per_cluster,
                   "val_per_cluster": val_per_cluster, "seed": seed}

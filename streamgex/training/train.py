@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import locks
 from ..config import parse_options
 from ..errors import StreamgexError
 from ..store import open_store
@@ -163,11 +164,12 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, source=Non
                                  f"{registry.get(model_kind.starts_from).title}")
     data = Path(data)
     landmarks, targets = split_columns(data / "train")
-    run = Run.create(run, model_kind, options, data=data, codes=codes, source=source,
-                     restart=restart)
-    if run.is_done():
-        log.info("%s: up to date (training finished)", run.path)
-        return run
-    model_kind.train(TrainJob(run, options, data, Path(codes) if codes else None,
-                              landmarks, targets, source))
+    with locks.hold(run, what="this run folder"):
+        run = Run.create(run, model_kind, options, data=data, codes=codes, source=source,
+                         restart=restart)
+        if run.is_done():
+            log.info("%s: up to date (training finished)", run.path)
+            return run
+        model_kind.train(TrainJob(run, options, data, Path(codes) if codes else None,
+                                  landmarks, targets, source))
     return run
