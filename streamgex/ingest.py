@@ -17,6 +17,7 @@ any point resumes where it stopped when re-run with the same command.
 """
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,8 @@ from .formats import SampleMajorSource, open_source
 from .formats.tables import unquote
 from .formats.text import check_unique, gene_rows
 from .progress import progress
+
+log = logging.getLogger(__name__)
 
 #: How a cell that is NaN, +-Inf or a missing token ("NA", "") is treated:
 #: None rejects the file; "nan" stores NaN; "zero" stores 0.
@@ -106,8 +109,9 @@ def ingest(
     src = open_source(source, format)
     checksum = _Checksum(source)
     try:
-        group = store.begin(out, **_identity(source, src, chunk_samples, allow_missing),
-                            overwrite=overwrite)
+        identity_now = _identity(source, src, chunk_samples, allow_missing)
+        _recognise_same_content(out, identity_now)
+        group = store.begin(out, **identity_now, overwrite=overwrite)
         if group is None:
             return out
         try:
@@ -137,11 +141,44 @@ def identity(source, *, format="auto", chunk_samples=None, allow_missing=None):
 
 
 def _identity(source, src, chunk_samples, allow_missing):
+    # Size and modification time alone miss a file replaced by `cp -p` or `touch -r`; the
+    # inode and the change time (which no user command can set back) catch those.
     stat = os.stat(source)
     return {"step": "ingest",
             "parameters": {"chunk_samples": chunk_samples, "allow_missing": allow_missing},
             "source": {"path": str(Path(source).resolve()), "format": src.format,
-                       "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}}
+                       "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                       "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino}}
+
+
+def _recognise_same_content(out, identity):
+    """When ``out`` was ingested from the same path and size but the file's times or inode
+    changed since (moved, touched, copied back), compare its SHA-256 with the one recorded:
+    the same content makes the store current again (its record is updated), other content
+    leaves it stale."""
+    recorded = store.recorded_source(out, step=identity["step"],
+                                     parameters=identity["parameters"])
+    now = identity["source"]
+    if (recorded is None or all(recorded.get(k) == v for k, v in now.items())
+            or "sha256" not in recorded
+            or any(recorded.get(k) != now[k] for k in ("path", "format", "size"))):
+        return
+    log.info("%s: its times or inode changed since %s was made; comparing its content",
+             now["path"], out)
+    if sha256_of(now["path"]) == recorded["sha256"]:
+        store.update_source(out, {k: now[k] for k in ("mtime_ns", "ctime_ns", "inode")})
+
+
+def sha256_of(path):
+    """The SHA-256 of a file, read in 8 MiB pieces with a progress bar."""
+    digest = hashlib.sha256()
+    bar = progress(total=os.path.getsize(path), desc="sha256", unit="B", unit_scale=True)
+    with open(path, "rb") as f:
+        while piece := f.read(8 * 2**20):
+            digest.update(piece)
+            bar.update(len(piece))
+    bar.close()
+    return digest.hexdigest()
 
 
 def _ingest_samples(group, src, chunk_samples, allow_missing):

@@ -201,6 +201,24 @@ def _same_run(path, *, step, parameters, source):
     )
 
 
+def recorded_source(path, *, step, parameters):
+    """The ``source`` attrs of a complete store made by ``step`` with ``parameters``; None
+    for anything else."""
+    st = _read_state(path)
+    if not (st and st.get("complete") and st.get("step") == step
+            and st.get("parameters") == parameters):
+        return None
+    return dict(zarr.open_group(path, mode="r").attrs.get("source", {}))
+
+
+def update_source(path, fields):
+    """Update fields of a complete store's ``source`` attrs (and its consolidated metadata)."""
+    with locks.hold(path, what="this store"):
+        group = zarr.open_group(path, mode="r+")
+        group.attrs["source"] = {**dict(group.attrs.get("source", {})), **fields}
+        _consolidate(path)
+
+
 def matches(path, *, step, parameters, source):
     """Whether ``path`` is a complete store made by ``step`` with these parameters and source."""
     st = _read_state(path)

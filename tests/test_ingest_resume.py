@@ -149,3 +149,41 @@ def test_a_store_killed_between_marked_complete_and_consolidated_is_finished(tmp
     assert "up to date" in capsys.readouterr().err
     np.testing.assert_array_equal(open_store(out).expression.values, values)
     assert xr.open_zarr(out).expression.shape == (40, 6)
+
+
+def test_a_source_changed_with_its_size_and_time_kept_is_not_up_to_date(tmp_path, capsys):
+    """Issue 11.11: a file replaced by `cp -p` or `touch -r` (same size, same mtime) was taken
+    as unchanged. Now other content is caught; the same content, moved or touched, is
+    recognised by its SHA-256 and not ingested again."""
+    import shutil
+
+    from streamgex.cli import main
+
+    values, samples, genes = small_matrix(40, 6)
+    source = tmp_path / "x.gctx"
+    write_gctx(source, values, samples, genes)
+    args = ["ingest", str(source), "--out", str(tmp_path / "x.zarr")]
+    assert main(args) == 0
+    stat = source.stat()
+    changed = values.copy()
+    changed[3, 2] += 1.0
+    write_gctx(tmp_path / "other.gctx", changed, samples, genes)
+    assert (tmp_path / "other.gctx").stat().st_size == stat.st_size
+    shutil.copyfile(tmp_path / "other.gctx", source)
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # touch -r: the old time back
+    assert source.stat().st_mtime_ns == stat.st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "made from another input" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--quiet"]) == 0
+    assert open_store(tmp_path / "x.zarr").expression.values[3, 2] == changed[3, 2]
+
+    os.rename(source, tmp_path / "moved.gctx")  # same content, new change time
+    shutil.copy2(tmp_path / "moved.gctx", source)  # and a new inode
+    written = (tmp_path / "x.zarr" / "expression" / "c" / "0" / "0").stat().st_mtime_ns
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "comparing its content" in err and "up to date" in err, err
+    assert (tmp_path / "x.zarr" / "expression" / "c" / "0" / "0").stat().st_mtime_ns == written
+    assert main(args) == 0
+    assert "comparing" not in capsys.readouterr().err  # the record now has the new times
