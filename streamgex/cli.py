@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .errors import StreamgexError
+from .paths import check_local
 
 
 def _simulate(args):
@@ -420,6 +421,11 @@ def main(argv=None):
     # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    try:
+        _check_paths(args)
+    except StreamgexError as exc:
+        print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
     logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     if args.command in USES_TENSORFLOW:
         _import_tensorflow_quietly()
@@ -431,6 +437,23 @@ def main(argv=None):
             handler.close()
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
+
+
+#: Arguments that are not paths (a scheduler address is a URL by nature).
+NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
+             "units", "by", "reference", "genes", "allow_missing", "precision",
+             "memory_budget"}
+
+
+def _check_paths(args):
+    """Refuse a URL given as a path argument, before anything runs (``paths``)."""
+    for key, value in vars(args).items():
+        if key in NOT_PATHS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                check_local(item.partition("=")[2] if key == "store" else item,
+                            f"--{key.replace('_', '-')}")
 
 
 def _call(args):

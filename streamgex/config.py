@@ -24,10 +24,11 @@ import dataclasses
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StreamgexError
+from .paths import check_local
 from .resources import PACKAGED
 
 
@@ -169,7 +170,13 @@ def load_config(path, overrides=()):
     except tomllib.TOMLDecodeError as exc:
         raise StreamgexError(f"{path}: not valid TOML ({exc})") from None
     overridden = apply_overrides(data, overrides)
-    return build(Experiment, data, str(path), overridden=overridden)
+    experiment = build(Experiment, data, str(path), overridden=overridden)
+    check_local(experiment.workdir, f"{_origin(str(path), overridden, 'workdir')}: workdir =")
+    for key, value in asdict(experiment.inputs).items():
+        if value:
+            check_local(value, f"{_origin(str(path), overridden, 'inputs.' + key)}: "
+                               f"inputs.{key} =")
+    return experiment
 
 
 def parse_options(cls, overrides=(), table=None, *, origin="--set"):

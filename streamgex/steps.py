@@ -28,7 +28,13 @@ from .progress import progress
 
 @contextlib.contextmanager
 def scheduler(address=None):
-    """Run the Dask work inside on ``address`` (a distributed scheduler) or local threads."""
+    """Run the Dask work inside on ``address`` (a distributed scheduler; default
+    ``$DASK_SCHEDULER_ADDRESS``) or local threads.
+
+    On connecting, every worker must import this very streamgex version (a worker that
+    cannot would leave the step waiting for ever): an error names each one that does not.
+    """
+    address = address or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     if not address:
         with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
             yield
@@ -42,7 +48,33 @@ def scheduler(address=None):
     except OSError as exc:
         raise StreamgexError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     with client:
+        check_workers(client, address)
         yield
+
+
+def check_workers(client, address):
+    """An error unless the cluster has workers and each runs this streamgex version."""
+    from . import __version__
+
+    found = client.run(worker_version, on_error="return")
+    if not found:
+        raise StreamgexError(f"the Dask scheduler at {address} has no workers; start some with "
+                             f"`dask worker {address}`")
+    wrong = {worker: version for worker, version in found.items() if version != __version__}
+    if wrong:
+        raise StreamgexError(
+            f"Dask workers at {address} cannot run streamgex {__version__}: " + "; ".join(
+                f"{worker} has {version}" if isinstance(version, str)
+                else f"{worker} cannot import it ({type(version).__name__}: {version})"
+                for worker, version in sorted(wrong.items()))
+            + "; install this streamgex in the workers' environment")
+
+
+def worker_version():
+    """The streamgex version a worker imports (run there by ``check_workers``)."""
+    import streamgex
+
+    return streamgex.__version__
 
 
 def fingerprint(path):

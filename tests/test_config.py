@@ -25,6 +25,12 @@ BAD_TABLES = [
 ]
 
 
+BAD_TABLES += [  # issue 11.12: URLs became local folders named s3:
+    ('workdir="s3://bucket/work"', "workdir = s3://bucket/work: URLs (s3://) are not supported"),
+    ('inputs.geo="memory://x.gctx"', "inputs.geo = memory://x.gctx: URLs (memory://)"),
+]
+
+
 @pytest.mark.parametrize("override,message", BAD_TABLES)
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_run_and_status_refuse_a_bad_model_table_before_anything(tmp_path, capsys, command,

@@ -50,3 +50,53 @@ def test_normalize_killed_then_rerun_equals_an_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(a.expression.values, b.expression.values)
     np.testing.assert_array_equal(a.reference.values, b.reference.values)
     assert a.attrs["streamgex"] == b.attrs["streamgex"]
+
+
+def test_a_cluster_whose_workers_lack_streamgex_is_named_before_any_output(tmp_path,
+                                                                            monkeypatch):
+    """Issue 11.13: such a step waited for ever; a wrong address left an empty store behind.
+    Also: DASK_SCHEDULER_ADDRESS is honoured."""
+    import socket
+    import time
+
+    import pytest
+
+    from streamgex.errors import StreamgexError
+
+    values, samples, genes = small_matrix(64, 10, seed=3)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=16)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--host", "127.0.0.1", "--port", str(port),
+                                  "--dashboard-address", ":0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a worker whose environment has no streamgex: its import fails
+    broken = ("import sys; sys.modules['streamgex'] = None; "
+              "from distributed.cli.dask_worker import main; sys.argv = ['dask-worker', "
+              f"{address!r}, '--nthreads', '1', '--no-dashboard', '--no-nanny']; main()")
+    worker = subprocess.Popen([sys.executable, "-c", broken], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        started = time.monotonic()
+        with pytest.raises(StreamgexError, match=r"cannot run streamgex .*cannot import it"):
+            normalize(tmp_path / "x.zarr", tmp_path / "out.zarr")
+        assert time.monotonic() - started < 60
+        assert not (tmp_path / "out.zarr").exists()
+    finally:
+        worker.kill()
+        scheduler.kill()
+        worker.wait()
+        scheduler.wait()
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{port}")  # nobody there now
+    with pytest.raises(StreamgexError, match="cannot reach the Dask scheduler"):
+        standardize(tmp_path / "x.zarr", tmp_path / "out2.zarr")
+    assert not (tmp_path / "out2.zarr").exists()

@@ -81,16 +81,16 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
         The output store; ``attrs["dedup"]["dropped"]`` counts the dropped profiles.
     """
     ds, x = steps.open_input(source)
-    group = store.begin(out, **identity(source, clusters=clusters, distance=distance, seed=seed),
-                        overwrite=overwrite)
-    if group is None:
-        return out
+    with steps.scheduler(scheduler):  # connected before any output exists
+        group = store.begin(out, **identity(source, clusters=clusters, distance=distance,
+                                            seed=seed), overwrite=overwrite)
+        if group is None:
+            return out
+        if "input_cluster" not in group:
+            model = fit_kmeans(x, n_clusters=clusters, seed=seed, desc="dedup k-means")
+            labels = predict_labels(model, x)
     n = x.shape[0]
     if "input_cluster" not in group:
-        with steps.scheduler(scheduler):
-            model = fit_kmeans(x, n_clusters=clusters, seed=seed,
-                               desc="dedup k-means")
-            labels = predict_labels(model, x)
         steps.save_vector(group, "centre", model.cluster_centers_.ravel(), "centre_value")
         steps.save_vector(group, "input_cluster", labels, "input_sample")
     labels = group["input_cluster"][:]

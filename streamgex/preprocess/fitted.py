@@ -135,10 +135,10 @@ def run_step(step, source, out, *, overwrite=False, scheduler=None):
     """
     out = Path(out)
     ds, x = steps.open_input(source)
-    group = store.begin(out, **identity(step, source, ds), overwrite=overwrite)
-    if group is None:
-        return out
-    with steps.scheduler(scheduler):
+    with steps.scheduler(scheduler):  # connected before any output exists
+        group = store.begin(out, **identity(step, source, ds), overwrite=overwrite)
+        if group is None:
+            return out
         if "chunks_done" not in store.state(group)["progress"]:
             step.fit(ds, x)
             carry_fitted(source, group)
