@@ -187,3 +187,33 @@ def test_a_source_changed_with_its_size_and_time_kept_is_not_up_to_date(tmp_path
     assert (tmp_path / "x.zarr" / "expression" / "c" / "0" / "0").stat().st_mtime_ns == written
     assert main(args) == 0
     assert "comparing" not in capsys.readouterr().err  # the record now has the new times
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, capsys, monkeypatch):
+    """Disk full in the middle of writing chunks (ENOSPC injected into Zarr's local store):
+    one line, exit 1; after space is freed the same command finishes the store."""
+    import errno
+
+    import zarr.storage
+
+    from streamgex.cli import main
+
+    values, samples, genes = small_matrix(400, 30)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    args = ["ingest", str(tmp_path / "x.gctx"), "--out", str(tmp_path / "x.zarr"),
+            "--chunk-samples", "16", "--quiet"]
+    real, calls = zarr.storage.LocalStore.set, {"n": 0}
+
+    async def set_until_full(self, key, value):
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise OSError(errno.ENOSPC, "No space left on device", key)
+        return await real(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_until_full)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and err.count("\n") == 1, err
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", real)
+    assert main(args) == 0
+    np.testing.assert_array_equal(open_store(tmp_path / "x.zarr").expression.values, values)
