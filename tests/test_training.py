@@ -240,3 +240,30 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, spli
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     log = Run(killed).log_file().read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]
+
+
+def test_killed_while_writing_the_model_leaves_no_file_that_says_done(tmp_path, split_dir):
+    """Issue 11.6: a kill while best/linear.npy was written left a 0-byte file that later
+    said "up to date" (then EOFError). Killed in the middle of that write, the run is not
+    done and the re-run trains it."""
+    import signal
+    import time
+
+    run = tmp_path / "lin"
+    args = ["train", "linear", "--data", str(split_dir), "--run-dir", str(run), "--quiet"]
+    code = ("import time, numpy as np\n"
+            "def stuck(f, array, *a, **k):\n"
+            "    f.write(b'\\x93NUMPY'); f.flush(); time.sleep(600)\n"
+            "np.save = stuck\n"
+            f"from streamgex.cli import main; main({args!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not list(run.glob("best/*.partial.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(run.glob("best/*.partial.*")), "killed inside the write"
+    assert not (run / "best" / "linear.npy").exists() and not Run(run).is_done()
+    assert main(args) == 0
+    assert Run(run).is_done() and np.load(run / "best" / "linear.npy").size > 0
+    assert main(["evaluate", str(run), str(split_dir / "val")]) == 0

@@ -13,9 +13,9 @@ normalization. The ratio is the ceiling of any network's gain over least
 squares. The real-data fact the default is calibrated against (D-GEX, paper
 Table 3): at the full GEO size, ~90 training profiles per landmark, a network
 reached 0.847x least squares' MAE. A trained network closes only part of the
-gap to this ceiling, so the default is the nonlinearity at which networks
-trained on about half that ratio come out a little above 0.85x
-(``tools/bench_accuracy.py``), not the one whose ceiling is 0.85x.
+gap to this ceiling, so the default is the nonlinearity at which a network
+trained at that ratio comes out near 0.85x (D-GEX 0.868x on the ``bench``
+preset, ``tools/bench_accuracy.py``), not the one whose ceiling is 0.85x.
 
     python tools/calibrate_simulator.py                 # ~1 min
     python tools/calibrate_simulator.py --values 0.1,0.15,0.2

@@ -64,10 +64,10 @@ HIDDEN = 64
 GAIN = 2.0
 #: The mean non-linear share of a target's signal variance (``v_t``), calibrated to the
 #: one real-data fact there is (paper Table 3; D-GEX): at the full GEO size, ~90
-#: training profiles per landmark, a network beats least squares by ~15% MAE. At 0.3 a
-#: network gets most of that with half the ratio (``tools/bench_accuracy.py``); the best
-#: possible predictor beats it by ~39% (``tools/calibrate_simulator.py``). README,
-#: "Nonlinearity".
+#: training profiles per landmark, D-GEX beat least squares by 15.3% MAE (0.847x). At
+#: 0.3 and that ratio (the ``bench`` preset, ``tools/bench_accuracy.py``) D-GEX as one
+#: network reaches 0.868x; the best possible predictor 0.614x
+#: (``tools/calibrate_simulator.py``). README, "Nonlinearity".
 NONLINEARITY = 0.3
 DUPLICATE_FRACTION = 0.02
 DUPLICATE_DISTANCE = 0.4
