@@ -418,6 +418,14 @@ def setup_logging(*, quiet=False, verbose=False, log_file=None):
 
 def main(argv=None):
     """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # during start-up (TensorFlow's import takes seconds)
+        print("streamgex: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv):
     # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)

@@ -223,3 +223,20 @@ def test_a_url_is_refused_not_made_a_local_folder(tmp_path, capsys, monkeypatch,
     status, err = run_ingest(capsys, tmp_path / "t.tsv", url)
     assert status == 1 and "URLs" in err and "not supported yet" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tsv"]
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    """Issue 11.15: Ctrl-C while TensorFlow was being imported printed a traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "streamgex", "train", "linear", "--data",
+                             str(tmp_path / "split"), "--run-dir", str(tmp_path / "run")],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # inside TensorFlow's import (several seconds)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err
