@@ -192,9 +192,11 @@ def _done(args, out):
 
 
 def _info(args):
-    from .store import summary
+    from .store import summary, verify
 
     print(summary(args.store))
+    if args.verify:
+        print(f"  verified    all {verify(args.store):,} chunks read back intact")
 
 
 def _demo(args):
@@ -362,6 +364,8 @@ def build_parser():
 
     sub = command("info", _info, "describe a store")
     sub.add_argument("store")
+    sub.add_argument("--verify", action="store_true",
+                     help="read every chunk back: an error names each missing or damaged one")
 
     sub = command("demo", _demo, "run the whole experiment on the built-in simulated data")
     sub.add_argument("--workdir", default="streamgex-demo", help="folder for the demo's files")

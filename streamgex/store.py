@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import __version__, locks
 from .errors import StreamgexError
@@ -286,7 +286,7 @@ def define_expression(group, *, samples, genes, coords=None, chunk_samples):
         chunks=(max(1, min(chunk_samples, shape[0])), max(1, shape[1])),
         dtype="float32",
         fill_value=np.nan,
-        compressors=[COMPRESSOR],
+        compressors=[COMPRESSOR, Crc32cCodec()],  # a damaged chunk fails its read
         dimension_names=("sample", "gene"),
         attributes=attributes,
         overwrite=True,
@@ -374,6 +374,35 @@ def finish(group, *, source=None, attrs=None):
     group.attrs.update(updates)
     _consolidate(path)
     locks.release(path)
+
+
+def verify(path):
+    """Read every chunk of a complete store's ``expression`` back; an error naming each chunk
+    that is missing or damaged (stores written since checksums were added fail a read of an
+    altered chunk: a CRC-32C per chunk). Returns the number of chunks checked."""
+    open_store(path)
+    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    rows = array.chunks[0]
+    count = math.ceil(array.shape[0] / rows) if array.shape[0] else 0
+    encode = array.metadata.chunk_key_encoding.encode_chunk_key
+    bad = []
+    bar = progress(total=count, desc="verify", unit="chunk")
+    for k in range(count):
+        where = f"chunk {k} (profiles {k * rows:,}-{min((k + 1) * rows, array.shape[0]) - 1:,})"
+        if not (Path(path) / EXPRESSION / encode((k, 0))).exists():
+            bad.append(f"{where}: missing")
+        else:
+            try:
+                array[k * rows:(k + 1) * rows]
+            except Exception as exc:  # checksum, codec or I/O: all mean this chunk is damaged
+                bad.append(f"{where}: {type(exc).__name__}: {str(exc)[:80]}")
+        bar.update(1)
+    bar.close()
+    if bad:
+        raise StreamgexError(f"{path}: {len(bad)} of {count} chunks damaged: "
+                             + "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
+                             + ". Re-create the store (its command with --overwrite)")
+    return count
 
 
 def abandon(path):

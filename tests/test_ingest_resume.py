@@ -217,3 +217,25 @@ def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, capsys, monke
     monkeypatch.setattr(zarr.storage.LocalStore, "set", real)
     assert main(args) == 0
     np.testing.assert_array_equal(open_store(tmp_path / "x.zarr").expression.values, values)
+
+
+def test_info_verify_names_a_missing_and_an_altered_chunk(tmp_path, capsys):
+    """Issue 11.7: a missing or altered chunk went unnoticed (`info` exited 0)."""
+    from streamgex.cli import main
+
+    values, samples, genes = small_matrix(80, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    out = ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=16)
+    assert main(["info", str(out), "--verify"]) == 0
+    assert "all 5 chunks read back intact" in capsys.readouterr().out
+    chunk = out / "expression" / "c" / "3" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit
+    chunk.write_bytes(bytes(data))
+    (out / "expression" / "c" / "1" / "0").unlink()
+    assert main(["info", str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 5 chunks damaged" in err and "chunk 1 (profiles 16-31): missing" in err, err
+    assert "chunk 3 (profiles 48-63): ValueError: Stored and computed checksum" in err, err
+    with pytest.raises(ValueError, match="checksum"):  # and any plain read of it fails
+        open_store(out).expression.values
