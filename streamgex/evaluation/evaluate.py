@@ -61,6 +61,7 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
         The JSON written (``mae``, ``partition_mae``, ``sum_over_partitions``,
         ``mae_without_shared``, and for an E-MLP ``reconstruction``).
     """
+    store.open_store(data)  # refuses a missing or partial store first
     run = Run.open(run)
     with locks.hold(run.path, what="this run folder"):  # not while it trains
         return _evaluate(run, Path(data), name=name, partitions=partitions,
@@ -68,7 +69,7 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
 
 
 def _evaluate(run, data, *, name, partitions, predictor):
-    ds = store.open_store(data)  # refuses a missing or partial store first
+    ds = store.open_store(data)
     name = name or data.name.removesuffix(".zarr")
     check_name(name)
     found = current_result(run, data, name=name, partitions=partitions)
