@@ -40,8 +40,15 @@ def atomic_path(path):
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         if path.is_dir() and tmp.is_dir():
-            _remove(path)
-        os.replace(tmp, path)
+            # A folder cannot be replaced in one step: move the old one aside under a partial
+            # name first, so a kill never leaves a half-deleted folder under the final name.
+            old = path.with_name(f"{path.name}.old.partial")
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise

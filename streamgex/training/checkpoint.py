@@ -45,6 +45,8 @@ def save(folder, model, optimizer, state, *, keep=KEEP):
     """Write a checkpoint for ``state["global_step"]`` into ``folder``; keep the newest ``keep``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob("ckpt-*.partial"):  # what a kill left half-written or half-removed
+        shutil.rmtree(leftover, ignore_errors=True)
     final = folder / f"ckpt-{state['global_step']:012d}"
     arrays = {name: np.asarray(v.numpy()) for name, v in _variables(model, optimizer).items()}
     broken = [name for name, a in arrays.items()
@@ -61,7 +63,10 @@ def save(folder, model, optimizer, state, *, keep=KEEP):
             os.fsync(f.fileno())
         write_json(tmp / "state.json", state)
     for old in sorted(p for p in folder.glob("ckpt-*") if not is_partial(p))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        # renamed first: a kill inside the removal leaves a partial name, not a broken checkpoint
+        doomed = old.with_name(f"{old.name}.old.partial")
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 
