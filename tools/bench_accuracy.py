@@ -22,7 +22,7 @@ setting gets its own folders (``raw-...``, ``RECIPE-...``), so a re-run with
 the same settings reuses what is done and one with other settings starts fresh
 beside it.
 
-    python tools/bench_accuracy.py                          # ~75 min on 2 cores
+    python tools/bench_accuracy.py                          # ~2 h on 2 cores (adam ~70 min)
     python tools/bench_accuracy.py --recipes adam --samples 15000   # ~20 min, ~50 per landmark
 """
 
