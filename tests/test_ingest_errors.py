@@ -233,7 +233,9 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     import sys
 
     args = ["evaluate", str(tmp_path / "run"), str(tmp_path / "store")]  # imports at start-up
-    code = ("import sys, time; import streamgex.cli as cli\n"
+    # A process started from a test run may inherit an ignored SIGINT; a terminal's is live.
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import sys, time; import streamgex.cli as cli\n"
             "def slow_import():\n"
             "    print('importing', flush=True); time.sleep(60)\n"
             "cli._import_tensorflow_quietly = slow_import\n"
