@@ -19,6 +19,34 @@ def partial_path(path):
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
+def final_path(path):
+    """The name ``partial_path`` was made from: ``emlp.partial.keras`` -> ``emlp.keras``."""
+    path = Path(path)
+    name = path.name
+    if name.endswith(".partial"):
+        return path.with_name(name[:-len(".partial")])
+    at = name.rfind(".partial.")
+    if at < 0:
+        raise ValueError(f"{path}: not a partial name")
+    return path.with_name(name[:at] + name[at + len(".partial"):])
+
+
+def replace_folder(tmp, path):
+    """Put the folder ``tmp`` in place of ``path`` (a folder, or nothing).
+
+    A folder cannot be replaced in one step: the old one is moved aside under a
+    partial name first, so a kill never leaves a half-deleted folder under the
+    final name (at worst nothing there, with ``tmp`` complete beside it).
+    """
+    tmp, path = Path(tmp), Path(path)
+    old = path.with_name(f"{path.name}.old.partial")
+    _remove(old)
+    if path.exists() or path.is_symlink():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _remove(old)
+
+
 def is_partial(path):
     """Whether ``path`` is a temporary name of ``partial_path`` (left by a kill)."""
     return ".partial" in Path(path).suffixes
@@ -40,13 +68,7 @@ def atomic_path(path):
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         if path.is_dir() and tmp.is_dir():
-            # A folder cannot be replaced in one step: move the old one aside under a partial
-            # name first, so a kill never leaves a half-deleted folder under the final name.
-            old = path.with_name(f"{path.name}.old.partial")
-            _remove(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
+            replace_folder(tmp, path)
         else:
             os.replace(tmp, path)
     except BaseException:

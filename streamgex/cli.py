@@ -194,9 +194,10 @@ def _done(args, out):
 def _info(args):
     from .store import summary, verify
 
+    checked = verify(args.store) if args.verify else None  # first: it names damaged chunks
     print(summary(args.store))
-    if args.verify:
-        print(f"  verified    all {verify(args.store):,} chunks read back intact")
+    if checked is not None:
+        print(f"  verified    all {checked:,} chunks read back intact")
 
 
 def _demo(args):

@@ -10,11 +10,14 @@ A store is a Zarr v3 group that ``xarray.open_zarr`` opens as a Dataset with
 - group attrs ``streamgex`` (version, step, parameters, progress, ``complete``)
   and ``source`` (path, format, size, sha256 of the raw file).
 
-A stage writes chunks in order and records its progress in the attrs after
-each one; Zarr's local store writes every object atomically, so a stage killed
-at any point leaves a store that says exactly how far it got. Only ``finish``
-sets ``complete`` and consolidates the metadata, and ``open_store`` refuses a
-store without it, so a partial store is never mistaken for a finished one.
+A stage builds its store under a temporary name beside the final one
+(``geo.partial.zarr`` for ``geo.zarr``: ``building(path)``), writes chunks in
+order and records its progress in the attrs after each one; Zarr's local store
+writes every object atomically, so a stage killed at any point leaves a
+partial store that says exactly how far it got, and a re-run continues it.
+Only ``finish`` sets ``complete``, consolidates the metadata and renames the
+store into place, so nothing under the final name (``open_store``, a plain
+``xarray.open_zarr``) is ever a partial store.
 """
 
 import json
@@ -31,7 +34,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from . import __version__, locks
+from . import __version__, atomic, locks
 from .errors import StreamgexError
 from .progress import progress
 
@@ -67,13 +70,23 @@ def default_chunk_samples(n_genes):
     return int(min(max(rows // CHUNK_ALIGN * CHUNK_ALIGN, CHUNK_ALIGN), 16384))
 
 
+def building(path):
+    """Where the store ``path`` is built until ``finish`` renames it into place."""
+    return atomic.partial_path(path)
+
+
+def location(group):
+    """The folder of an open store (while it is being written: its ``building`` name)."""
+    return Path(str(group.store_path.store.root))
+
+
 def begin(path, *, step, parameters, source, overwrite=False):
     """Create the store a stage writes, reopen its interrupted run, or say it is done.
 
     Parameters
     ----------
     path : str or Path
-        The store to write.
+        The store to write (its final name; it is built at ``building(path)``).
     step : str
         The stage writing it (``"ingest"``, ...).
     parameters : dict
@@ -83,6 +96,7 @@ def begin(path, *, step, parameters, source, overwrite=False):
     overwrite : bool
         Replace a store at ``path`` that was made by another step, from
         another input or with other parameters (without it, that is an error).
+        The old store stays in place, complete, until the new one replaces it.
 
     Returns
     -------
@@ -105,42 +119,86 @@ def begin(path, *, step, parameters, source, overwrite=False):
 
 
 def _begin(path, *, step, parameters, source, overwrite):
-    if path.exists() or path.is_symlink():
+    identity = {"step": step, "parameters": parameters, "source": source}
+    tmp = building(path)
+    if _exists(path):
         existing = _read_state(path)
         if existing is None:
             raise StreamgexError(
                 f"{path}: exists and is not a streamgex store; streamgex replaces only what it "
                 f"made (--overwrite included): choose another --out, or remove it yourself"
             )
-        same = existing is not None and _same_run(path, step=step, parameters=parameters,
-                                                   source=source)
-        if same and existing.get("complete"):
+        same = _same_run(path, **identity)
+        damage = same and existing.get("complete") and _damage(path)
+        if damage:
+            log.warning("%s: %s; building it again", path, damage)
+            _remove(path)
+        elif same and existing.get("complete"):
             _consolidated(path)
+            _remove(tmp)  # a rebuild of other options, interrupted and then undone
             log.info("%s: up to date", path)
             return None
-        if same:
+        elif existing.get("complete") and not overwrite:
+            raise StreamgexError(
+                f"{path}: holds a complete {existing.get('step')} output made from another "
+                f"input or with other options; pass --overwrite to replace it")
+        elif not existing.get("complete") and not _exists(tmp):
+            os.replace(path, tmp)  # written in place by an older streamgex: go on under tmp
+    if _exists(tmp):
+        existing = _read_state(tmp)
+        if existing is None:
+            raise StreamgexError(f"{tmp}: exists and is not a streamgex store; remove it "
+                                 f"yourself to build {path}")
+        if _same_run(tmp, **identity):
+            if existing.get("complete"):  # killed between finishing and renaming
+                _publish(tmp, path)
+                log.info("%s: up to date", path)
+                return None
             done = existing.get("progress") or {}
             if done:
                 log.info("resuming %s: %s", path, describe_progress(done))
-            return zarr.open_group(path, mode="r+")
+            return zarr.open_group(tmp, mode="r+")
         if not overwrite:
-            what = "a complete" if existing.get("complete") else "an interrupted"
             raise StreamgexError(
-                f"{path}: holds {what} {existing.get('step')} output made from another input "
-                f"or with other options; pass --overwrite to replace it"
-            )
-        remove(path)
+                f"{path}: its partial build {tmp.name} holds an interrupted "
+                f"{existing.get('step')} output made from another input or with other options; "
+                f"pass --overwrite to replace it")
+        _remove(tmp)
     # The attrs go into the group's first metadata write: a kill cannot leave a group that
     # is not recognisably a streamgex store.
-    return zarr.open_group(path, mode="w-", zarr_format=3, attributes={
+    return zarr.open_group(tmp, mode="w-", zarr_format=3, attributes={
         ATTR: {"version": __version__, "step": step, "complete": False,
                "parameters": parameters, "progress": {}},
         "source": source,
     })
 
 
+def _exists(path):
+    return path.exists() or path.is_symlink()
+
+
+def _publish(tmp, path):
+    """Rename the finished store ``tmp`` to ``path``, replacing what is there."""
+    atomic.replace_folder(tmp, path)
+
+
 #: Keys of a ``source`` record that name an input file, store or run folder.
 INPUT_KEYS = ("path", "store", "run", "encoder")
+
+#: Keys of a ``source`` record that say where an input is, not what it holds. Identities
+#: compare, and fingerprints hash, the content fields beside them (input fingerprints, a
+#: file's size and SHA-256), so a moved workdir or input is the same input.
+LOCATION_KEYS = (*INPUT_KEYS, "relative")
+
+
+def content(record):
+    """A ``source`` or ``parameters`` record without its locations (``LOCATION_KEYS``, at any
+    depth: a step's parameters can hold another store's ``source_of``)."""
+    if isinstance(record, dict):
+        return {k: content(v) for k, v in record.items() if k not in LOCATION_KEYS}
+    if isinstance(record, list):
+        return [content(v) for v in record]
+    return record
 
 
 def check_output(path, source):
@@ -196,8 +254,9 @@ def _same_run(path, *, step, parameters, source):
     st, old_source = dict(group.attrs[ATTR]), dict(group.attrs.get("source", {}))
     return (
         st.get("step") == step
-        and st.get("parameters") == parameters
-        and all(old_source.get(key) == value for key, value in source.items())
+        and content(st.get("parameters")) == content(parameters)
+        and all(content(old_source.get(key)) == content(value) for key, value in source.items()
+                if key not in LOCATION_KEYS)
     )
 
 
@@ -206,7 +265,7 @@ def recorded_source(path, *, step, parameters):
     for anything else."""
     st = _read_state(path)
     if not (st and st.get("complete") and st.get("step") == step
-            and st.get("parameters") == parameters):
+            and content(st.get("parameters")) == content(parameters)):
         return None
     return dict(zarr.open_group(path, mode="r").attrs.get("source", {}))
 
@@ -224,7 +283,7 @@ def matches(path, *, step, parameters, source):
     st = _read_state(path)
     return bool(st and st.get("complete")) and _same_run(
         path, step=step, parameters=parameters, source=source
-    )
+    ) and not _damage(path)
 
 
 def status(path, identity=None):
@@ -234,14 +293,20 @@ def status(path, identity=None):
     write it with now (the rule ``begin`` skips by); a complete store made
     otherwise is ``stale``. Without it, any complete store is ``done``.
     """
-    st = _read_state(path)
-    if st is None:
-        return "to do", ""
-    if st.get("complete"):
-        if identity is None or _same_run(path, **identity):
-            return "done", ""
+    path = Path(path)
+    st, building_state = _read_state(path), _read_state(building(path))
+    if st and st.get("complete") and (identity is None or _same_run(path, **identity)):
+        damage = _damage(path)
+        return ("stale", f"{damage}; its command builds it again") if damage else ("done", "")
+    for candidate, state_ in ((building(path), building_state), (path, st)):
+        if state_ is not None and not state_.get("complete") and (
+                identity is None or _same_run(candidate, **identity)):
+            return "partial", describe_progress(state_.get("progress", {}))
+    if st and st.get("complete"):
         return "stale", "its input or options changed since; `run` redoes it"
-    return "partial", describe_progress(st.get("progress", {}))
+    if building_state is not None or st is not None:
+        return "partial", "of other options; `run` replaces it"
+    return "to do", ""
 
 
 def state(group):
@@ -358,11 +423,12 @@ def _write_coordinate(group, name, dim, values):
 
 
 def finish(group, *, source=None, attrs=None):
-    """Mark a store complete: drop scratch data, record final attrs, consolidate."""
+    """Mark a store complete: drop scratch data, record final attrs, consolidate, and
+    rename it into place (replacing the old store of an ``overwrite``)."""
     if SCRATCH in group:
         del group[SCRATCH]
-    path = Path(str(group.store_path.store.root))
-    for leftover in path.rglob("*.partial"):
+    tmp = location(group)
+    for leftover in tmp.rglob("*.partial"):
         leftover.unlink(missing_ok=True)
     updates = dict(attrs or {})
     if source:
@@ -372,52 +438,94 @@ def finish(group, *, source=None, attrs=None):
     current["progress"] = {}
     updates[ATTR] = current
     group.attrs.update(updates)
-    _consolidate(path)
+    _consolidate(tmp)
+    path = atomic.final_path(tmp)
+    _publish(tmp, path)
     locks.release(path)
+    return path
+
+
+def missing_chunks(path):
+    """Indices of the ``expression`` chunks of the store at ``path`` that have no file (a
+    chunk never written reads as NaN in Zarr, so a lost one would pass unnoticed)."""
+    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    rows = array.chunks[0]
+    count = math.ceil(array.shape[0] / rows) if array.shape[0] else 0
+    encode = array.metadata.chunk_key_encoding.encode_chunk_key
+    return [k for k in range(count) if not (Path(path) / EXPRESSION / encode((k, 0))).exists()]
+
+
+def _damage(path):
+    """What is wrong with a complete store's chunks, in words, or None: chunks ``verify``
+    found damaged, or chunk files gone."""
+    recorded = _read_state(path).get("damaged")
+    if recorded:
+        return f"{len(recorded)} chunks found damaged by `info --verify` ({_chunk_list(recorded)})"
+    if EXPRESSION not in zarr.open_group(path, mode="r"):
+        return None
+    missing = missing_chunks(path)
+    return missing and f"{len(missing)} chunk files missing ({_chunk_list(missing)})"
+
+
+def _chunk_list(chunks):
+    return ", ".join(map(str, chunks[:5])) + (", ..." if len(chunks) > 5 else "")
 
 
 def verify(path):
     """Read every chunk of a complete store's ``expression`` back; an error naming each chunk
     that is missing or damaged (stores written since checksums were added fail a read of an
-    altered chunk: a CRC-32C per chunk). Returns the number of chunks checked."""
-    open_store(path)
+    altered chunk: a CRC-32C per chunk). A damaged store is recorded as such, so it is no
+    longer opened and re-running the command that made it builds it again. Returns the number
+    of chunks checked."""
+    if _read_state(path) and (_read_state(path).get("damaged") is not None):
+        open_store(path)  # says it is damaged
     array = zarr.open_group(path, mode="r")[EXPRESSION]
     rows = array.chunks[0]
     count = math.ceil(array.shape[0] / rows) if array.shape[0] else 0
-    encode = array.metadata.chunk_key_encoding.encode_chunk_key
-    bad = []
+    missing = set(missing_chunks(path))
+    bad, details = [], []
     bar = progress(total=count, desc="verify", unit="chunk")
     for k in range(count):
         where = f"chunk {k} (profiles {k * rows:,}-{min((k + 1) * rows, array.shape[0]) - 1:,})"
-        if not (Path(path) / EXPRESSION / encode((k, 0))).exists():
-            bad.append(f"{where}: missing")
+        if k in missing:
+            bad.append(k)
+            details.append(f"{where}: missing")
         else:
             try:
                 array[k * rows:(k + 1) * rows]
             except Exception as exc:  # checksum, codec or I/O: all mean this chunk is damaged
-                bad.append(f"{where}: {type(exc).__name__}: {str(exc)[:80]}")
+                bad.append(k)
+                details.append(f"{where}: {type(exc).__name__}: {str(exc)[:80]}")
         bar.update(1)
     bar.close()
     if bad:
+        with locks.hold(path, what="this store"):
+            group = zarr.open_group(path, mode="r+")
+            group.attrs[ATTR] = {**state(group), "damaged": bad}
+            _consolidate(path)
         raise StreamgexError(f"{path}: {len(bad)} of {count} chunks damaged: "
-                             + "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
-                             + ". Re-create the store (its command with --overwrite)")
+                             + "; ".join(details[:5]) + ("; ..." if len(bad) > 5 else "")
+                             + ". Re-run the command that made it: it builds the store again")
     return count
 
 
 def abandon(path):
-    """Delete a store this process began and give back its lock (a write that failed on
-    bad input: nothing of it is worth resuming)."""
-    remove(path)
+    """Delete the partial store this process began at ``path`` and give back its lock (a
+    write that failed on bad input: nothing of it is worth resuming)."""
+    _remove(building(path))
     locks.release(path)
 
 
 def remove(path):
-    """Delete a store (a folder) or a stray file at its path."""
-    path = Path(path)
+    """Delete a store and its partial rebuild, if any."""
+    _remove(Path(path))
+    _remove(building(path))
+
+
+def _remove(path):
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
+    elif _exists(path):
         os.remove(path)
 
 
@@ -425,6 +533,12 @@ def open_store(path):
     """Open a complete store as an ``xarray.Dataset``; refuse a missing or partial one."""
     path = Path(path)
     st = _read_state(path)
+    pending = _read_state(building(path)) if st is None else None
+    if pending is not None:
+        raise StreamgexError(
+            f"{path}: incomplete store (its {pending.get('step')} run stopped at "
+            f"{pending.get('progress', {})}, in {building(path).name}); re-run the same "
+            f"`streamgex {pending.get('step')}` command to finish it")
     if st is None:
         raise StreamgexError(
             f"{path}: not a streamgex store (no Zarr group with streamgex attrs); "
@@ -436,6 +550,10 @@ def open_store(path):
             f"{path}: incomplete store (its {st.get('step')} run stopped at {done}); "
             f"re-run the same `streamgex {st.get('step')}` command to finish it"
         )
+    damage = _damage(path)
+    if damage:
+        raise StreamgexError(f"{path}: damaged store: {damage}; re-run the `streamgex "
+                             f"{st.get('step')}` command that made it: it builds it again")
     _consolidated(path)
     return xr.open_zarr(path, consolidated=True)
 

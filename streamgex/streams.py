@@ -140,7 +140,14 @@ class Stream:
             kept = None
         blocks = []
         for c in chunks:
-            block = array[c * self.chunk_rows:c * self.chunk_rows + self._chunk_size(c)]
+            start = c * self.chunk_rows
+            try:
+                block = array[start:start + self._chunk_size(c)]
+            except Exception as exc:  # checksum, codec or I/O: name the chunk, not just the codec
+                raise StreamgexError(
+                    f"{path}: chunk {c} (profiles {start:,}-{start + self._chunk_size(c) - 1:,}) "
+                    f"cannot be read ({type(exc).__name__}: {str(exc)[:80]}); `streamgex info "
+                    f"--verify {path}` checks the whole store") from exc
             blocks.append(block if kept is None else block[:, kept])
         return np.concatenate(blocks), kept
 

@@ -14,12 +14,13 @@ import xarray as xr
 from rawfiles import small_matrix, write_gctx, write_geuvadis
 from streamgex.errors import StreamgexError
 from streamgex.ingest import ingest
-from streamgex.store import open_store
+from streamgex.store import building, open_store
 
 
 def progress_of(store):
+    """The progress a stage building ``store`` has recorded (in its partial name)."""
     try:
-        with open(store / "zarr.json") as f:
+        with open(building(store) / "zarr.json") as f:
             return json.load(f)["attributes"]["streamgex"]["progress"]
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return {}
@@ -42,6 +43,9 @@ def kill_when(code, store, reached, timeout=120):
         if reached(progress):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            if store.exists():  # only a complete store (an old one being replaced) is there
+                state = json.loads((store / "zarr.json").read_text())["attributes"]["streamgex"]
+                assert state["complete"], "a partial store under the final name"
             return progress
         if proc.poll() is not None:
             pytest.fail(f"ingest ended (rc {proc.returncode}) before the kill point: "
@@ -76,7 +80,7 @@ def test_gctx_resume_after_sigkill(tmp_path):
     with pytest.raises(StreamgexError, match="incomplete store.*re-run the same"):
         open_store(out)
     written = at_kill["chunks_done"]
-    before = chunk_mtimes(out, written)
+    before = chunk_mtimes(building(out), written)
 
     resumed = subprocess.run([sys.executable, "-c", ingest_code(source, out, chunk_samples=32)],
                              capture_output=True, text=True, check=True)
@@ -237,5 +241,66 @@ def test_info_verify_names_a_missing_and_an_altered_chunk(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2 of 5 chunks damaged" in err and "chunk 1 (profiles 16-31): missing" in err, err
     assert "chunk 3 (profiles 48-63): ValueError: Stored and computed checksum" in err, err
-    with pytest.raises(ValueError, match="checksum"):  # and any plain read of it fails
-        open_store(out).expression.values
+    with pytest.raises(ValueError, match="checksum"):  # a plain read of it fails
+        xr.open_zarr(out).expression.values
+    with pytest.raises(StreamgexError, match="damaged store: 2 chunks found damaged"):
+        open_store(out)  # verify recorded the damage: streamgex reads it no more
+    assert main(["ingest", str(tmp_path / "x.gctx"), "--out", str(out),
+                 "--chunk-samples", "16"]) == 0  # the command that made it builds it again
+    assert "building it again" in capsys.readouterr().err
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
+    assert main(["info", str(out), "--verify"]) == 0
+
+
+def test_a_missing_chunk_is_refused_on_open_and_a_stream_names_a_damaged_chunk(tmp_path):
+    """Issue 11.7: a missing chunk read as NaN (`genes` wrote NaN profiles into a complete
+    store) and a damaged one gave a bare codec error naming neither store nor chunk."""
+    from streamgex.streams import Source, Stream
+
+    values, samples, genes = small_matrix(80, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    out = ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=16)
+    chunk = out / "expression" / "c" / "2" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    stream = Stream((Source(out),), batch=8, seed=0, window=1)
+    with pytest.raises(StreamgexError, match=r"x.zarr: chunk 2 \(profiles 32-47\) cannot be "
+                       r"read.*info --verify"):
+        list(stream.batches(0))
+    (out / "expression" / "c" / "4" / "0").unlink()
+    with pytest.raises(StreamgexError, match=r"damaged store: 1 chunk files missing \(4\)"):
+        open_store(out)
+    ingest(tmp_path / "x.gctx", out, chunk_samples=16)
+    np.testing.assert_array_equal(open_store(out).expression.values, values)
+
+
+def test_a_store_is_published_only_when_complete_and_an_overwrite_keeps_the_old_until_then(
+        tmp_path, capsys):
+    """Issue 11.2 (atomic publish): a store is built under its partial name and renamed into
+    place when complete. A kill during an --overwrite rebuild leaves the old store complete and
+    openable; a kill between finishing and the rename is finished by the re-run."""
+    from streamgex.cli import main
+
+    values, samples, genes = small_matrix(40_000, 300, seed=11)
+    source = tmp_path / "big.gctx"
+    write_gctx(source, values, samples, genes, chunks=(32, 300))
+    out = tmp_path / "x.zarr"
+    ingest(source, out, chunk_samples=64)
+    kill_when(ingest_code(source, out, chunk_samples=32, overwrite=True), out,
+              lambda p: p.get("chunks_done", 0) >= 5)
+    assert xr.open_zarr(out).expression.encoding["chunks"] == (64, 300), "the old store stays"
+    assert open_store(out).expression.shape == (40_000, 300)
+    assert building(out).exists()
+
+    ingest(source, out, chunk_samples=32, overwrite=True)
+    assert not building(out).exists()
+    assert xr.open_zarr(out).expression.encoding["chunks"] == (32, 300)
+
+    os.rename(out, building(out))  # as a kill between the complete flag and the rename leaves it
+    with pytest.raises(StreamgexError, match="incomplete store"):
+        open_store(out)
+    capsys.readouterr()
+    assert main(["ingest", str(source), "--out", str(out), "--chunk-samples", "32"]) == 0
+    assert "up to date" in capsys.readouterr().err
+    np.testing.assert_array_equal(open_store(out).expression.values, values)

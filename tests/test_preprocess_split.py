@@ -110,7 +110,7 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
               lambda p: p.get("phase") == "gather" and p.get("gathered", 0) >= 5)
     written = {f: f.stat().st_mtime_ns for f in (tmp_path / "killed").rglob("*")
                if f.is_file() and ("plan" in f.parts or "c" in f.parts)}
-    chunks = [f for f in written if "train" in f.parts and "expression" in f.parts]
+    chunks = [f for f in written if "train.partial" in f.parts and "expression" in f.parts]
     plan = [f for f in written if "plan" in f.parts]
     assert chunks and plan, "the kill came after the plan and some training chunks were written"
     # re-run as `run` and `preprocess` do, with overwrite (issue 11.14: it deleted the folder)
@@ -119,7 +119,11 @@ def test_split_killed_in_its_gather_then_rerun_equals_an_uninterrupted_split(tmp
     subprocess.run([sys.executable, "-c", rerun], check=True)
     for f in plan:  # the k-means plan is reused, not recomputed
         assert f.stat().st_mtime_ns == written[f], f
-    kept = [f for f in chunks if f.exists() and f.stat().st_mtime_ns == written[f]]
+    published = {f: tmp_path / "killed" / "train" / f.relative_to(tmp_path / "killed" /
+                                                                   "train.partial")
+                 for f in chunks}  # the partial store, renamed into place when finished
+    kept = [f for f in chunks
+            if published[f].exists() and published[f].stat().st_mtime_ns == written[f]]
     assert kept, "chunks finished before the kill are kept, not rewritten"
     import streamgex.preprocess.gather as g
     g.BUDGET, budget = 120 * 4 * 64, g.BUDGET

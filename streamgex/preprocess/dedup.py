@@ -97,7 +97,7 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     centres = group["centre"][:].reshape(clusters, -1)
     source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
     by_cluster = np.argsort(labels, kind="stable")
-    kept = _scan(group, out, source_array, labels, by_cluster, centres, distance)
+    kept = _scan(group, source_array, labels, by_cluster, centres, distance)
     order = np.flatnonzero(kept)
     gather_into(
         source_array, order, group, desc="dedup",
@@ -110,11 +110,11 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
     return out
 
 
-def _scan(group, out, source_array, labels, by_cluster, centres, distance):
+def _scan(group, source_array, labels, by_cluster, centres, distance):
     """Kept flags of every input profile, scanning a cluster-sorted scratch copy."""
     if "input_kept" in group:
         return group["input_kept"][:]
-    sorted_path = f"{out}/sorted"
+    sorted_path = store.location(group) / "sorted"
     if not store.matches(sorted_path, step="dedup-sort", parameters={}, source={}):
         sorted_group = store.begin(sorted_path, step="dedup-sort", parameters={}, source={})
         gather_into(source_array, by_cluster, sorted_group, desc="dedup sort",
