@@ -152,7 +152,7 @@ def _identity(source, src, chunk_samples, allow_missing):
 
 
 def _recognise_same_content(out, identity):
-    """When ``out`` was ingested from the same path and size but the file's times or inode
+    """When ``out`` was ingested from a file of the same size whose path, times or inode
     changed since (moved, touched, copied back), compare its SHA-256 with the one recorded:
     the same content makes the store current again (its record is updated), other content
     leaves it stale."""
@@ -161,12 +161,12 @@ def _recognise_same_content(out, identity):
     now = identity["source"]
     if (recorded is None or all(recorded.get(k) == v for k, v in now.items())
             or "sha256" not in recorded
-            or any(recorded.get(k) != now[k] for k in ("path", "format", "size"))):
+            or any(recorded.get(k) != now[k] for k in ("format", "size"))):
         return
-    log.info("%s: its times or inode changed since %s was made; comparing its content",
+    log.info("%s: its place, times or inode changed since %s was made; comparing its content",
              now["path"], out)
     if sha256_of(now["path"]) == recorded["sha256"]:
-        store.update_source(out, {k: now[k] for k in ("mtime_ns", "ctime_ns", "inode")})
+        store.update_source(out, {k: now[k] for k in ("path", "mtime_ns", "ctime_ns", "inode")})
 
 
 def sha256_of(path):

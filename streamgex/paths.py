@@ -5,7 +5,9 @@ Until object storage is supported, a URL given where a path belongs
 ``pathlib`` would otherwise turn it into a local folder called ``s3:``.
 """
 
+import os
 import re
+from pathlib import Path
 
 from .errors import StreamgexError
 
@@ -20,3 +22,15 @@ def check_local(value, where):
         raise StreamgexError(f"{where} {text}: URLs ({scheme}://) are not supported yet; give "
                              f"a local path (or mount the storage)")
     return value
+
+
+def relative(target, folder):
+    """``target`` as a path relative to ``folder``, for a record kept in ``folder``: a workdir
+    moved as a whole (or copied elsewhere) still finds what its records name."""
+    return os.path.relpath(Path(target).absolute(), Path(folder).absolute())
+
+
+def locate(folder, recorded):
+    """A path recorded by ``relative(target, folder)`` (or an absolute one, as older records
+    hold) as a path again."""
+    return Path(os.path.normpath(Path(folder) / recorded))

@@ -77,15 +77,23 @@ def worker_version():
     return streamgex.__version__
 
 
+#: A raw file's place on disk (``ingest`` records them to notice a changed file without
+#: reading it): not part of what a store holds.
+FILE_STAT_KEYS = ("mtime_ns", "ctime_ns", "inode")
+
+
 def fingerprint(path):
-    """A short hash of a complete store's identity: its step, parameters and source.
+    """A short hash of a complete store's identity: its step, parameters and the content of
+    its source (input fingerprints, a raw file's size and SHA-256; not paths or file times).
 
     It changes whenever the store is rebuilt from other data or with other
     options, so an output can tell whether its input is still the one it was
-    made from.
+    made from; a moved workdir keeps its fingerprints.
     """
     group = zarr.open_group(path, mode="r")
-    identity = {key: group.attrs.get(key) for key in (store.ATTR, "source")}
+    source = {key: value for key, value in store.content(dict(group.attrs.get("source") or {}))
+              .items() if key not in FILE_STAT_KEYS}
+    identity = {store.ATTR: store.content(group.attrs.get(store.ATTR)), "source": source}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -140,3 +140,43 @@ def test_run_never_reuses_a_model_trained_on_another_split(tmp_path, demo_raw, c
     assert {v[0] for v in done.values()} == {"done"}, done
     # and back: the original split is rebuilt and the model trained on seed 5 is stale again
     assert main(["run", str(config), "--quiet"]) == 1
+
+
+MOVABLE = CONFIG.replace("max_epochs = 60", "max_epochs = 2") + """
+[train.emlp]
+hidden = [16]
+batch = 32
+max_epochs = 2
+"""
+
+
+def test_a_workdir_moved_whole_is_still_up_to_date_and_predicts(tmp_path, demo_raw, capsys):
+    """Issue 11.15: a workdir could not be moved (stores and runs recorded absolute paths and
+    identities held them): after `mv` every stage was redone or a run failed to find its data.
+    Now records are relative and identities are content: nothing is redone, predict works."""
+    import numpy as np
+
+    from streamgex.store import open_store
+
+    config = tmp_path / "movable.toml"
+    config.write_text(MOVABLE.format(work=tmp_path / "work", raw=demo_raw))
+    assert main(["run", str(config), "--quiet"]) == 0
+    before = tmp_path / "before.zarr"
+    assert main(["predict", str(tmp_path / "work" / "runs" / "emlp"), str(demo_raw["geo"]),
+                 "--out", str(before), "--quiet"]) == 0
+    os.rename(tmp_path / "work", tmp_path / "moved")
+    config.write_text(MOVABLE.format(work=tmp_path / "moved", raw=demo_raw))
+    capsys.readouterr()
+    states = status_of(config, capsys)
+    assert {v[0] for v in states.values()} == {"done"}, states
+    log = tmp_path / "moved" / "runs" / "autoencoder" / "log.csv"
+    seen = log.stat().st_mtime_ns
+    assert main(["run", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "resuming" not in err and "rebuilding" not in err, err
+    assert log.stat().st_mtime_ns == seen
+    after = tmp_path / "after.zarr"
+    assert main(["predict", str(tmp_path / "moved" / "runs" / "emlp"), str(demo_raw["geo"]),
+                 "--out", str(after), "--quiet"]) == 0
+    np.testing.assert_array_equal(open_store(after).expression.values,
+                                  open_store(before).expression.values)

@@ -22,6 +22,7 @@ import zarr
 from .. import locks, steps, store
 from ..atomic import atomic_path, read_json, write_json
 from ..errors import StreamgexError
+from ..paths import relative
 from ..models.dgex import partitions as contiguous
 from ..progress import progress
 from ..training.run import Run
@@ -75,7 +76,7 @@ def _evaluate(run, data, *, name, partitions, predictor):
     found = current_result(run, data, name=name, partitions=partitions)
     if found is not None:
         log.info("%s: up to date", run.result_file(name))
-        return found
+        return {**found, "run": str(run.path.resolve()), "store": str(data.resolve())}
 
     predictor = predictor or load_predictor(run)
     n_targets = len(predictor.targets)
@@ -156,10 +157,11 @@ METRICS = 2
 
 
 def _identity(run, data, partitions):
-    return {"metrics": METRICS, "store": str(Path(data).resolve()),
+    return {"metrics": METRICS,
             "fingerprint": steps.fingerprint(data),
             "partitions": partitions,
-            "models": {str(f): f.stat().st_mtime_ns for f in run.kind.model_files(run)}}
+            "models": {relative(f, run.path): f.stat().st_mtime_ns
+                       for f in run.kind.model_files(run)}}
 
 
 def columns_of(keys, wanted, path, what):

@@ -15,6 +15,7 @@ import zarr
 from .. import store
 from ..steps import fingerprint
 from ..errors import StreamgexError
+from ..paths import relative
 from .run import Run
 from .train import split_columns
 
@@ -50,7 +51,9 @@ def _encode_store(encoder, source, out, run, model_path):
     origin = {"store": str(source.resolve()), "fingerprint": fingerprint(source),
               "run": str(run.path.resolve()),
               "encoder": str(model_path.resolve()),
-              "encoder_mtime_ns": model_path.stat().st_mtime_ns}
+              "encoder_mtime_ns": model_path.stat().st_mtime_ns,
+              # what the codes folder's readers follow: a workdir moved whole still works
+              "relative": {"run": relative(run.path, out.parent)}}
     group = store.begin(out, step="encode", parameters={}, source=origin, overwrite=True)
     if group is None:
         return out

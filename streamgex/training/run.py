@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..atomic import read_json, write_json
 from ..errors import StreamgexError
+from ..paths import locate, relative
 
 
 class Run:
@@ -121,7 +122,7 @@ class Run:
         changed = run.differences(kind, options, data=data, codes=codes, source=source)
         if changed == ["data"]:
             raise StreamgexError(f"{run.path}: trained on other data than {data} holds now "
-                                 f"(trained on {read_json(run.inputs_file)['data']} as it was "
+                                 f"(trained on {run.data} as it was "
                                  f"then); pass --restart to retrain it")
         if changed:
             raise StreamgexError(
@@ -132,7 +133,7 @@ class Run:
             raise StreamgexError(f"{run.path}: exists and is not a run folder; choose another "
                                  f"--run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
-        config, inputs = _identity(kind, options, data, codes, source)
+        config, inputs = _identity(kind, options, data, codes, source, folder=run.path)
         write_json(run.config_file, config)
         write_json(run.inputs_file, inputs)
         return run
@@ -141,7 +142,7 @@ class Run:
         """What differs between this run folder and one of ``kind`` with ``options`` on
         ``data``: option names, ``data`` or ``codes`` (other content), ``source`` (another
         source run or retrained since); empty for the same run or no run yet."""
-        config, inputs = _identity(kind, options, data, codes, source)
+        config, inputs = _identity(kind, options, data, codes, source, folder=self.path)
         changed = []
         if self.config_file.exists():
             old = read_json(self.config_file)
@@ -191,19 +192,19 @@ class Run:
     @property
     def data(self):
         """The split folder the run trains on."""
-        return Path(read_json(self.inputs_file)["data"])
+        return locate(self.path, read_json(self.inputs_file)["data"])
 
     @property
     def codes(self):
         """The codes folder an E-MLP run trains on (None for other kinds)."""
         codes = read_json(self.inputs_file)["codes"]
-        return Path(codes) if codes else None
+        return locate(self.path, codes) if codes else None
 
     @property
     def source(self):
         """The run a fine-tuned run started from (None for other kinds)."""
         source = read_json(self.inputs_file).get("source")
-        return Run(source["run"]) if source else None
+        return Run(locate(self.path, source["run"])) if source else None
 
     # -- progress ---------------------------------------------------------------------------
     def progress(self):
@@ -240,12 +241,14 @@ class Run:
         return self
 
 
-def _identity(kind, options, data, codes, source=None):
-    """``(config.json, inputs.json)`` contents of a run of ``kind`` with ``options``."""
+def _identity(kind, options, data, codes, source=None, *, folder):
+    """``(config.json, inputs.json)`` contents of a run of ``kind`` with ``options`` in the run
+    folder ``folder``: paths relative to it (a workdir moved whole keeps working), and the
+    content fingerprints runs are compared by."""
     config = {"model": kind.name, **_plain(asdict(options))}
-    inputs = {"data": str(Path(data).resolve()),
-              "codes": str(Path(codes).resolve()) if codes else None,
-              "source": _source(source),
+    inputs = {"data": relative(data, folder),
+              "codes": relative(codes, folder) if codes else None,
+              "source": _source(source, folder),
               "content": {"data": _content(data), "codes": _content(codes)}}
     return config, inputs
 
@@ -261,13 +264,13 @@ def _content(folder):
             for part in ("train", "val")}
 
 
-def _source(source):
+def _source(source, folder):
     """A source run and the times of its model files (retraining it makes this run stale)."""
     if source is None:
         return None
     source = source if isinstance(source, Run) else Run(source)
     files = source.kind.model_files(source) if source.config_file.exists() else []
-    return {"run": str(source.path.resolve()),
+    return {"run": relative(source.path, folder),
             "models": {f.name: f.stat().st_mtime_ns for f in files if f.exists()}}
 
 
