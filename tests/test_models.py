@@ -117,3 +117,34 @@ def test_validation_every_five_epochs_and_early_stop_against_25_epochs_earlier()
     assert schedule.best == [19, 0.65]
     restored = Schedule.from_dict(schedule.to_dict())
     assert restored == schedule
+
+
+@pytest.mark.parametrize("build", [build_dgex, build_emlp])
+def test_a_linear_skip_makes_least_squares_the_network_with_its_hidden_part_at_zero(
+        tmp_path, build):
+    """``linear_skip``: output = hidden part + a linear map of the inputs. With the hidden
+    part's output layer at zero the network is exactly that linear map; it saves and loads
+    like any model, and the paper's 3x later-layer rate leaves the skip (fed by the inputs)
+    at 1x."""
+    from streamgex.evaluation.predictor import load_keras
+    from streamgex.models.registry import save_keras
+
+    inputs, outputs = 7, 5
+    model = build(inputs, outputs, (6, 4), linear_skip=True)
+    assert model.output_shape == (None, outputs)
+    head = [l for l in model.layers if l.name.endswith("_hidden")]
+    linear = [l for l in model.layers if l.name.endswith("_linear")]
+    assert len(head) == 1 and len(linear) == 1
+    head[0].set_weights([np.zeros_like(w) for w in head[0].get_weights()])
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(inputs, outputs)), rng.normal(size=outputs)
+    linear[0].set_weights([w.astype("float32"), b.astype("float32")])
+    x = rng.normal(size=(9, inputs)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ w + b, rtol=1e-5, atol=1e-5)
+    save_keras(model, tmp_path / "m.keras")
+    np.testing.assert_array_equal(load_keras(tmp_path / "m.keras").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    if build is build_dgex:
+        scales = gradient_scales(model)
+        assert linear[0].kernel.path not in scales and head[0].kernel.path in scales
+    assert len(build(inputs, outputs, (6, 4)).layers) == len(model.layers) - 2  # Dense + Add

@@ -32,13 +32,15 @@ def partitions(n_targets, count):
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def build_dgex(inputs, outputs, hidden=HIDDEN, *, activation="tanh", dropout=DROPOUT, seed=0):
+def build_dgex(inputs, outputs, hidden=HIDDEN, *, activation="tanh", dropout=DROPOUT, seed=0,
+               linear_skip=False):
     """A D-GEX network ``inputs -> 3 x tanh -> outputs`` (uncompiled Keras model)."""
     import keras
 
     return build_mlp(
         inputs, outputs, hidden, activation=activation, dropout=dropout, seed=seed, name="dgex",
         output_name="targets", initializer=lambda s: keras.initializers.GlorotUniform(seed=s),
+        linear_skip=linear_skip,
     )
 
 
@@ -48,7 +50,8 @@ def gradient_scales(model):
 
     scales = {}
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense) and layer.name != "hidden1":
+        if isinstance(layer, keras.layers.Dense) and layer.name != "hidden1" and not \
+                layer.name.endswith("_linear"):  # the skip reads the landmarks, as hidden1
             scales[layer.kernel.path] = LATER_LAYER_SCALE
     return scales
 
@@ -63,11 +66,13 @@ def dgex_optimizer(learning_rate=LEARNING_RATE):
 class DgexOptions(SGDOptions):
     """``hidden`` empty: 3 x 9,000; ``partitions``: networks over contiguous target sets;
     ``activation``: D-GEX's tanh, or sigmoid (TAAF-D-GEX found it better, Kunc & Klema
-    2019) or relu."""
+    2019) or relu; ``linear_skip``: add a linear map of the landmarks to the output
+    (``models.mlp``; not in D-GEX)."""
 
     partitions: int = positive(1)
     activation: str = choice("tanh", ("tanh", "sigmoid", "relu"))
     dropout: float = fraction(DROPOUT)
+    linear_skip: bool = False
 
 
 class Dgex(ModelKind):
@@ -91,7 +96,7 @@ class Dgex(ModelKind):
         for index, (start, stop) in enumerate(partitions(len(job.targets), options.partitions)):
             model = build_dgex(len(job.landmarks), stop - start, options.hidden or HIDDEN,
                                activation=options.activation, dropout=options.dropout,
-                               seed=options.seed + index)
+                               seed=options.seed + index, linear_skip=options.linear_skip)
             path = job.run.best(self.file(index))
             job.fit(model, job.streams(job.landmarks, job.targets[start:stop]),
                     paper_optimizer=lambda: dgex_optimizer(options.learning_rate or LEARNING_RATE),

@@ -12,7 +12,6 @@
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..config import fraction
 from .mlp import build_mlp
@@ -35,7 +34,7 @@ def auto_hidden(outputs, samples):
     return round(first), round(second)
 
 
-def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
+def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0, linear_skip=False):
     """An E-MLP ``inputs -> hidden... -> outputs`` (uncompiled Keras model)."""
     import keras
 
@@ -44,6 +43,7 @@ def build_emlp(inputs, outputs, hidden, *, dropout=DROPOUT, seed=0):
         output_name="codes",
         initializer=lambda s: keras.initializers.VarianceScaling(
             2.0, mode="fan_avg", distribution="untruncated_normal", seed=s),
+        linear_skip=linear_skip,
     )
 
 
@@ -56,9 +56,12 @@ def emlp_optimizer(learning_rate=LEARNING_RATE):
 
 @dataclass(frozen=True)
 class EmlpOptions(SGDOptions):
-    """``hidden`` empty: the paper's formula (``auto_hidden``) for the codes and training size."""
+    """``hidden`` empty: the paper's formula (``auto_hidden``) for the codes and training size;
+    ``linear_skip``: add a linear map of the landmarks to the codes (``models.mlp``; not in
+    the paper)."""
 
     dropout: float = fraction(DROPOUT)
+    linear_skip: bool = False
 
 
 class Emlp(ModelKind):
@@ -81,7 +84,7 @@ class Emlp(ModelKind):
         hidden = options.hidden or auto_hidden(n_codes, n_train)
         job.setup_backend()
         model = build_emlp(len(job.landmarks), n_codes, hidden, dropout=options.dropout,
-                           seed=options.seed)
+                           seed=options.seed, linear_skip=options.linear_skip)
         job.fit(model, job.streams(job.landmarks, None, y_store=job.codes),
                 paper_optimizer=lambda: emlp_optimizer(options.learning_rate or LEARNING_RATE),
                 what="this E-MLP", save_best=lambda: save_keras(model, job.run.best(self.FILE)))
@@ -106,11 +109,13 @@ class Emlp(ModelKind):
     def autoencoder_of(run):
         """The autoencoder ``Run`` whose codes the E-MLP run trained on (``encode`` records it)."""
         from ..errors import StreamgexError
+        from ..paths import locate
         from ..store import open_store
         from ..training.run import Run
 
         source = open_store(run.codes / "train").attrs["source"]
-        coder = Run(Path(source["run"]))
+        recorded = source.get("relative", {}).get("run") or source["run"]
+        coder = Run(locate(run.codes, recorded))
         if not coder.best(coder.kind.DECODER).exists():
             raise StreamgexError(f"{coder.path}: the autoencoder run of {run.path} is missing "
                                  f"its decoder")
