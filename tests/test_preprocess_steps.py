@@ -207,3 +207,21 @@ def test_steps_refuse_partial_input_and_record_provenance(tmp_path):
     group.attrs["streamgex"] = {**state, "complete": False}
     with pytest.raises(StreamgexError, match="incomplete store"):
         standardize(source, tmp_path / "s.zarr")
+
+
+def test_values_near_the_float32_limit_pass_without_overflow_warnings(tmp_path):
+    """Issue 11.15: overflow RuntimeWarnings reached the terminal. Values near float32's
+    largest (3e38, where a float32 sum or square overflows) go through normalize and
+    standardize with every RuntimeWarning an error, and come out finite."""
+    import warnings
+
+    values = np.full((6, 3), 3e38, dtype=np.float32)
+    values[:, 1] = [-3e38, 5, 3e38, 1, -2e38, 0]
+    values[:, 2] = np.arange(6)
+    source = make_store(tmp_path, "big", values, [f"s{i}" for i in range(6)],
+                        [f"ENSG{j:011d}" for j in range(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for out in (normalize(source, tmp_path / "n.zarr", reference="mean"),
+                    standardize(source, tmp_path / "s.zarr")):
+            assert np.isfinite(xr.open_zarr(out).expression.values).all(), out
