@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
@@ -141,11 +142,22 @@ def _run(args):
                   headline)
 
 
+#: ``status``'s exit status while a stage is to do, partial or stale (0: all done).
+WORK_LEFT = 3
+
+
 def _status(args):
+    from dataclasses import asdict
+
     from .config import load_config
     from .experiment import format_status, status
 
-    print(format_status(status(load_config(args.config, args.set))))
+    stages = status(load_config(args.config, args.set))
+    if args.json:
+        print(json.dumps([asdict(s) for s in stages], indent=1))
+    else:
+        print(format_status(stages))
+    return 0 if all(s.state == "done" for s in stages) else WORK_LEFT
 
 
 def _evaluate(args):
@@ -192,12 +204,21 @@ def _done(args, out):
 
 
 def _info(args):
-    from .store import summary, verify
+    from .store import describe, summary, verify
 
     checked = verify(args.store) if args.verify else None  # first: it names damaged chunks
+    if args.json:
+        print(json.dumps({**describe(args.store), "verified_chunks": checked}, indent=1))
+        return
     print(summary(args.store))
     if checked is not None:
         print(f"  verified    all {checked:,} chunks read back intact")
+
+
+def _completion(args):
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
 
 
 def _demo(args):
@@ -224,7 +245,9 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help):
-        sub = commands.add_parser(name, help=help, description=help)
+        example = "\n".join(f"  {line}" for line in EXAMPLES[name])
+        sub = commands.add_parser(name, help=help, description=help, formatter_class=Formatter,
+                                  epilog=f"example:\n{example}")
         sub.set_defaults(func=func)
         sub.add_argument("--quiet", action="store_true",
                          help="no progress bars, messages or summary; errors only")
@@ -234,9 +257,11 @@ def build_parser():
         return sub
 
     sub = command("simulate", _simulate, "write a simulated GEO + 1000G dataset in the real formats")
-    sub.add_argument("--preset", choices=list(PRESETS), default="demo")
+    sub.add_argument("--preset", choices=list(PRESETS), default="demo",
+                     help="dataset shape: demo (small), bench (accuracy benchmark), "
+                     "cross-platform, geo-full (112,634 x 22,268)")
     sub.add_argument("--out", required=True, help="output folder")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     sub.add_argument("--samples", type=int, help="GEO profile count instead of the preset's")
     sub.add_argument("--nonlinearity", type=float, metavar="V",
                      help="mean share (0-1) of a target's signal variance that no linear function "
@@ -247,7 +272,9 @@ def build_parser():
     sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV file into a Zarr store")
     sub.add_argument("source", help="raw expression file (text may be gzipped)")
     sub.add_argument("--out", required=True, help="Zarr store to write")
-    sub.add_argument("--format", choices=FORMATS, default="auto")
+    sub.add_argument("--format", choices=FORMATS, default="auto",
+                     help="input format; auto looks at the content (HDF5 signature, #1.2/#1.3, "
+                     "the GEUVADIS header, else a delimited table)")
     sub.add_argument("--chunk-samples", type=int, help="samples per chunk (default: ~32 MiB chunks)")
     sub.add_argument(
         "--allow-missing", choices=MISSING_POLICIES,
@@ -272,29 +299,37 @@ def build_parser():
     sub.add_argument("--drop-missing", action="store_true", help="leave out unmatched map rows")
 
     sub = step("normalize", _normalize, "quantile-normalize each profile onto a reference")
-    sub.add_argument("--reference", choices=("mean", "normal"), required=True)
+    sub.add_argument("--reference", choices=("mean", "normal"), required=True,
+                     help="mean: the mean sorted profile (D-GEX's code); normal: standard normal "
+                     "quantiles (the paper's text)")
     sub.add_argument("--reference-from", help="store whose reference to use (mean reference)")
 
     sub = step("standardize", _standardize, "standardize each gene: (x - mean) / (std + 1e-3)")
     sub.add_argument("--stats-from", help="store whose gene statistics to use")
 
     sub = step("dedup", _dedup, "drop near-duplicate profiles (D-GEX: k-means, distance < 1)")
-    sub.add_argument("--clusters", type=int, default=100)
-    sub.add_argument("--distance", type=float, default=1.0)
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--clusters", type=int, default=100,
+                     help="k-means clusters the near-duplicate search runs within")
+    sub.add_argument("--distance", type=float, default=1.0,
+                     help="profiles closer than this (Euclidean) are duplicates")
+    sub.add_argument("--seed", type=int, default=0, help="k-means seed")
 
     sub = step("split", _split, "cluster, then train/val/test per cluster (paper 2.4)")
-    sub.add_argument("--clusters", type=int, default=20)
-    sub.add_argument("--train-per-cluster", type=int, default=4500)
-    sub.add_argument("--val-per-cluster", type=int, default=700)
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--clusters", type=int, default=20, help="k-means clusters of the profiles")
+    sub.add_argument("--train-per-cluster", type=int, default=4500,
+                     help="at most this many training profiles from each cluster")
+    sub.add_argument("--val-per-cluster", type=int, default=700,
+                     help="at most this many validation profiles from each cluster; the rest "
+                     "is the test part")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the clustering and the draw")
 
     sub = command("pca", _pca, "explained variance of the targets (paper Figure 1)")
     sub.add_argument("store", help="input store")
     sub.add_argument("--out", required=True, help="output folder (CSV, PNG, summary.json)")
-    sub.add_argument("--genes", choices=("targets", "landmarks", "all"), default="targets")
+    sub.add_argument("--genes", choices=("targets", "landmarks", "all"), default="targets",
+                     help="the genes whose explained variance is computed")
     sub.add_argument("--components", type=int, help="components to compute (default 1000)")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--seed", type=int, default=0, help="seed of the randomized PCA")
     sub.add_argument("--scheduler", help="address of a dask.distributed scheduler")
 
     sub = command("preprocess", _preprocess, "run the preprocessing chain of a config file")
@@ -331,10 +366,13 @@ def build_parser():
     sub.add_argument("--retrain", action="store_true",
                      help="discard and retrain models made with other data or options")
 
-    sub = command("status", _status, "list an experiment's stages: done, partial or to do")
+    sub = command("status", _status, "list an experiment's stages: done, partial, stale or to "
+                  f"do (exit status {WORK_LEFT} while any is not done)")
     sub.add_argument("config", help="TOML file of the experiment")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="the same overrides given to `run`")
+    sub.add_argument("--json", action="store_true",
+                     help="print the stages as JSON (name, state, detail)")
 
     sub = command("evaluate", _evaluate, "a trained run's errors on a store (paper Tables 1-3)")
     sub.add_argument("run", help="run folder")
@@ -364,13 +402,57 @@ def build_parser():
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     sub = command("info", _info, "describe a store")
-    sub.add_argument("store")
+    sub.add_argument("store", help="a streamgex store")
     sub.add_argument("--verify", action="store_true",
                      help="read every chunk back: an error names each missing or damaged one")
+    sub.add_argument("--json", action="store_true", help="print the description as JSON")
 
     sub = command("demo", _demo, "run the whole experiment on the built-in simulated data")
     sub.add_argument("--workdir", default="streamgex-demo", help="folder for the demo's files")
+
+    sub = command("completion", _completion, "print a shell completion script")
+    sub.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete in")
     return parser
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """A default worth saying shown after each help text; the examples kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        trivial = action.default is None or action.default is False or action.default == [] \
+            or action.default == argparse.SUPPRESS
+        if not trivial and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+#: One example per command, shown under its --help.
+EXAMPLES = {
+    "simulate": ["streamgex simulate --preset demo --out data/demo"],
+    "ingest": ["streamgex ingest data/demo/geo.gctx --out stores/geo.zarr"],
+    "genes": ["streamgex genes stores/geo.zarr --out stores/geo_genes.zarr "
+              "--landmarks data/demo/map_lm.txt --targets data/demo/map_tg.txt"],
+    "normalize": ["streamgex normalize stores/geo_genes.zarr --out stores/geo_norm.zarr "
+                  "--reference mean"],
+    "standardize": ["streamgex standardize stores/geo_norm.zarr --out stores/geo_std.zarr"],
+    "dedup": ["streamgex dedup stores/geo.zarr --out stores/geo_dedup.zarr"],
+    "split": ["streamgex split stores/geo_std.zarr --out split"],
+    "pca": ["streamgex pca split/train --out pca"],
+    "preprocess": ["streamgex preprocess configs/cross_platform.toml --set workdir=work"],
+    "train": ["streamgex train dgex --data split --run-dir runs/dgex --set recipe=adam"],
+    "encode": ["streamgex encode runs/autoencoder --data split --out runs/codes"],
+    "run": ["streamgex run configs/demo.toml --set workdir=work/demo"],
+    "status": ["streamgex status configs/demo.toml --set workdir=work/demo --json"],
+    "evaluate": ["streamgex evaluate runs/emlp split/test --against runs/linear"],
+    "report": ["streamgex report runs/linear runs/emlp runs/dgex --out report"],
+    "predict": ["streamgex predict runs/emlp data/l1000.gctx --out predicted.zarr "
+                "--gctx predicted.gctx"],
+    "info": ["streamgex info stores/geo.zarr --verify --json"],
+    "demo": ["streamgex demo --workdir streamgex-demo"],
+    "completion": ["streamgex completion bash > ~/.local/share/bash-completion/completions/"
+                   "streamgex"],
+}
 
 
 #: Commands that load TensorFlow before they start (the others never pay for importing
@@ -455,7 +537,7 @@ def _main(argv):
 #: Arguments that are not paths (a scheduler address is a URL by nature).
 NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
              "units", "by", "reference", "genes", "allow_missing", "precision",
-             "memory_budget"}
+             "memory_budget", "shell"}
 
 
 def _check_paths(args):
@@ -471,7 +553,7 @@ def _check_paths(args):
 
 def _call(args):
     try:
-        args.func(args)
+        return args.func(args) or 0
     except StreamgexError as exc:
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
@@ -481,7 +563,6 @@ def _call(args):
     except KeyboardInterrupt:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    return 0
 
 
 def entry_point():

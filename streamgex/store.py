@@ -563,23 +563,33 @@ def strings(values):
     return np.asarray(values).astype(object).astype(str)
 
 
-def summary(path):
-    """A few lines describing a complete store: shape, chunks, sizes, provenance."""
+def describe(path):
+    """A complete store's shape, chunks, sizes, coordinates and provenance as a dict (what
+    ``info --json`` prints)."""
     ds = open_store(path)
     array = zarr.open_group(path, mode="r")[EXPRESSION]
-    raw = array.nbytes
-    stored = array.nbytes_stored()
-    source = ds.attrs.get("source", {})
-    n_samples, n_genes = array.shape
+    state_ = ds.attrs[ATTR]
+    return {"store": str(path), "samples": int(array.shape[0]), "genes": int(array.shape[1]),
+            "dtype": str(array.dtype), "chunk_samples": int(array.chunks[0]),
+            "chunks": int(array.nchunks), "bytes": int(array.nbytes),
+            "bytes_stored": int(array.nbytes_stored()), "coordinates": sorted(ds.coords),
+            "step": state_["step"], "parameters": state_.get("parameters", {}),
+            "version": state_.get("version"), "source": dict(ds.attrs.get("source", {}))}
+
+
+def summary(path):
+    """A few lines describing a complete store: shape, chunks, sizes, provenance."""
+    d = describe(path)
+    raw, stored, source = d["bytes"], d["bytes_stored"], d["source"]
     lines = [
         f"{path}",
-        f"  expression  {n_samples:,} samples x {n_genes:,} genes, float32, "
-        f"chunks of {array.chunks[0]:,} samples ({array.nchunks:,} chunks)",
+        f"  expression  {d['samples']:,} samples x {d['genes']:,} genes, float32, "
+        f"chunks of {d['chunk_samples']:,} samples ({d['chunks']:,} chunks)",
         f"  size        {_human(raw)} raw, {_human(stored)} stored "
         f"(compression ratio {raw / max(stored, 1):.2f})",
-        f"  coordinates {', '.join(sorted(ds.coords))}",
+        f"  coordinates {', '.join(d['coordinates'])}",
     ]
-    step, origin = ds.attrs[ATTR]["step"], source.get("path") or source.get("store")
+    step, origin = d["step"], source.get("path") or source.get("store")
     details = ", ".join(filter(None, [source.get("format"), source.get("sha256") and
                                       f"sha256 {source['sha256'][:12]}"]))
     if step == "ingest" and origin:

@@ -1,6 +1,7 @@
 """``streamgex run``: killed in the middle of training, ``status`` says where it stopped, and
 running the same command again skips what is done and resumes the rest."""
 
+import json
 import os
 import re
 import signal
@@ -42,10 +43,18 @@ monitor = 200
 
 
 def status_of(config, capsys, *overrides):
-    assert main(["status", str(config), *(a for o in overrides for a in ("--set", o))]) == 0
+    """``status`` as {stage: words of its line}; its exit status is checked against them (0
+    when every stage is done, 3 otherwise) and its --json output against its text."""
+    args = ["status", str(config), *(a for o in overrides for a in ("--set", o))]
+    code = main(args)
     lines = capsys.readouterr().out.splitlines()
-    return {name: rest.split() for name, rest in (re.split(r"\s{2,}", line, maxsplit=1)
-                                                  for line in lines)}
+    found = {name: rest.split() for name, rest in (re.split(r"\s{2,}", line, maxsplit=1)
+                                                   for line in lines)}
+    assert code == (0 if all(v[0] == "done" for v in found.values()) else 3), (code, found)
+    assert main(args + ["--json"]) == code
+    stages = json.loads(capsys.readouterr().out)
+    assert {s["name"]: (s["state"] + " " + s["detail"]).split() for s in stages} == found
+    return found
 
 
 def checkpoint_state(run):

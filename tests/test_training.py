@@ -84,6 +84,19 @@ def test_all_four_models_train_and_a_changed_run_is_refused(tmp_path, split_dir,
     log = (tmp_path / "emlp" / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,global_step,train_mae,val_mae,learning_rate")
     assert len(log) == 6 and log[5].split(",")[3] != ""  # validation at epoch 5
+    # TensorBoard in Keras's layout: train/ and validation/ runs with the same epoch_mae tag
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = {}
+    for run in ("train", "validation"):
+        events = EventAccumulator(str(tmp_path / "emlp" / "tensorboard" / run),
+                                  size_guidance={"tensors": 0}).Reload()
+        curves[run] = {e.step: float(np.asarray(tf.make_ndarray(e.tensor_proto)))
+                       for e in events.Tensors("epoch_mae")}
+    rows = [line.split(",") for line in log[1:]]
+    assert curves["train"] == pytest.approx({int(r[0]): float(r[2]) for r in rows}, rel=1e-6)
+    assert curves["validation"] == pytest.approx({5: float(rows[4][3])}, rel=1e-6)
     capsys.readouterr()
     assert main(["train", "dgex", "--run-dir", str(tmp_path / "dgex"), *base, *small,
                  "--set", "hidden=32,32,32"]) == 1

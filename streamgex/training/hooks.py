@@ -172,22 +172,32 @@ class CsvLog(Hook):
 
 
 class TensorBoard(Hook):
-    """The epoch's figures as TensorBoard scalars in ``folder``."""
+    """The epoch's figures as TensorBoard scalars in Keras's layout: runs ``folder/train`` and
+    ``folder/validation``, tags ``epoch_mae`` (in both, so the curves overlay),
+    ``epoch_learning_rate`` and ``epoch_samples_per_second`` (train)."""
+
+    #: run -> (tag, key of the epoch's logs)
+    TAGS = {"train": (("epoch_mae", "train_mae"), ("epoch_learning_rate", "learning_rate"),
+                      ("epoch_samples_per_second", "samples_per_second")),
+            "validation": (("epoch_mae", "val_mae"),)}
 
     def __init__(self, folder):
-        self.folder, self.writer = folder, None
+        self.folder, self.writers = folder, {}
 
     def on_epoch_end(self, loop, logs):
-        if self.writer is None:
-            self.writer = tf.summary.create_file_writer(str(self.folder))
-        with self.writer.as_default(step=logs["epoch"]):
-            for key in ("train_mae", "learning_rate", "samples_per_second", "val_mae"):
-                if logs.get(key) is not None:
-                    tf.summary.scalar(key, logs[key])
+        for run, tags in self.TAGS.items():
+            if all(logs.get(key) is None for _, key in tags):
+                continue
+            if run not in self.writers:
+                self.writers[run] = tf.summary.create_file_writer(str(self.folder / run))
+            with self.writers[run].as_default(step=logs["epoch"]):
+                for tag, key in tags:
+                    if logs.get(key) is not None:
+                        tf.summary.scalar(tag, logs[key])
 
     def on_train_end(self, loop):
-        if self.writer is not None:
-            self.writer.close()
+        for writer in self.writers.values():
+            writer.close()
 
 
 class Console(Hook):

@@ -1,0 +1,52 @@
+"""The command line as a script or a new user meets it: help and an example for every command
+and argument, shell completion, JSON for `info` (issue 12.6; `status --json` and its exit
+status are checked with the experiment, tests/test_experiment.py)."""
+
+import argparse
+import json
+
+import numpy as np
+
+from rawfiles import small_matrix, write_gctx
+from streamgex.cli import EXAMPLES, build_parser, main
+
+
+def subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_command_and_argument_has_help_and_every_command_an_example():
+    commands = subcommands()
+    assert set(commands) == set(EXAMPLES)
+    for name, sub in commands.items():
+        assert sub.description, name
+        missing = [a.dest for a in sub._actions if not a.help]
+        assert not missing, (name, missing)
+        text = sub.format_help()
+        assert "example:" in text and f"streamgex {name}" in text, name
+        for example in EXAMPLES[name]:  # each example parses as that command
+            parsed = build_parser().parse_args(example.split(">")[0].split()[1:])
+            assert parsed.command == name, example
+
+
+def test_completion_scripts_name_every_command(capsys):
+    for shell in ("bash", "zsh"):
+        assert main(["completion", shell]) == 0
+        script = capsys.readouterr().out
+        assert all(name in script for name in subcommands()), shell
+        assert "--train-per-cluster" in script
+
+
+def test_info_json_describes_the_store(tmp_path, capsys):
+    values, samples, genes = small_matrix(40, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    assert main(["ingest", str(tmp_path / "x.gctx"), "--out", str(tmp_path / "x.zarr"),
+                 "--chunk-samples", "16", "--quiet"]) == 0
+    assert main(["info", str(tmp_path / "x.zarr"), "--json", "--verify", "--quiet"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["samples"], found["genes"], found["chunk_samples"], found["chunks"]) == (
+        40, 6, 16, 3)
+    assert found["step"] == "ingest" and found["source"]["format"] == "gctx"
+    assert found["verified_chunks"] == 3 and found["bytes"] == values.astype(np.float32).nbytes
