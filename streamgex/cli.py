@@ -185,7 +185,7 @@ def _predict(args):
     from .inference.predict import predict
 
     out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
-                  gctx=args.gctx, overwrite=args.overwrite)
+                  gctx=args.gctx, overwrite=args.overwrite, genes_by=args.genes_by)
     if not args.quiet:
         from .store import summary
 
@@ -399,6 +399,11 @@ def build_parser():
     sub.add_argument("--expression", action="store_true",
                      help="write normalized expression instead of z-scores")
     sub.add_argument("--gctx", help="also write the predictions to this GCTX file")
+    sub.add_argument("--genes-by", default="auto", metavar="auto|id|symbol|FIELD",
+                     help="match input rows to the model's genes by their ids (probe, Ensembl, "
+                     "gene key), by gene symbol (the pr_gene_symbol field, or the ids), or by a "
+                     "named row-metadata field; auto: ids, then symbols if those find more "
+                     "landmarks")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     sub = command("info", _info, "describe a store")
@@ -537,7 +542,7 @@ def _main(argv):
 #: Arguments that are not paths (a scheduler address is a URL by nature).
 NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
              "units", "by", "reference", "genes", "allow_missing", "precision",
-             "memory_budget", "shell"}
+             "memory_budget", "shell", "genes_by"}
 
 
 def _check_paths(args):

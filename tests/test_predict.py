@@ -215,3 +215,78 @@ def test_a_text_input_is_not_converted_again_when_the_output_is_up_to_date(demo,
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "up to date" in err and "converting" not in err, err
+
+
+def test_rows_keyed_by_gene_symbol_or_a_named_field_predict_as_rows_keyed_by_id(
+        demo, tmp_path, capsys):
+    """Issue 12.2: a GCTX keyed by gene symbols (or by other ids, with pr_gene_symbol row
+    metadata) failed with "lacks 100 of the 100 landmark genes". Now rows match by symbol or
+    by a named field, with the same predictions as rows keyed by Ensembl id; an ambiguous
+    symbol is an error naming it."""
+    state = pipeline_state(demo["split"])
+    landmarks = np.flatnonzero(state.is_landmark)
+    source = open_gctx(demo["raw"])
+    try:
+        index = {p: i for i, p in enumerate(source.gene_ids)}
+        raw = source.read(0, 30)
+        samples = source.sample_ids[:30]
+    finally:
+        source.close()
+    genes = np.stack([raw[:, [index[p] for p in state.probes[g]]].mean(axis=1)
+                      for g in landmarks], axis=1)
+    symbols = [str(state.symbols[g]) for g in landmarks]
+
+    def gctx(name, ids, fields=None, values=genes):
+        path = tmp_path / f"{name}.gctx"
+        with h5py.File(path, "w") as f:
+            create_gctx(f, sample_ids=samples, gene_ids=ids)[:] = values
+            for field, column in (fields or {}).items():
+                f[f"/0/META/ROW/{field}"] = np.asarray(column).astype("S")
+        return path
+
+    def predicted(path, *options):
+        out = tmp_path / f"{path.stem}{'_'.join(options).replace('-', '')}.zarr"
+        code = main(["predict", str(demo["runs"] / "emlp"), str(path), "--out", str(out),
+                     *options])
+        return code, (open_store(out).expression.values if code == 0 else None)
+
+    _, by_id = predicted(gctx("ensembl", [str(state.ensembl[g]) for g in landmarks]))
+    capsys.readouterr()
+    code, by_symbol = predicted(gctx("symbols", symbols))
+    assert code == 0 and "100 of the model's 100 landmark genes found by gene symbol" in \
+        capsys.readouterr().err
+    np.testing.assert_array_equal(by_symbol, by_id)
+    entrez = gctx("entrez", [f"{1000 + i}" for i in range(len(landmarks))],
+                  {"pr_gene_symbol": symbols, "pr_gene_id": [str(state.ensembl[g])
+                                                             for g in landmarks]})
+    for options in ([], ["--genes-by", "symbol"], ["--genes-by", "pr_gene_id"]):
+        code, found = predicted(entrez, *options)
+        assert code == 0, capsys.readouterr().err
+        np.testing.assert_array_equal(found, by_id)
+    code, _ = predicted(entrez, "--genes-by", "id")  # the Entrez-like ids match nothing
+    assert code == 1 and "lacks 100 of the 100 landmark genes" in capsys.readouterr().err
+    code, _ = predicted(entrez, "--genes-by", "pr_gene_title")
+    assert code == 1 and "it has pr_gene_id, pr_gene_symbol" in capsys.readouterr().err
+
+    # CMap-style output (issue 12.5): row metadata with a landmark flag, the input's column
+    # metadata carried over
+    cells = [f"cell{i % 3}" for i in range(len(samples))]
+    with h5py.File(entrez, "a") as f:
+        f["/0/META/COL/cell_id"] = np.array(cells, dtype="S")
+    out, copy = tmp_path / "cmap.zarr", tmp_path / "cmap.gctx"
+    assert main(["predict", str(demo["runs"] / "emlp"), str(entrez), "--out", str(out),
+                 "--gctx", str(copy), "--quiet"]) == 0
+    targets = ~state.is_landmark
+    shared = np.isin(state.ensembl[targets], state.ensembl[state.is_landmark])
+    with h5py.File(copy) as f:
+        assert [c.decode() for c in f["/0/META/COL/cell_id"][()]] == cells
+        np.testing.assert_array_equal(f["/0/META/ROW/pr_is_lm"][()], shared.astype(int))
+        assert f["/0/META/ROW/pr_is_inferred"][()].all() and 0 < shared.sum() < len(shared)
+        assert [g.decode() for g in f["/0/META/ROW/pr_ensembl_id"][()]] == \
+            [str(e) for e in state.ensembl[targets]]
+        np.testing.assert_array_equal(f["/0/DATA/0/matrix"][()], by_id)
+
+    twice = gctx("twice", symbols + [symbols[0]], values=np.c_[genes, genes[:, :1]])
+    code, _ = predicted(twice)
+    err = capsys.readouterr().err
+    assert code == 1 and "1 gene symbols are ambiguous" in err and symbols[0] in err, err

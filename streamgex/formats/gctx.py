@@ -21,6 +21,7 @@ from .text import check_unique
 MATRIX = "/0/DATA/0/matrix"
 ROW_IDS = "/0/META/ROW/id"
 COL_IDS = "/0/META/COL/id"
+COL_META = "/0/META/COL"
 ROW_META = "/0/META/ROW"
 SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol")
 
@@ -72,10 +73,10 @@ def _source(path, handle):
         )
     check_unique(samples, what="sample", path=path, where=lambda i: f"HDF5 {COL_IDS}[{i}]")
     coords = {}
-    meta = handle[ROW_META]
+    fields = metadata(handle, ROW_META, len(genes))
     for field in SYMBOL_FIELDS:
-        if isinstance(meta.get(field), h5py.Dataset) and meta[field].shape == (len(genes),):
-            coords["gene_symbol"] = _strings(meta[field])
+        if field in fields:
+            coords["gene_symbol"] = fields[field]
             break
 
     def read(start, stop):
@@ -87,6 +88,8 @@ def _source(path, handle):
         sample_ids=samples,
         gene_ids=genes,
         gene_coords=coords,
+        gene_fields=fields,
+        sample_fields=metadata(handle, COL_META, len(samples)),
         read=read,
         position=lambda i, j: (
             f"{path}: HDF5 {MATRIX}[{i}, {j}] (sample {samples[i]!r}, gene {genes[j]!r})"
@@ -94,6 +97,20 @@ def _source(path, handle):
         gene_position=lambda i: f"HDF5 {ROW_IDS}[{i}]",
         close=handle.close,
     )
+
+
+def metadata(handle, group, length):
+    """``{field: (length,) str}``: the 1-D fields of a GCTX metadata group (``ROW_META``,
+    ``COL_META``) of that length, but the ids."""
+    meta = handle.get(group)
+    fields = {}
+    for name in (meta if isinstance(meta, h5py.Group) else {}):
+        if name != "id" and isinstance(meta[name], h5py.Dataset) and \
+                meta[name].shape == (length,):
+            values = meta[name][()]
+            fields[name] = (_strings(meta[name]) if values.dtype.kind in "SOU"
+                            else values.astype(str))
+    return fields
 
 
 def _strings(dataset):
@@ -104,11 +121,14 @@ def _strings(dataset):
     )
 
 
-def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None):
+def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None, row_meta=None,
+                col_meta=None):
     """Lay out a GCTX 1.0 file in an open ``h5py.File``; returns the empty matrix.
 
     The matrix is ``(samples, genes) float32`` in ~1 MiB HDF5 chunks (cmapPy's
     default shape), filled by the caller a block of samples at a time.
+    ``row_meta`` / ``col_meta``: ``{field: values}`` per gene / per sample
+    (strings, or integers such as CMap's ``pr_is_lm`` flag).
     """
     handle.attrs["version"] = "GCTX1.0"
     samples, genes = len(sample_ids), len(gene_ids)
@@ -118,4 +138,9 @@ def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None):
     handle[COL_IDS] = np.asarray(sample_ids).astype("S")
     if gene_symbols is not None:
         handle[f"{ROW_META}/pr_gene_symbol"] = np.asarray(gene_symbols).astype("S")
+    for group, fields in ((ROW_META, row_meta), (COL_META, col_meta)):
+        for name, values in (fields or {}).items():
+            values = np.asarray(values)
+            handle[f"{group}/{name}"] = values if values.dtype.kind in "iu" else \
+                values.astype(object).astype(str).astype("S")
     return matrix

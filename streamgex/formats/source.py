@@ -47,7 +47,14 @@ class SampleMajorSource:
     format, path : str
     sample_ids, gene_ids : numpy.ndarray of str
     gene_coords : dict of str -> numpy.ndarray
-        Per-gene coordinates besides the id (``gene_symbol``, ...).
+        Per-gene coordinates besides the id (``gene_symbol``, ...), kept by ingest.
+    gene_fields : dict of str -> numpy.ndarray of str
+        Every per-gene field of the file's row metadata under its own name
+        (``pr_gene_symbol``, ``pr_gene_id``, ...): what ``predict --genes-by``
+        can match by.
+    sample_fields : dict of str -> numpy.ndarray of str
+        Every per-sample field of the file's column metadata (``cell_id``,
+        ``pert_iname``, ...): what ``predict`` carries to its output.
     read : callable
         ``read(start, stop) -> (stop - start, n_genes) float32``.
     position : callable
@@ -66,3 +73,5 @@ class SampleMajorSource:
     gene_position: object
     close: object = lambda: None
     gene_coords: dict = field(default_factory=dict)
+    gene_fields: dict = field(default_factory=dict)
+    sample_fields: dict = field(default_factory=dict)

@@ -28,12 +28,14 @@ from ..evaluation.predictor import BATCH, load_predictor
 from ..formats.gctx import create_gctx
 from ..progress import progress
 from .profiles import open_profiles, source_identity
-from .transform import input_transform, pipeline_state
+from .geneids import input_ids
+from .transform import input_transform, match_genes, pipeline_state
 
 log = logging.getLogger(__name__)
 
 
-def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False):
+def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False,
+            genes_by="auto"):
     """Predict the targets of every profile of ``source`` with ``run``'s model.
 
     Parameters
@@ -51,6 +53,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         Write normalized expression instead of z-scores.
     gctx : path, optional
         Also write the output as GCTX.
+    genes_by : "auto", "id", "symbol" or a row field name
+        How input rows are matched to the model's genes (``geneids``).
 
     Returns
     -------
@@ -66,6 +70,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                              f"landmarks; pass a run of a model that infers targets")
     state = pipeline_state(predictor.data)
     parameters = {"run": str(predictor.run.path.resolve()), "units": units,
+                  "genes_by": genes_by,
                   "expression": expression,
                   "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
     if store.matches(out, step="predict", parameters=parameters, source=source_identity(source)):
@@ -76,16 +81,28 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     scratch = out.with_name(out.name + ".input")
     profiles = open_profiles(source, scratch=scratch)
     try:
-        transform, how = input_transform(state, profiles.gene_ids, units)
+        landmarks = np.flatnonzero(state.is_landmark)
+        keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields, genes_by,
+                                     landmarks)
+        found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
+        log.info("%s: %d of the model's %d landmark genes found %s", source, found,
+                 len(landmarks), matched_by)
+        transform, how = input_transform(state, keys, units)
         targets = ~state.is_landmark
         group = store.begin(out, step="predict", parameters=parameters,
                             source=profiles.identity, overwrite=overwrite)
         if group is not None:
             if "chunks_done" not in store.state(group)["progress"]:
+                measured = np.isin(state.ensembl[targets], state.ensembl[state.is_landmark])
                 store.start_writing(
                     group, samples=profiles.sample_ids, genes=state.keys[targets],
                     coords={"gene_symbol": ("gene", state.symbols[targets]),
-                            "gene_ensembl": ("gene", state.ensembl[targets])},
+                            "gene_ensembl": ("gene", state.ensembl[targets]),
+                            # CMap's flag: the gene is also a landmark, measured in the input
+                            "gene_is_landmark": ("gene", measured),
+                            **{name: ("sample", values)
+                               for name, values in profiles.sample_fields.items()
+                               if name not in RESERVED}},
                     chunk_samples=store.default_chunk_samples(int(targets.sum())))
 
             def read(start, stop):
@@ -130,15 +147,29 @@ def check_gctx(gctx, source, out, overwrite):
         raise StreamgexError(f"--gctx {gctx}: exists; pass --overwrite to replace it")
 
 
+#: Names a carried sample field cannot take in the output store.
+RESERVED = ("sample", "gene", store.EXPRESSION, "gene_symbol", "gene_ensembl", "gene_is_landmark")
+
+
 def write_gctx(path, gctx):
-    """Copy a store to a GCTX file a chunk at a time (written as ``gctx.partial``, renamed)."""
+    """Copy a prediction store to a GCTX file a chunk at a time (written as
+    ``gctx.partial``, renamed), with CMap's row metadata (``pr_gene_symbol``,
+    ``pr_ensembl_id``, ``pr_is_lm``: also a landmark, ``pr_is_inferred``) and the input's
+    column metadata."""
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
     gctx = Path(gctx)
+    row_meta = {"pr_ensembl_id": store.strings(ds.gene_ensembl.values),
+                "pr_is_inferred": np.ones(ds.sizes["gene"], dtype=np.int32)}
+    if "gene_is_landmark" in ds.coords:
+        row_meta["pr_is_lm"] = ds.gene_is_landmark.values.astype(np.int32)
+    col_meta = {name: store.strings(coord.values) for name, coord in ds.coords.items()
+                if coord.dims == ("sample",) and name != "sample"}
     with atomic_path(gctx) as partial, h5py.File(partial, "w") as handle:
         matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
                              gene_ids=store.strings(ds.gene.values),
-                             gene_symbols=store.strings(ds.gene_symbol.values))
+                             gene_symbols=store.strings(ds.gene_symbol.values),
+                             row_meta=row_meta, col_meta=col_meta)
         bar = progress(total=array.shape[0], desc="writing GCTX", unit="sample")
         for start in range(0, array.shape[0], array.chunks[0]):
             block = array[start:start + array.chunks[0]]

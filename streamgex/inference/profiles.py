@@ -9,7 +9,7 @@
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,12 @@ class Profiles:
         Gene ids with Ensembl versions stripped, as ingest stores them.
     identity : dict
         What the input is (path, size, mtime or store fingerprint).
+    gene_fields : dict of str -> numpy.ndarray of str
+        Per-gene fields the rows can also be matched by (``geneids``): a GCTX's
+        row metadata, a store's gene coordinates.
+    sample_fields : dict of str -> numpy.ndarray of str
+        Per-sample fields (a GCTX's column metadata, a store's sample
+        coordinates), carried to the predictions.
     """
 
     sample_ids: np.ndarray
@@ -41,6 +47,8 @@ class Profiles:
     identity: dict
     close: object = lambda: None
     scratch: Path = None
+    gene_fields: dict = field(default_factory=dict)
+    sample_fields: dict = field(default_factory=dict)
 
 
 def open_profiles(path, *, scratch):
@@ -58,7 +66,8 @@ def open_profiles(path, *, scratch):
     if isinstance(source, SampleMajorSource):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
         return Profiles(np.asarray(source.sample_ids, dtype=str), genes, source.read, identity,
-                        close=source.close)
+                        close=source.close, gene_fields=source.gene_fields,
+                        sample_fields=source.sample_fields)
     log.info("%s holds one gene per line: converting it to a store first (%s)", path, scratch)
     ingest(path, scratch, overwrite=True)
     profiles = _from_store(scratch)
@@ -86,5 +95,10 @@ def source_identity(path, format=None):
 def _from_store(path):
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    def fields(dim):
+        return {name: store.strings(coord.values) for name, coord in ds.coords.items()
+                if coord.dims == (dim,) and name != dim}
+
     return Profiles(store.strings(ds.sample.values), store.strings(ds.gene.values),
-                    lambda start, stop: array[start:stop], source_identity(path))
+                    lambda start, stop: array[start:stop], source_identity(path),
+                    gene_fields=fields("gene"), sample_fields=fields("sample"))

@@ -1,0 +1,113 @@
+"""Which of a model's genes each input row is: by id, by gene symbol or by a named field.
+
+An input row names a gene by its id (a probe, an Ensembl id, the pipeline's
+gene key) or, in files keyed otherwise, by a gene symbol: L1000 GCTX files key
+rows by probe or Entrez id and carry ``pr_gene_symbol`` as row metadata, and
+tables exported from scanpy/AnnData are keyed by symbol. ``genes_by``:
+
+- ``"id"``: the row ids, matched as the pipeline matches (gene key, Ensembl id,
+  or all of a gene's probes averaged: ``transform.match_genes``);
+- ``"symbol"``: gene symbols (the input's symbol field, or its ids when it has
+  none) translated to the model's Ensembl ids; a symbol naming several Ensembl
+  genes of the model, or on several input rows, is ambiguous and an error
+  listing them (when it names a landmark);
+- a field name (``pr_gene_id``, ``gene_ensembl``, ...): that row-metadata field
+  of a GCTX, or gene coordinate of a store, matched as ids (as symbols if it is
+  a symbol field);
+- ``"auto"``: ids; where they miss landmarks and the input has gene symbols,
+  symbols, if those find more.
+"""
+
+import logging
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import StreamgexError
+from ..formats.gctx import SYMBOL_FIELDS
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("auto", "id", "symbol")
+SYMBOLS = ("gene_symbol", *SYMBOL_FIELDS)
+UNMATCHED = ""  # an id no model gene has
+
+
+def symbols_of(fields):
+    """The input's gene-symbol field, or None."""
+    return next((fields[name] for name in SYMBOLS if name in fields), None)
+
+
+def from_symbols(state, symbols, wanted):
+    """Input rows' symbols as the model's Ensembl ids (``UNMATCHED`` where none); an error
+    listing the symbols of ``wanted`` genes that are ambiguous.
+
+    A probe-level model (the D-GEX maps) has several genes per symbol, one per
+    probe of one Ensembl gene: one input row of that symbol feeds them all. A
+    symbol is ambiguous when it names model genes of different Ensembl ids, or
+    several input rows.
+    """
+    ensembl_of = defaultdict(set)
+    for symbol, ensembl in zip(state.symbols, state.ensembl):
+        ensembl_of[str(symbol)].add(str(ensembl))
+    rows_of = defaultdict(list)
+    for row, symbol in enumerate(symbols):
+        rows_of[str(symbol)].append(row)
+    needed = {str(state.symbols[g]) for g in wanted}
+    ambiguous = sorted(s for s in needed & set(rows_of)
+                       if len(ensembl_of[s]) > 1 or len(rows_of[s]) > 1)
+    if ambiguous:
+        details = "; ".join(
+            f"{s}: model genes {', '.join(sorted(ensembl_of[s]))}, input rows "
+            f"{', '.join(str(r) for r in rows_of[s][:5])}" for s in ambiguous[:10])
+        raise StreamgexError(f"{len(ambiguous)} gene symbols are ambiguous (each must name one "
+                             f"Ensembl gene of the model and one input row): {details}; match "
+                             f"by id instead (--genes-by id or a field of unique ids)")
+    return np.array([next(iter(ensembl_of[str(s)])) if len(ensembl_of.get(str(s), ())) == 1
+                     else UNMATCHED for s in symbols], dtype=object)
+
+
+def input_ids(state, ids, fields, genes_by, wanted):
+    """``(keys, how)``: per input row, the id ``transform.match_genes`` matches by, and in
+    words how the rows were matched.
+
+    Parameters
+    ----------
+    state : transform.PipelineState
+    ids : (n_genes,) str
+        The input's row ids.
+    fields : dict of str -> (n_genes,) str
+        The input's row metadata (GCTX) or gene coordinates (store).
+    genes_by : "auto", "id", "symbol" or a field name
+    wanted : sequence of int
+        The model genes that must be found (its landmarks).
+    """
+    from .transform import match_genes
+
+    ids = np.asarray(ids, dtype=object)
+    if genes_by == "id":
+        return ids, "by id"
+    if genes_by == "symbol":
+        symbols = symbols_of(fields)
+        return from_symbols(state, ids if symbols is None else symbols, wanted), "by gene symbol"
+    if genes_by != "auto":
+        if genes_by not in fields:
+            raise StreamgexError(
+                f"--genes-by {genes_by}: the input has no such row field; it has "
+                f"{', '.join(sorted(fields)) or 'none'} (or use auto, id, symbol)")
+        values = np.asarray(fields[genes_by], dtype=object)
+        if genes_by in SYMBOLS:
+            return from_symbols(state, values, wanted), f"by {genes_by}"
+        return values, f"by {genes_by}"
+    missing = len(match_genes(state, ids, wanted)[1])
+    symbols = symbols_of(fields)
+    if not missing:
+        return ids, "by id"
+    candidates = [symbols] if symbols is not None else []
+    if symbols is None:
+        candidates.append(ids)  # ids that are symbols (an AnnData table's var_names)
+    for values in candidates:
+        keys = from_symbols(state, values, wanted)  # ambiguous symbols: the error says so
+        if len(match_genes(state, keys, wanted)[1]) < missing:
+            return keys, "by gene symbol (the ids missed landmarks)"
+    return ids, "by id"
