@@ -192,6 +192,12 @@ def _predict(args):
         print(summary(out))
 
 
+def _export(args):
+    from .inference.bundle import export
+
+    print(export(args.run, args.out, overwrite=args.overwrite))
+
+
 def _step_options(args):
     return {"overwrite": args.overwrite, "scheduler": args.scheduler}
 
@@ -390,7 +396,7 @@ def build_parser():
     sub.add_argument("--pca", help="a `streamgex pca` folder, for Figure 1")
 
     sub = command("predict", _predict, "infer target genes for new landmark profiles")
-    sub.add_argument("run", help="an E-MLP, D-GEX or linear run folder")
+    sub.add_argument("run", help="an E-MLP, D-GEX or linear run folder, or its export bundle")
     sub.add_argument("input", help="profiles: GCTX, GCT, TSV/CSV or a store; probe or gene ids")
     sub.add_argument("--out", required=True, help="output store of predicted targets")
     sub.add_argument("--units", choices=("raw", "normalized", "standardized"), default="raw",
@@ -405,6 +411,12 @@ def build_parser():
                      "named row-metadata field; auto: ids, then symbols if those find more "
                      "landmarks")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    sub = command("export", _export, "write a trained model and its fitted preprocessing to "
+                  "one folder that predict runs anywhere")
+    sub.add_argument("run", help="a finished E-MLP, fine-tuned E-MLP, D-GEX or linear run folder")
+    sub.add_argument("--out", required=True, help="bundle folder to write")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     sub = command("info", _info, "describe a store")
     sub.add_argument("store", help="a streamgex store")
@@ -454,6 +466,7 @@ EXAMPLES = {
     "predict": ["streamgex predict runs/emlp data/l1000.gctx --out predicted.zarr "
                 "--gctx predicted.gctx"],
     "info": ["streamgex info stores/geo.zarr --verify --json"],
+    "export": ["streamgex export runs/emlp --out emlp-bundle"],
     "demo": ["streamgex demo --workdir streamgex-demo"],
     "completion": ["streamgex completion bash > ~/.local/share/bash-completion/completions/"
                    "streamgex"],
@@ -462,7 +475,7 @@ EXAMPLES = {
 
 #: Commands that load TensorFlow before they start (the others never pay for importing
 #: it; ``train``, ``run`` and ``demo`` import it themselves once their options are checked).
-USES_TENSORFLOW = {"encode", "evaluate", "report", "predict"}
+USES_TENSORFLOW = {"encode", "evaluate", "report", "predict", "export"}
 
 
 def _import_tensorflow_quietly():

@@ -290,3 +290,47 @@ def test_rows_keyed_by_gene_symbol_or_a_named_field_predict_as_rows_keyed_by_id(
     code, _ = predicted(twice)
     err = capsys.readouterr().err
     assert code == 1 and "1 gene symbols are ambiguous" in err and symbols[0] in err, err
+
+
+@pytest.mark.parametrize("model", ["emlp", "dgex", "linear"])
+def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_path, model):
+    """Issue 12.1: a copied run failed ("split/train: not a streamgex store"). Export a run of
+    a copy of the workdir, delete the copy, move the bundle: predict from it equals predict
+    from the run, for whole raw profiles and landmark-only input."""
+    import shutil
+
+    import keras
+
+    work = tmp_path / "work"
+    shutil.copytree(demo["workdir"] / "work", work,
+                    ignore=shutil.ignore_patterns("stores", "pca", "report"))
+    assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b"),
+                 "--quiet"]) == 0
+    shutil.rmtree(work)
+    bundle = tmp_path / "elsewhere" / "bundle"
+    bundle.parent.mkdir()
+    shutil.move(tmp_path / "b", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["model"] == model and manifest["metrics"]["test"]["mae"] > 0
+    assert manifest["training_data"]["data"]["train"]
+
+    state = pipeline_state(demo["split"])
+    landmark_only = tmp_path / "l1000.gctx"
+    landmark_only_gctx(landmark_only, demo["raw"], state, rows=40)
+    for source in (demo["raw"], landmark_only):
+        a, b = tmp_path / f"{source.stem}_run.zarr", tmp_path / f"{source.stem}_bundle.zarr"
+        assert main(["predict", str(demo["runs"] / model), str(source), "--out", str(a),
+                     "--quiet"]) == 0
+        assert main(["predict", str(bundle), str(source), "--out", str(b), "--quiet"]) == 0
+        np.testing.assert_allclose(open_store(b).expression.values,
+                                   open_store(a).expression.values, atol=1e-5)
+        assert list(open_store(b).gene.values) == list(open_store(a).gene.values)
+    if model != "linear":  # the network alone opens with plain Keras
+        import importlib
+
+        importlib.import_module("streamgex.models.layers")  # custom layers, if any
+        network = keras.models.load_model(bundle / "network.keras")
+        assert network.output_shape[-1] == int((~state.is_landmark).sum())
+    (bundle / "pipeline.npz").write_bytes(b"altered")
+    assert main(["predict", str(bundle), str(landmark_only), "--out",
+                 str(tmp_path / "again.zarr")]) == 1

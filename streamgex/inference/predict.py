@@ -28,6 +28,7 @@ from ..evaluation.predictor import BATCH, load_predictor
 from ..formats.gctx import create_gctx
 from ..progress import progress
 from .profiles import open_profiles, source_identity
+from . import bundle
 from .geneids import input_ids
 from .transform import input_transform, match_genes, pipeline_state
 
@@ -41,7 +42,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     Parameters
     ----------
     run : path
-        A finished E-MLP, D-GEX or linear run folder.
+        A finished E-MLP, D-GEX or linear run folder, or its export bundle
+        (``streamgex export``).
     source : path
         Profiles: a store, GCTX, GCT, TSV/CSV; probe or gene ids; all genes or
         only the landmarks.
@@ -64,12 +66,15 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     out = Path(out)
     if gctx:
         check_gctx(Path(gctx), source, out, overwrite)
-    predictor = load_predictor(run)
-    if not predictor.kind.infers_targets:
-        raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing from "
-                             f"landmarks; pass a run of a model that infers targets")
-    state = pipeline_state(predictor.data)
-    parameters = {"run": str(predictor.run.path.resolve()), "units": units,
+    if bundle.is_bundle(run):  # an export: nothing of the workdir is read
+        predictor, state = bundle.load(run)
+    else:
+        predictor = load_predictor(run)
+        if not predictor.kind.infers_targets:
+            raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing "
+                                 f"from landmarks; pass a run of a model that infers targets")
+        state = pipeline_state(predictor.data)
+    parameters = {"run": str(Path(run).resolve()), "units": units,
                   "genes_by": genes_by,
                   "expression": expression,
                   "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}

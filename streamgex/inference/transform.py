@@ -51,8 +51,11 @@ class PipelineState:
         Standardization statistics (z = (x - mean) / (std + 1e-3)).
     reference : (n_genes,) float64
         The quantile-normalization reference.
-    train : Path
+    train : Path or None
         The training store (for the landmark reference).
+    landmark_reference_ : (n_landmarks,) float64 or None
+        The landmark reference, when known already (an export bundle has no
+        training store to compute it from).
     """
 
     keys: np.ndarray
@@ -64,6 +67,7 @@ class PipelineState:
     std: np.ndarray
     reference: np.ndarray
     train: object
+    landmark_reference_: np.ndarray = None
 
     def destandardize(self, z, genes):
         """z-scores of ``genes`` (a mask or indices) back to normalized expression units."""
@@ -151,6 +155,8 @@ def _full_profile(state, plan, landmarks):
 def landmark_reference(state):
     """``(n_landmarks,) float64``: mean sorted landmark sub-profile of the training profiles,
     in normalized (not standardized) units; one pass over the training store."""
+    if state.landmark_reference_ is not None:
+        return state.landmark_reference_
     landmarks = np.flatnonzero(state.is_landmark)
     array = zarr.open_group(state.train, mode="r")[store.EXPRESSION]
     total, count = np.zeros(len(landmarks)), 0

@@ -114,4 +114,17 @@ class Dgex(ModelKind):
                          partitions=count)
 
 
+    def network(self, run):
+        """The partition networks side by side as one model (outputs concatenated)."""
+        import keras
+
+        from ..evaluation.predictor import load_keras
+
+        parts = [load_keras(run.best(self.file(i))) for i in range(run.options.partitions)]
+        landmarks = keras.Input((parts[0].input_shape[-1],), name="landmarks")
+        outputs = [part(landmarks) for part in parts]
+        return keras.Model(landmarks, outputs[0] if len(outputs) == 1
+                           else keras.layers.Concatenate(name="targets")(outputs), name="dgex")
+
+
 register(Dgex)

@@ -99,6 +99,17 @@ class Emlp(ModelKind):
                          predict=compose(load_keras(run.best(self.FILE)), decoder),
                          reconstruct=round_trip(coder, decoder))
 
+    def network(self, run):
+        """The E-MLP and its autoencoder's decoder as one model (paper 3.1)."""
+        import keras
+
+        from ..evaluation.predictor import load_keras
+
+        coder = self.autoencoder_of(run)
+        emlp, decoder = load_keras(run.best(self.FILE)), load_keras(coder.best(coder.kind.DECODER))
+        landmarks = keras.Input((emlp.input_shape[-1],), name="landmarks")
+        return keras.Model(landmarks, decoder(emlp(landmarks)), name="emlp_decoded")
+
     def model_files(self, run):
         """The E-MLP and its autoencoder's encoder and decoder."""
         coder = self.autoencoder_of(run)

@@ -69,6 +69,11 @@ class Finetune(ModelKind):
                          predict=side_by_side([load_keras(run.best(self.FILE))]),
                          reconstruct=round_trip(Emlp.autoencoder_of(run.source)))
 
+    def network(self, run):
+        from ..evaluation.predictor import load_keras
+
+        return load_keras(run.best(self.FILE))
+
     def model_files(self, run):
         from .emlp import Emlp
 

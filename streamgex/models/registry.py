@@ -120,6 +120,11 @@ class ModelKind:
         """The best model of a finished ``run`` as an ``evaluation.predictor.Predictor``."""
         raise NotImplementedError
 
+    def network(self, run):
+        """The best model of a finished ``run`` as one Keras model, landmarks -> targets
+        (``export`` saves it); None for a kind that is not a network (linear regression)."""
+        raise NotImplementedError
+
     def model_files(self, run):
         """The files whose change makes its evaluations stale (default: every best model file,
         not a ``*.partial.*`` left by a kill mid-save)."""

@@ -1,0 +1,160 @@
+"""``streamgex export``: a trained model in one folder that ``predict`` runs anywhere.
+
+A bundle holds everything ``predict`` needs and nothing of the workdir::
+
+    BUNDLE/
+      manifest.json   format and version, streamgex version, model kind, gene counts,
+                      the run's evaluation metrics, the training data's content
+                      fingerprints, the files below with their SHA-256
+      pipeline.npz    the fitted preprocessing, one entry per gene of the split in model
+                      order (landmarks then targets: ``is_landmark``): ``keys``,
+                      ``ensembl``, ``symbols``, ``probes`` (comma-joined), standardization
+                      ``mean`` and ``std`` (z = (x - mean) / (std + 1e-3)), the
+                      quantile-normalization ``reference`` and the ``landmark_reference``
+                      (for landmark-only L1000 input)
+      network.keras   the network as one Keras model, landmark z-scores -> target
+                      z-scores (E-MLP + decoder, D-GEX's partitions side by side), or
+      linear.npz      linear regression: ``weights`` (n_landmarks, n_targets) and
+                      ``intercept`` (n_targets,), target = landmarks @ weights + intercept
+
+``network.keras`` opens with plain ``keras.models.load_model`` (custom layers:
+``import streamgex.models.layers`` first); ``pipeline.npz`` with ``numpy.load``.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import atomic_path, read_json
+from ..errors import StreamgexError
+
+FORMAT = "streamgex-bundle"
+VERSION = 1
+MANIFEST, PIPELINE, NETWORK, LINEAR = "manifest.json", "pipeline.npz", "network.keras", "linear.npz"
+
+
+def is_bundle(path):
+    """Whether ``path`` is an export bundle folder."""
+    manifest = Path(path) / MANIFEST
+    try:
+        return manifest.is_file() and read_json(manifest).get("format") == FORMAT
+    except ValueError:
+        return False
+
+
+def export(run, out, *, overwrite=False):
+    """Write the bundle of the finished ``run`` (an E-MLP, fine-tuned E-MLP, D-GEX or linear
+    run) to the folder ``out``; see the module doc. Returns ``out``."""
+    from ..evaluation.predictor import load_predictor
+    from ..models.registry import save_keras
+    from ..training.run import Run
+    from .transform import landmark_reference, pipeline_state
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise StreamgexError(f"{out}: exists; pass --overwrite to replace it")
+    if out.exists() and not is_bundle(out):
+        raise StreamgexError(f"{out}: exists and is not a streamgex bundle; streamgex replaces "
+                             f"only what it made: choose another --out")
+    run = Run.open(run).check_done()
+    if not run.kind.infers_targets:
+        raise StreamgexError(f"{run.path}: an {run.kind.title.lower()} predicts nothing from "
+                             f"landmarks; export an E-MLP, D-GEX or linear run")
+    predictor = load_predictor(run)
+    state = pipeline_state(predictor.data)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        np.savez(tmp / PIPELINE, keys=state.keys.astype(str), ensembl=state.ensembl.astype(str),
+                 symbols=state.symbols.astype(str),
+                 probes=np.array([",".join(p) for p in state.probes], dtype=str),
+                 is_landmark=state.is_landmark, mean=state.mean, std=state.std,
+                 reference=state.reference, landmark_reference=landmark_reference(state))
+        network = run.kind.network(run)
+        if network is None:
+            from ..models.linear import Linear
+
+            coefficients = np.load(run.best(Linear.FILE))
+            np.savez(tmp / LINEAR, weights=coefficients[:-1], intercept=coefficients[-1])
+        else:
+            save_keras(network, tmp / NETWORK)
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {
+            "format": FORMAT, "version": VERSION, "streamgex": __version__,
+            "model": run.kind.name, "title": run.kind.title,
+            "landmarks": int(state.is_landmark.sum()), "targets": int((~state.is_landmark).sum()),
+            "metrics": {path.stem: {k: v for k, v in read_json(path).items()
+                                    if k in ("dataset", "profiles", "mae", "correlation")}
+                        for path in run.result_files()},
+            "training_data": read_json(run.inputs_file).get("content"),
+            "files": {name: _sha256(tmp / name) for name in files},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return out
+
+
+@dataclass
+class BundlePredictor:
+    """A bundle's model as ``evaluation.predictor.Predictor`` is used by ``predict``."""
+
+    kind: object
+    path: Path
+    inputs: np.ndarray
+    targets: np.ndarray
+    predict: object
+
+    def model_files(self):
+        return [self.path / name for name in read_json(self.path / MANIFEST)["files"]]
+
+
+def load(path):
+    """``(predictor, pipeline state)`` of a bundle; an error naming a missing or altered file."""
+    from ..models import registry
+    from .transform import PipelineState
+
+    path = Path(path)
+    manifest = read_json(path / MANIFEST)
+    if manifest.get("version", 0) > VERSION:
+        raise StreamgexError(f"{path}: a bundle of format version {manifest['version']} (made by "
+                             f"streamgex {manifest.get('streamgex')}); this streamgex reads "
+                             f"version {VERSION}: upgrade it")
+    for name, digest in manifest["files"].items():
+        if not (path / name).is_file() or _sha256(path / name) != digest:
+            raise StreamgexError(f"{path / name}: missing or altered since export (its SHA-256 "
+                                 f"differs from the manifest's); export the run again")
+    with np.load(path / PIPELINE) as saved:
+        state = PipelineState(
+            keys=saved["keys"], ensembl=saved["ensembl"], symbols=saved["symbols"],
+            probes=[tuple(p.split(",")) if p else () for p in saved["probes"].tolist()],
+            is_landmark=saved["is_landmark"].astype(bool), mean=saved["mean"], std=saved["std"],
+            reference=saved["reference"], train=None,
+            landmark_reference_=saved["landmark_reference"])
+    if (path / LINEAR).exists():
+        with np.load(path / LINEAR) as linear:
+            weights, intercept = linear["weights"], linear["intercept"]
+
+        def predict(x):
+            return (np.asarray(x, dtype=np.float64) @ weights + intercept).astype(np.float32)
+    else:
+        from ..evaluation.predictor import load_keras, side_by_side
+
+        predict = side_by_side([load_keras(path / NETWORK)])
+    try:
+        kind = registry.get(manifest["model"])
+    except KeyError:
+        raise StreamgexError(f"{path}: a bundle of model kind {manifest['model']!r}, which this "
+                             f"streamgex does not have") from None
+    mask = state.is_landmark
+    return BundlePredictor(kind, path, state.keys[mask], state.keys[~mask], predict), state
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
