@@ -174,3 +174,12 @@ def test_report_has_the_papers_tables_and_figures(demo_experiment):
                              .read_text())
     # the E-MLP's floor is its own autoencoder's round trip on the same profiles
     assert tested["reconstruction"]["mae"] == pytest.approx(autoencoder["mae"], rel=1e-5)
+
+
+def test_a_dataset_name_cannot_write_outside_eval(known_case, tmp_path, capsys):
+    """Issue 11.15: `evaluate --name ../../x` wrote its results outside the run's eval/."""
+    split, run, _ = known_case
+    for name in ("../../x", "sub/x", ".hidden"):
+        assert main(["evaluate", str(run), str(split / "test"), "--name", name, "--quiet"]) == 1
+        assert "a dataset name is a plain name" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("x.json")) and not (run.parent / "x.json").exists()
