@@ -433,6 +433,8 @@ def finish(group, *, source=None, attrs=None):
     updates = dict(attrs or {})
     if source:
         updates["source"] = {**dict(group.attrs.get("source", {})), **source}
+    if "units" not in updates:
+        updates["units"] = _input_units(group)
     current = state(group)
     current["complete"] = True
     current["progress"] = {}
@@ -469,6 +471,21 @@ def _damage(path):
 
 def _chunk_list(chunks):
     return ", ".join(map(str, chunks[:5])) + (", ..." if len(chunks) > 5 else "")
+
+
+#: ``units`` of a store made from a raw file (ingest): the file's own values.
+RAW_UNITS = "as in the source file"
+
+
+def _input_units(group):
+    """The ``units`` a store inherits: its input store's, or ``RAW_UNITS`` from a file."""
+    origin = dict(group.attrs.get("source", {})).get("store")
+    if origin is None:
+        return RAW_UNITS
+    try:
+        return zarr.open_group(origin, mode="r").attrs.get("units", RAW_UNITS)
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return RAW_UNITS
 
 
 def verify(path):
@@ -574,6 +591,7 @@ def describe(path):
             "chunks": int(array.nchunks), "bytes": int(array.nbytes),
             "bytes_stored": int(array.nbytes_stored()), "coordinates": sorted(ds.coords),
             "step": state_["step"], "parameters": state_.get("parameters", {}),
+            "units": ds.attrs.get("units", RAW_UNITS),
             "version": state_.get("version"), "source": dict(ds.attrs.get("source", {}))}
 
 
@@ -587,6 +605,7 @@ def summary(path):
         f"chunks of {d['chunk_samples']:,} samples ({d['chunks']:,} chunks)",
         f"  size        {_human(raw)} raw, {_human(stored)} stored "
         f"(compression ratio {raw / max(stored, 1):.2f})",
+        f"  values      {d['units']}",
         f"  coordinates {', '.join(d['coordinates'])}",
     ]
     step, origin = d["step"], source.get("path") or source.get("store")

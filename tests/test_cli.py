@@ -50,3 +50,23 @@ def test_info_json_describes_the_store(tmp_path, capsys):
         40, 6, 16, 3)
     assert found["step"] == "ingest" and found["source"]["format"] == "gctx"
     assert found["verified_chunks"] == 3 and found["bytes"] == values.astype(np.float32).nbytes
+
+
+def test_stores_say_what_their_values_are(tmp_path, capsys):
+    """Issue 12.4: raw, normalized and z-score stores looked alike; each now carries `units`
+    (a step's own, or its input's), shown by info."""
+    values, samples, genes = small_matrix(40, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    chain = [["ingest", str(tmp_path / "x.gctx")],
+             ["normalize", str(tmp_path / "x.zarr"), "--reference", "mean"],
+             ["standardize", str(tmp_path / "n.zarr")]]
+    outs = ["x.zarr", "n.zarr", "s.zarr"]
+    for args, out in zip(chain, outs):
+        assert main([*args, "--out", str(tmp_path / out), "--quiet"]) == 0
+    units = []
+    for out in outs:
+        assert main(["info", str(tmp_path / out), "--json"]) == 0
+        units.append(json.loads(capsys.readouterr().out)["units"])
+    assert units == ["as in the source file", "quantile-normalized", "z-score"]
+    assert main(["info", str(tmp_path / "s.zarr")]) == 0
+    assert "values      z-score" in capsys.readouterr().out

@@ -127,7 +127,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                                chunks_per_read=max(1, BATCH // chunk))
             streamed = {"profiles": len(profiles.sample_ids) - min(first, len(profiles.sample_ids)),
                         "seconds": time.perf_counter() - started}
-            store.finish(group, attrs={"predict": {
+            store.finish(group, attrs={"units": "normalized expression" if expression
+                                       else "z-score", "predict": {
                 "normalization": how, "model": predictor.kind.name,
                 "values": "expression" if expression else "z-scores",
                 "streamed": streamed}})

@@ -38,6 +38,8 @@ class FittedStep:
     name = ""
     #: Names of the fitted attributes saved with the store (arrays).
     state = ()
+    #: What the output's values are (its store's ``units`` attr); None: the input's.
+    units = None
 
     def parameters(self):
         """The options that decide the output (recorded in the store's attrs)."""
@@ -150,5 +152,5 @@ def run_step(step, source, out, *, overwrite=False, scheduler=None):
         y = x.map_blocks(step.transform, chunks=(x.chunks[0], (step.output_width(ds),)),
                          dtype=np.float32)
         steps.write_rows(group, y, desc=step.name)
-    store.finish(group)
+    store.finish(group, attrs={"units": step.units} if step.units else None)
     return out

@@ -122,6 +122,7 @@ class QuantileNormalize(FittedStep):
     normal quantiles (``normal``), or another store's resampled (``reference_from``)."""
 
     name = "normalize"
+    units = "quantile-normalized"
     state = ("reference_",)
 
     def __init__(self, reference="mean", reference_from=None):

@@ -51,6 +51,7 @@ class Standardize(FittedStep):
     here or taken from the store ``stats_from`` (matched by gene key)."""
 
     name = "standardize"
+    units = "z-score"
     state = ("mean_", "std_")
 
     def __init__(self, stats_from=None):

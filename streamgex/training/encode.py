@@ -70,5 +70,5 @@ def _encode_store(encoder, source, out, run, model_path):
                           dtype=np.float32)
 
     store.write_chunks(group, read, desc=f"encode {out.name}")
-    store.finish(group)
+    store.finish(group, attrs={"units": "autoencoder codes"})
     return out
