@@ -17,6 +17,7 @@ from rawfiles import (
 )
 from streamgex.cli import main
 from streamgex.formats import detect_format
+from streamgex.errors import StreamgexError
 from streamgex.ingest import ingest
 from streamgex.store import default_chunk_samples, open_store
 
@@ -185,3 +186,33 @@ def test_gzip_detection_reads_magic_bytes(tmp_path):
         f.write("id\ts1\ng1\t1.0\n")
     ingest(tmp_path / "real.tsv", tmp_path / "r.zarr")
     assert_store(tmp_path / "r.zarr", np.array([[1.0]], np.float32), ["s1"], ["g1"])
+
+
+def test_a_samples_by_genes_table_is_ingested_the_right_way_round(tmp_path):
+    """Issue 12.3: a samples-by-genes CSV (what `AnnData.to_df().to_csv()` writes) was
+    ingested transposed without a word. Gene ids in the header and none in the first column
+    make its orientation certain: it is read a profile per line, and equals the same matrix
+    written gene per row."""
+    from streamgex.store import open_store
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 10, size=(7, 5)).astype(np.float32)
+    genes = [f"ENSG{j:011d}.2" for j in range(5)]
+    samples = [f"cell_{i}" for i in range(7)]
+    (tmp_path / "by_sample.csv").write_text(
+        "," + ",".join(f'"{g}"' for g in genes) + "\n" + "".join(
+            f'"{s}",' + ",".join(repr(float(v)) for v in row) + "\n"
+            for s, row in zip(samples, values)))
+    (tmp_path / "by_gene.tsv").write_text(
+        "gene\t" + "\t".join(samples) + "\n" + "".join(
+            f"{g}\t" + "\t".join(repr(float(v)) for v in values[:, j]) + "\n"
+            for j, g in enumerate(genes)))
+    a = open_store(ingest(tmp_path / "by_sample.csv", tmp_path / "a.zarr", chunk_samples=3))
+    b = open_store(ingest(tmp_path / "by_gene.tsv", tmp_path / "b.zarr", chunk_samples=3))
+    np.testing.assert_array_equal(a.expression.values, values)
+    np.testing.assert_array_equal(a.expression.values, b.expression.values)
+    assert list(a.sample.values) == samples and list(a.gene.values) == list(b.gene.values)
+
+    (tmp_path / "bad.csv").write_text(",ENSG00000000001,ENSG00000000002\ncell_0,1,x\n")
+    with pytest.raises(StreamgexError, match=r"bad.csv:2:3: non-numeric value 'x'"):
+        ingest(tmp_path / "bad.csv", tmp_path / "bad.zarr")
