@@ -192,6 +192,12 @@ def _predict(args):
         print(summary(out))
 
 
+def _export_store(args):
+    from .formats.writers import export_store
+
+    print(export_store(args.store, args.out, overwrite=args.overwrite))
+
+
 def _export(args):
     from .inference.bundle import export
 
@@ -418,6 +424,12 @@ def build_parser():
     sub.add_argument("--out", required=True, help="bundle folder to write")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
+    sub = command("export-store", _export_store, "write a store as AnnData (.h5ad), GCTX or "
+                  "a samples-by-genes CSV/TSV")
+    sub.add_argument("store", help="a streamgex store")
+    sub.add_argument("--out", required=True, help="file to write: .h5ad, .gctx, .csv or .tsv")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
     sub = command("info", _info, "describe a store")
     sub.add_argument("store", help="a streamgex store")
     sub.add_argument("--verify", action="store_true",
@@ -467,6 +479,7 @@ EXAMPLES = {
                 "--gctx predicted.gctx"],
     "info": ["streamgex info stores/geo.zarr --verify --json"],
     "export": ["streamgex export runs/emlp --out emlp-bundle"],
+    "export-store": ["streamgex export-store predicted.zarr --out predicted.h5ad"],
     "demo": ["streamgex demo --workdir streamgex-demo"],
     "completion": ["streamgex completion bash > ~/.local/share/bash-completion/completions/"
                    "streamgex"],

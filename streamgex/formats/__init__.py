@@ -11,6 +11,7 @@ import os
 from ..errors import StreamgexError
 from .gct import open_gct
 from .gctx import open_gctx
+from .h5ad import is_h5ad, open_h5ad
 from .source import GeneMajorSource, SampleMajorSource
 from .tables import is_geuvadis_header, open_geuvadis, open_table
 from .text import first_line
@@ -19,11 +20,13 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 OPENERS = {
     "gctx": open_gctx,
+    "h5ad": open_h5ad,
     "gct": open_gct,
     "geuvadis": open_geuvadis,
     "tsv": open_table,
 }
 FORMATS = ("auto", *OPENERS)
+HDF5_FORMATS = ("gctx", "h5ad")
 
 __all__ = ["FORMATS", "GeneMajorSource", "SampleMajorSource", "detect_format", "open_source"]
 
@@ -31,7 +34,7 @@ __all__ = ["FORMATS", "GeneMajorSource", "SampleMajorSource", "detect_format", "
 def detect_format(path):
     """Name the format of ``path`` from its content, not its file name.
 
-    HDF5 signature -> ``gctx``; (after gunzip) first line ``#1.2``/``#1.3`` ->
+    HDF5 signature -> ``h5ad`` with AnnData's X, obs and var, else ``gctx``; (after gunzip) first line ``#1.2``/``#1.3`` ->
     ``gct``; a header starting ``TargetID Gene_Symbol Chr Coord`` ->
     ``geuvadis``; any other delimited header -> ``tsv``.
     """
@@ -43,7 +46,13 @@ def detect_format(path):
         raise StreamgexError(f"{path}: empty file")
     with open(path, "rb") as f:
         if f.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
-            return "gctx"
+            import h5py
+
+            try:
+                with h5py.File(path, "r") as handle:
+                    return "h5ad" if is_h5ad(handle) else "gctx"
+            except OSError:
+                return "gctx"  # its reader says what is wrong with it
     line = first_line(path)
     if line is None or not line.strip():
         raise StreamgexError(f"{path}: empty file" if line is None else f"{path}:1: empty first line")
@@ -61,7 +70,7 @@ def open_source(path, format="auto"):
     chosen = detected if format == "auto" else format
     if chosen not in OPENERS:
         raise StreamgexError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    if (chosen == "gctx") != (detected == "gctx"):
+    if (chosen in HDF5_FORMATS) != (detected in HDF5_FORMATS):
         raise StreamgexError(
             f"{path}: --format {chosen} given but the file looks like {detected}; "
             f"use --format auto or the right format"

@@ -17,16 +17,13 @@ import shutil
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
-import zarr
 
 from .. import store
 from ..atomic import atomic_path
 from ..errors import StreamgexError
 from ..evaluation.predictor import BATCH, load_predictor
-from ..formats.gctx import create_gctx
-from ..progress import progress
+from ..formats import writers
 from .profiles import open_profiles, source_identity
 from . import bundle
 from .geneids import input_ids
@@ -158,28 +155,12 @@ RESERVED = ("sample", "gene", store.EXPRESSION, "gene_symbol", "gene_ensembl", "
 
 
 def write_gctx(path, gctx):
-    """Copy a prediction store to a GCTX file a chunk at a time (written as
+    """Copy a prediction store to a GCTX file (``formats.writers``: written as
     ``gctx.partial``, renamed), with CMap's row metadata (``pr_gene_symbol``,
     ``pr_ensembl_id``, ``pr_is_lm``: also a landmark, ``pr_is_inferred``) and the input's
     column metadata."""
     ds = store.open_store(path)
-    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
-    gctx = Path(gctx)
-    row_meta = {"pr_ensembl_id": store.strings(ds.gene_ensembl.values),
-                "pr_is_inferred": np.ones(ds.sizes["gene"], dtype=np.int32)}
-    if "gene_is_landmark" in ds.coords:
-        row_meta["pr_is_lm"] = ds.gene_is_landmark.values.astype(np.int32)
-    col_meta = {name: store.strings(coord.values) for name, coord in ds.coords.items()
-                if coord.dims == ("sample",) and name != "sample"}
-    with atomic_path(gctx) as partial, h5py.File(partial, "w") as handle:
-        matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
-                             gene_ids=store.strings(ds.gene.values),
-                             gene_symbols=store.strings(ds.gene_symbol.values),
-                             row_meta=row_meta, col_meta=col_meta)
-        bar = progress(total=array.shape[0], desc="writing GCTX", unit="sample")
-        for start in range(0, array.shape[0], array.chunks[0]):
-            block = array[start:start + array.chunks[0]]
-            matrix[start:start + len(block)] = block
-            bar.update(len(block))
-        bar.close()
-    return gctx
+    with atomic_path(Path(gctx)) as partial:
+        writers.write_gctx(path, ds, partial, row_meta={
+            "pr_is_inferred": np.ones(ds.sizes["gene"], dtype=np.int32)})
+    return Path(gctx)

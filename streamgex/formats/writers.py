@@ -1,0 +1,121 @@
+"""A store written out in the formats other tools read, a chunk of profiles at a time.
+
+``export_store(store, out)`` picks the format by ``out``'s suffix:
+
+- ``.h5ad``: AnnData (scanpy), obs = samples with their coordinates, var =
+  genes with theirs, ``uns["streamgex"]`` the store's provenance (JSON), ``X``
+  dense float32 written chunk by chunk (``anndata.read_h5ad(..., backed="r")``
+  reads it without loading it);
+- ``.gctx``: GCTX 1.0 (cmapPy's layout), gene coordinates as row metadata
+  (``gene_symbol`` as ``pr_gene_symbol``), sample coordinates as column
+  metadata;
+- ``.csv`` / ``.tsv``: one sample per row, genes across (``AnnData.to_df()``'s
+  orientation), which ``streamgex ingest`` reads back.
+
+Every file is written under a partial name and renamed when complete.
+"""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+
+from .. import store
+from ..atomic import atomic_path
+from ..errors import StreamgexError
+from ..progress import progress
+from .gctx import create_gctx
+
+SUFFIXES = (".h5ad", ".gctx", ".csv", ".tsv")
+
+
+def export_store(path, out, *, overwrite=False):
+    """Write the store ``path`` to the file ``out`` (format by suffix); returns ``out``."""
+    out = Path(out)
+    writer = {".h5ad": write_h5ad, ".gctx": write_gctx, ".csv": write_table,
+              ".tsv": write_table}.get(out.suffix.lower())
+    if writer is None:
+        raise StreamgexError(f"--out {out}: choose a file ending in {', '.join(SUFFIXES)}")
+    if out.exists() and not overwrite:
+        raise StreamgexError(f"--out {out}: exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise StreamgexError(f"--out {out}: is a folder; give a file name")
+    if Path(path).resolve() in (out.resolve(), *out.resolve().parents):
+        raise StreamgexError(f"--out {out}: lies inside the store it exports; choose another")
+    ds = store.open_store(path)
+    with atomic_path(out) as tmp:
+        writer(path, ds, tmp)
+    return out
+
+
+def _coords(ds, dim):
+    return {name: coord.values for name, coord in ds.coords.items()
+            if coord.dims == (dim,) and name != dim}
+
+
+def _blocks(path, desc):
+    """``(start, block)`` over the store's chunks, with a progress bar."""
+    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    bar = progress(total=array.shape[0], desc=desc, unit="sample")
+    for start in range(0, array.shape[0], array.chunks[0]):
+        block = array[start:start + array.chunks[0]]
+        yield start, block
+        bar.update(len(block))
+    bar.close()
+
+
+def write_h5ad(path, ds, out):
+    import anndata
+    import pandas as pd
+
+    def frame(dim):
+        columns = {name: (store.strings(v) if np.asarray(v).dtype.kind in "USOT" else v)
+                   for name, v in _coords(ds, dim).items()}
+        return pd.DataFrame(columns, index=pd.Index(store.strings(ds[dim].values), name=None))
+
+    provenance = {"streamgex": dict(ds.attrs.get(store.ATTR, {})),
+                  "source": dict(ds.attrs.get("source", {})),
+                  "units": ds.attrs.get("units")}
+    adata = anndata.AnnData(obs=frame("sample"), var=frame("gene"),
+                            uns={"streamgex": json.dumps(provenance, default=str)})
+    adata.write_h5ad(out)
+    with h5py.File(out, "a") as handle:
+        if "X" in handle:
+            del handle["X"]
+        n_samples, n_genes = ds.sizes["sample"], ds.sizes["gene"]
+        x = handle.create_dataset("X", shape=(n_samples, n_genes), dtype="float32",
+                                  chunks=(max(1, min(256, n_samples)), max(1, n_genes)))
+        x.attrs["encoding-type"], x.attrs["encoding-version"] = "array", "0.2.0"
+        for start, block in _blocks(path, "writing h5ad"):
+            x[start:start + len(block)] = block
+
+
+#: Gene coordinates under CMap's row-metadata names in a GCTX.
+CMAP_NAMES = {"gene_symbol": "pr_gene_symbol", "gene_ensembl": "pr_ensembl_id",
+              "gene_is_landmark": "pr_is_lm"}
+
+
+def write_gctx(path, ds, out, *, row_meta=None):
+    """``row_meta``: further row fields (``predict``'s ``pr_is_inferred``)."""
+    genes = {CMAP_NAMES.get(name, name): (np.asarray(v).astype(np.int32)
+                                          if np.asarray(v).dtype.kind == "b" else store.strings(v))
+             for name, v in _coords(ds, "gene").items()}
+    samples = {name: store.strings(v) for name, v in _coords(ds, "sample").items()}
+    with h5py.File(out, "w") as handle:
+        matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
+                             gene_ids=store.strings(ds.gene.values),
+                             row_meta={**genes, **(row_meta or {})}, col_meta=samples)
+        for start, block in _blocks(path, "writing GCTX"):
+            matrix[start:start + len(block)] = block
+
+
+def write_table(path, ds, out):
+    delimiter = "\t" if Path(out).suffix.lower() == ".tsv" else ","
+    samples = store.strings(ds.sample.values)
+    with open(out, "w", newline="") as f:
+        f.write("sample" + delimiter + delimiter.join(store.strings(ds.gene.values)) + "\n")
+        for start, block in _blocks(path, "writing table"):
+            for sample, row in zip(samples[start:start + len(block)], block):
+                f.write(sample + delimiter + delimiter.join(map(repr, row.tolist())) + "\n")

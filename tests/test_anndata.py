@@ -1,0 +1,68 @@
+"""AnnData both ways (issue 12.4): a store written as .h5ad opens in anndata with its ids,
+coordinates and provenance; .h5ad files (dense or CSR) ingest a block of cells at a time;
+a store exported as CSV or GCTX comes back through ingest unchanged."""
+
+import json
+
+import anndata
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse
+
+from rawfiles import write_gctx
+from streamgex.cli import main
+from streamgex.ingest import ingest
+from streamgex.store import open_store, strings
+
+
+@pytest.fixture
+def source(tmp_path):
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0, 10, size=(37, 6)).astype(np.float32)
+    genes = [f"ENSG{j:011d}" for j in range(6)]
+    samples = [f"GSM{i}" for i in range(37)]
+    write_gctx(tmp_path / "x.gctx", values, samples, genes, symbols=[f"G{j}" for j in range(6)])
+    out = ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=8)
+    return out, values, samples, genes
+
+
+def test_a_store_exported_as_h5ad_opens_in_anndata_and_ingests_back(source, tmp_path):
+    store, values, samples, genes = source
+    assert main(["export-store", str(store), "--out", str(tmp_path / "x.h5ad"), "--quiet"]) == 0
+    adata = anndata.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    assert list(adata.obs_names) == samples and list(adata.var_names) == genes
+    assert list(adata.var["gene_symbol"]) == [f"G{j}" for j in range(6)]
+    np.testing.assert_array_equal(adata.X[:], values)
+    provenance = json.loads(adata.uns["streamgex"])
+    assert provenance["streamgex"]["step"] == "ingest" and provenance["units"]
+    back = open_store(ingest(tmp_path / "x.h5ad", tmp_path / "back.zarr"))
+    np.testing.assert_array_equal(back.expression.values, values)
+    assert list(strings(back.gene_symbol.values)) == [f"G{j}" for j in range(6)]
+    assert main(["export-store", str(store), "--out", str(tmp_path / "x.h5ad")]) == 1  # exists
+
+
+def test_a_sparse_h5ad_is_read_by_rows(tmp_path):
+    rng = np.random.default_rng(6)
+    dense = np.where(rng.uniform(size=(50, 9)) < 0.7, 0, rng.uniform(1, 5, size=(50, 9)))
+    adata = anndata.AnnData(X=scipy.sparse.csr_matrix(dense.astype(np.float32)))
+    adata.obs_names = [f"cell{i}" for i in range(50)]
+    adata.var_names = [f"ENSG{j:011d}" for j in range(9)]
+    adata.obs["batch"] = ["a", "b"] * 25
+    adata.write_h5ad(tmp_path / "sparse.h5ad")
+    with h5py.File(tmp_path / "sparse.h5ad") as f:
+        assert f["X"].attrs["encoding-type"] == "csr_matrix"
+    store = open_store(ingest(tmp_path / "sparse.h5ad", tmp_path / "s.zarr", chunk_samples=16))
+    np.testing.assert_array_equal(store.expression.values, dense.astype(np.float32))
+    assert list(strings(store.sample.values)) == list(adata.obs_names)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".gctx"])
+def test_csv_tsv_and_gctx_exports_ingest_back_unchanged(source, tmp_path, suffix):
+    store, values, samples, genes = source
+    out = tmp_path / f"exported{suffix}"
+    assert main(["export-store", str(store), "--out", str(out), "--quiet"]) == 0
+    back = open_store(ingest(out, tmp_path / "back.zarr"))
+    np.testing.assert_array_equal(back.expression.values, values)
+    assert list(strings(back.sample.values)) == samples
+    assert list(strings(back.gene.values)) == genes
