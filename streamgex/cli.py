@@ -201,7 +201,7 @@ def _export_store(args):
 def _export(args):
     from .inference.bundle import export
 
-    print(export(args.run, args.out, overwrite=args.overwrite))
+    print(export(args.run, args.out, overwrite=args.overwrite, formats=args.format))
 
 
 def _step_options(args):
@@ -423,6 +423,8 @@ def build_parser():
     sub.add_argument("run", help="a finished E-MLP, fine-tuned E-MLP, D-GEX or linear run folder")
     sub.add_argument("--out", required=True, help="bundle folder to write")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    sub.add_argument("--format", action="append", default=[], choices=("savedmodel",),
+                     help="also write the network as a TensorFlow SavedModel (savedmodel/)")
 
     sub = command("export-store", _export_store, "write a store as AnnData (.h5ad), GCTX or "
                   "a samples-by-genes CSV/TSV")

@@ -305,7 +305,7 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
     shutil.copytree(demo["workdir"] / "work", work,
                     ignore=shutil.ignore_patterns("stores", "pca", "report"))
     assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b"),
-                 "--quiet"]) == 0
+                 "--format", "savedmodel", "--quiet"]) == 0
     shutil.rmtree(work)
     bundle = tmp_path / "elsewhere" / "bundle"
     bundle.parent.mkdir()
@@ -331,6 +331,16 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
         importlib.import_module("streamgex.models.layers")  # custom layers, if any
         network = keras.models.load_model(bundle / "network.keras")
         assert network.output_shape[-1] == int((~state.is_landmark).sum())
+    # the SavedModel serves the same network: landmark z-scores -> target z-scores
+    import tensorflow as tf
+
+    from streamgex.inference.bundle import load
+
+    predictor, _ = load(bundle)
+    z = np.random.default_rng(0).normal(size=(9, int(state.is_landmark.sum()))).astype("float32")
+    servable = tf.saved_model.load(str(bundle / "savedmodel"))  # kept: it owns the variables
+    served = servable.serve(tf.constant(z)).numpy()
+    np.testing.assert_allclose(served, predictor.predict(z), atol=1e-4)
     (bundle / "pipeline.npz").write_bytes(b"altered")
     assert main(["predict", str(bundle), str(landmark_only), "--out",
                  str(tmp_path / "again.zarr")]) == 1

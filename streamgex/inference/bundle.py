@@ -19,6 +19,10 @@ A bundle holds everything ``predict`` needs and nothing of the workdir::
 
 ``network.keras`` opens with plain ``keras.models.load_model`` (custom layers:
 ``import streamgex.models.layers`` first); ``pipeline.npz`` with ``numpy.load``.
+``formats=("savedmodel",)`` adds ``savedmodel/``: the network (the linear map
+too) as a TensorFlow SavedModel whose ``serve`` signature takes landmark
+z-scores ``(n, n_landmarks) float32`` and returns target z-scores, for
+TensorFlow Serving, TF.js or TFLite converters (Keras's ``Model.export``).
 """
 
 import hashlib
@@ -33,6 +37,9 @@ from ..atomic import atomic_path, read_json
 from ..errors import StreamgexError
 
 FORMAT = "streamgex-bundle"
+#: Extra servable graphs ``export`` can add beside the bundle's own files.
+EXTRA_FORMATS = ("savedmodel",)
+SAVEDMODEL = "savedmodel"
 VERSION = 1
 MANIFEST, PIPELINE, NETWORK, LINEAR = "manifest.json", "pipeline.npz", "network.keras", "linear.npz"
 
@@ -46,15 +53,20 @@ def is_bundle(path):
         return False
 
 
-def export(run, out, *, overwrite=False):
+def export(run, out, *, overwrite=False, formats=()):
     """Write the bundle of the finished ``run`` (an E-MLP, fine-tuned E-MLP, D-GEX or linear
-    run) to the folder ``out``; see the module doc. Returns ``out``."""
+    run) to the folder ``out``, with the extra ``formats`` (``EXTRA_FORMATS``); see the module
+    doc. Returns ``out``."""
     from ..evaluation.predictor import load_predictor
     from ..models.registry import save_keras
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
 
     out = Path(out)
+    unknown = set(formats) - set(EXTRA_FORMATS)
+    if unknown:
+        raise StreamgexError(f"--format {', '.join(sorted(unknown))}: choose from "
+                             f"{', '.join(EXTRA_FORMATS)}")
     if out.exists() and not overwrite:
         raise StreamgexError(f"{out}: exists; pass --overwrite to replace it")
     if out.exists() and not is_bundle(out):
@@ -79,9 +91,13 @@ def export(run, out, *, overwrite=False):
 
             coefficients = np.load(run.best(Linear.FILE))
             np.savez(tmp / LINEAR, weights=coefficients[:-1], intercept=coefficients[-1])
+            if formats:
+                network = _linear_network(coefficients)
         else:
             save_keras(network, tmp / NETWORK)
         files = sorted(p.name for p in tmp.iterdir())
+        if SAVEDMODEL in formats:
+            network.export(str(tmp / SAVEDMODEL), format="tf_saved_model", verbose=False)
         manifest = {
             "format": FORMAT, "version": VERSION, "streamgex": __version__,
             "model": run.kind.name, "title": run.kind.title,
@@ -149,6 +165,17 @@ def load(path):
                              f"streamgex does not have") from None
     mask = state.is_landmark
     return BundlePredictor(kind, path, state.keys[mask], state.keys[~mask], predict), state
+
+
+def _linear_network(coefficients):
+    """The linear solution as a Keras model (only for the servable formats)."""
+    import keras
+
+    landmarks = keras.Input((coefficients.shape[0] - 1,), name="landmarks")
+    dense = keras.layers.Dense(coefficients.shape[1], name="targets")
+    model = keras.Model(landmarks, dense(landmarks), name="linear")
+    dense.set_weights([coefficients[:-1].astype(np.float32), coefficients[-1].astype(np.float32)])
+    return model
 
 
 def _sha256(path):
