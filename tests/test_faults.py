@@ -16,7 +16,7 @@ from streamgex.store import building
 from test_experiment import LINEAR_ONLY
 
 SEED = 20261128
-KILLS = 5
+KILLS = 3
 
 
 def run(config):
