@@ -40,11 +40,11 @@ def replace_folder(tmp, path):
     """
     tmp, path = Path(tmp), Path(path)
     old = path.with_name(f"{path.name}.old.partial")
-    _remove(old)
+    remove(old)
     if path.exists() or path.is_symlink():
         os.replace(path, old)
     os.replace(tmp, path)
-    _remove(old)
+    remove(old)
 
 
 def is_partial(path):
@@ -61,7 +61,7 @@ def atomic_path(path):
     """
     path = Path(path)
     tmp = partial_path(path)
-    _remove(tmp)
+    remove(tmp)
     try:
         yield tmp
         if tmp.is_file():
@@ -72,7 +72,7 @@ def atomic_path(path):
         else:
             os.replace(tmp, path)
     except BaseException:
-        _remove(tmp)
+        remove(tmp)
         raise
 
 
@@ -93,9 +93,11 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def _remove(path):
+def remove(path):
+    """Delete a folder, a file or a link at ``path``, if there is one."""
     import shutil
 
+    path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

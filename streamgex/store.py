@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -132,10 +131,10 @@ def _begin(path, *, step, parameters, source, overwrite):
         damage = same and existing.get("complete") and _damage(path)
         if damage:
             log.warning("%s: %s; building it again", path, damage)
-            _remove(path)
+            atomic.remove(path)
         elif same and existing.get("complete"):
             _consolidated(path)
-            _remove(tmp)  # a rebuild of other options, interrupted and then undone
+            atomic.remove(tmp)  # a rebuild of other options, interrupted and then undone
             log.info("%s: up to date", path)
             return None
         elif existing.get("complete") and not overwrite:
@@ -163,7 +162,7 @@ def _begin(path, *, step, parameters, source, overwrite):
                 f"{path}: its partial build {tmp.name} holds an interrupted "
                 f"{existing.get('step')} output made from another input or with other options; "
                 f"pass --overwrite to replace it")
-        _remove(tmp)
+        atomic.remove(tmp)
     # The attrs go into the group's first metadata write: a kill cannot leave a group that
     # is not recognisably a streamgex store.
     return zarr.open_group(tmp, mode="w-", zarr_format=3, attributes={
@@ -451,10 +450,14 @@ def missing_chunks(path):
     """Indices of the ``expression`` chunks of the store at ``path`` that have no file (a
     chunk never written reads as NaN in Zarr, so a lost one would pass unnoticed)."""
     array = zarr.open_group(path, mode="r")[EXPRESSION]
-    rows = array.chunks[0]
-    count = math.ceil(array.shape[0] / rows) if array.shape[0] else 0
     encode = array.metadata.chunk_key_encoding.encode_chunk_key
-    return [k for k in range(count) if not (Path(path) / EXPRESSION / encode((k, 0))).exists()]
+    return [k for k in range(_chunk_count(array))
+            if not (Path(path) / EXPRESSION / encode((k, 0))).exists()]
+
+
+def _chunk_count(array):
+    """Chunks along ``sample`` of an expression array (whole profiles per chunk)."""
+    return math.ceil(array.shape[0] / array.chunks[0]) if array.shape[0] else 0
 
 
 def _damage(path):
@@ -494,11 +497,12 @@ def verify(path):
     altered chunk: a CRC-32C per chunk). A damaged store is recorded as such, so it is no
     longer opened and re-running the command that made it builds it again. Returns the number
     of chunks checked."""
-    if _read_state(path) and (_read_state(path).get("damaged") is not None):
+    path = Path(path)
+    if _complete_state(path).get("damaged") is not None:
         open_store(path)  # says it is damaged
     array = zarr.open_group(path, mode="r")[EXPRESSION]
     rows = array.chunks[0]
-    count = math.ceil(array.shape[0] / rows) if array.shape[0] else 0
+    count = _chunk_count(array)
     missing = set(missing_chunks(path))
     bad, details = [], []
     bar = progress(total=count, desc="verify", unit="chunk")
@@ -529,26 +533,32 @@ def verify(path):
 def abandon(path):
     """Delete the partial store this process began at ``path`` and give back its lock (a
     write that failed on bad input: nothing of it is worth resuming)."""
-    _remove(building(path))
+    atomic.remove(building(path))
     locks.release(path)
 
 
 def remove(path):
     """Delete a store and its partial rebuild, if any."""
-    _remove(Path(path))
-    _remove(building(path))
-
-
-def _remove(path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif _exists(path):
-        os.remove(path)
+    atomic.remove(Path(path))
+    atomic.remove(building(path))
 
 
 def open_store(path):
-    """Open a complete store as an ``xarray.Dataset``; refuse a missing or partial one."""
+    """Open a complete store as an ``xarray.Dataset``; refuse a missing, partial or damaged
+    one."""
     path = Path(path)
+    st = _complete_state(path)
+    damage = _damage(path)
+    if damage:
+        raise StreamgexError(f"{path}: damaged store: {damage}; re-run the `streamgex "
+                             f"{st.get('step')}` command that made it: it builds it again")
+    _consolidated(path)
+    return xr.open_zarr(path, consolidated=True)
+
+
+def _complete_state(path):
+    """The ``streamgex`` attrs of the complete store at ``path``; an error saying what to run
+    for a missing or partial one."""
     st = _read_state(path)
     pending = _read_state(building(path)) if st is None else None
     if pending is not None:
@@ -567,12 +577,7 @@ def open_store(path):
             f"{path}: incomplete store (its {st.get('step')} run stopped at {done}); "
             f"re-run the same `streamgex {st.get('step')}` command to finish it"
         )
-    damage = _damage(path)
-    if damage:
-        raise StreamgexError(f"{path}: damaged store: {damage}; re-run the `streamgex "
-                             f"{st.get('step')}` command that made it: it builds it again")
-    _consolidated(path)
-    return xr.open_zarr(path, consolidated=True)
+    return st
 
 
 def strings(values):

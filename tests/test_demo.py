@@ -53,6 +53,8 @@ def mean_predictor_mae(path, train):
 def test_later_stages_refuse_what_is_not_a_store(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.zarr")]) == 1
     assert "not a streamgex store" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.zarr"), "--verify"]) == 1  # verify checks first
+    assert "not a streamgex store" in capsys.readouterr().err
 
 
 def test_a_tensorflow_command_prints_only_its_own_error(tmp_path):
