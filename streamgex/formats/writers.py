@@ -26,6 +26,7 @@ from .. import store
 from ..atomic import atomic_path
 from ..errors import StreamgexError
 from ..progress import progress
+from ..steps import coords_along
 from .gctx import create_gctx
 
 SUFFIXES = (".h5ad", ".gctx", ".csv", ".tsv")
@@ -50,11 +51,6 @@ def export_store(path, out, *, overwrite=False):
     return out
 
 
-def _coords(ds, dim):
-    return {name: coord.values for name, coord in ds.coords.items()
-            if coord.dims == (dim,) and name != dim}
-
-
 def _blocks(path, desc):
     """``(start, block)`` over the store's chunks, with a progress bar."""
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
@@ -72,7 +68,7 @@ def write_h5ad(path, ds, out):
 
     def frame(dim):
         columns = {name: (store.strings(v) if np.asarray(v).dtype.kind in "USOT" else v)
-                   for name, v in _coords(ds, dim).items()}
+                   for name, v in coords_along(ds, dim).items()}
         return pd.DataFrame(columns, index=pd.Index(store.strings(ds[dim].values), name=None))
 
     provenance = {"streamgex": dict(ds.attrs.get(store.ATTR, {})),
@@ -101,8 +97,8 @@ def write_gctx(path, ds, out, *, row_meta=None):
     """``row_meta``: further row fields (``predict``'s ``pr_is_inferred``)."""
     genes = {CMAP_NAMES.get(name, name): (np.asarray(v).astype(np.int32)
                                           if np.asarray(v).dtype.kind == "b" else store.strings(v))
-             for name, v in _coords(ds, "gene").items()}
-    samples = {name: store.strings(v) for name, v in _coords(ds, "sample").items()}
+             for name, v in coords_along(ds, "gene").items()}
+    samples = {name: store.strings(v) for name, v in coords_along(ds, "sample").items()}
     with h5py.File(out, "w") as handle:
         matrix = create_gctx(handle, sample_ids=store.strings(ds.sample.values),
                              gene_ids=store.strings(ds.gene.values),

@@ -25,7 +25,6 @@ z-scores ``(n, n_landmarks) float32`` and returns target z-scores, for
 TensorFlow Serving, TF.js or TFLite converters (Keras's ``Model.export``).
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_path, read_json
 from ..errors import StreamgexError
+from ..ingest import sha256_of
 
 FORMAT = "streamgex-bundle"
 #: Extra servable graphs ``export`` can add beside the bundle's own files.
@@ -57,7 +57,6 @@ def export(run, out, *, overwrite=False, formats=()):
     """Write the bundle of the finished ``run`` (an E-MLP, fine-tuned E-MLP, D-GEX or linear
     run) to the folder ``out``, with the extra ``formats`` (``EXTRA_FORMATS``); see the module
     doc. Returns ``out``."""
-    from ..evaluation.predictor import load_predictor
     from ..models.registry import save_keras
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
@@ -76,8 +75,7 @@ def export(run, out, *, overwrite=False, formats=()):
     if not run.kind.infers_targets:
         raise StreamgexError(f"{run.path}: an {run.kind.title.lower()} predicts nothing from "
                              f"landmarks; export an E-MLP, D-GEX or linear run")
-    predictor = load_predictor(run)
-    state = pipeline_state(predictor.data)
+    state = pipeline_state(run.data)  # the network itself is loaded once, below
     with atomic_path(out) as tmp:
         tmp.mkdir()
         np.savez(tmp / PIPELINE, keys=state.keys.astype(str), ensembl=state.ensembl.astype(str),
@@ -106,7 +104,7 @@ def export(run, out, *, overwrite=False, formats=()):
                                     if k in ("dataset", "profiles", "mae", "correlation")}
                         for path in run.result_files()},
             "training_data": read_json(run.inputs_file).get("content"),
-            "files": {name: _sha256(tmp / name) for name in files},
+            "files": {name: sha256_of(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return out
@@ -138,7 +136,7 @@ def load(path):
                              f"streamgex {manifest.get('streamgex')}); this streamgex reads "
                              f"version {VERSION}: upgrade it")
     for name, digest in manifest["files"].items():
-        if not (path / name).is_file() or _sha256(path / name) != digest:
+        if not (path / name).is_file() or sha256_of(path / name) != digest:
             raise StreamgexError(f"{path / name}: missing or altered since export (its SHA-256 "
                                  f"differs from the manifest's); export the run again")
     with np.load(path / PIPELINE) as saved:
@@ -177,11 +175,4 @@ def _linear_network(coefficients):
     dense.set_weights([coefficients[:-1].astype(np.float32), coefficients[-1].astype(np.float32)])
     return model
 
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 

@@ -28,7 +28,6 @@ from ..formats.gctx import SYMBOL_FIELDS
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("auto", "id", "symbol")
 SYMBOLS = ("gene_symbol", *SYMBOL_FIELDS)
 UNMATCHED = ""  # an id no model gene has
 

@@ -95,9 +95,10 @@ def source_identity(path, format=None):
 def _from_store(path):
     ds = store.open_store(path)
     array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    from ..steps import coords_along
+
     def fields(dim):
-        return {name: store.strings(coord.values) for name, coord in ds.coords.items()
-                if coord.dims == (dim,) and name != dim}
+        return {name: store.strings(values) for name, values in coords_along(ds, dim).items()}
 
     return Profiles(store.strings(ds.sample.values), store.strings(ds.gene.values),
                     lambda start, stop: array[start:stop], source_identity(path),
