@@ -306,6 +306,11 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
                     ignore=shutil.ignore_patterns("stores", "pca", "report"))
     assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b"),
                  "--format", "savedmodel", "--quiet"]) == 0
+    if model == "linear":  # a model changed since its evaluation: its old metrics stay out
+        os.utime(work / "runs" / "linear" / "best" / "linear.npy", ns=(1, 1))
+        assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b2"),
+                     "--quiet"]) == 0
+        assert json.loads((tmp_path / "b2" / "manifest.json").read_text())["metrics"] == {}
     shutil.rmtree(work)
     bundle = tmp_path / "elsewhere" / "bundle"
     bundle.parent.mkdir()

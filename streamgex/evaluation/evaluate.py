@@ -160,8 +160,25 @@ def _identity(run, data, partitions):
     return {"metrics": METRICS,
             "fingerprint": steps.fingerprint(data),
             "partitions": partitions,
-            "models": {relative(f, run.path): f.stat().st_mtime_ns
-                       for f in run.kind.model_files(run)}}
+            "models": models_identity(run)}
+
+
+def models_identity(run):
+    """The run's model files and their times, as an evaluation records them: a result whose
+    record differs was made by another model."""
+    return {relative(f, run.path): f.stat().st_mtime_ns for f in run.kind.model_files(run)}
+
+
+def current_results(run):
+    """The run's saved evaluations made by its current models (``{dataset: result}``); those of
+    a model since retrained are left out."""
+    models = models_identity(run)
+    found = {}
+    for path in run.result_files():
+        result = read_json(path)
+        if result.get("identity", {}).get("models") == models:
+            found[path.stem] = result
+    return found
 
 
 def columns_of(keys, wanted, path, what):

@@ -57,6 +57,7 @@ def export(run, out, *, overwrite=False, formats=()):
     """Write the bundle of the finished ``run`` (an E-MLP, fine-tuned E-MLP, D-GEX or linear
     run) to the folder ``out``, with the extra ``formats`` (``EXTRA_FORMATS``); see the module
     doc. Returns ``out``."""
+    from ..evaluation.evaluate import current_results
     from ..models.registry import save_keras
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
@@ -100,9 +101,9 @@ def export(run, out, *, overwrite=False, formats=()):
             "format": FORMAT, "version": VERSION, "streamgex": __version__,
             "model": run.kind.name, "title": run.kind.title,
             "landmarks": int(state.is_landmark.sum()), "targets": int((~state.is_landmark).sum()),
-            "metrics": {path.stem: {k: v for k, v in read_json(path).items()
-                                    if k in ("dataset", "profiles", "mae", "correlation")}
-                        for path in run.result_files()},
+            "metrics": {name: {k: v for k, v in result.items()
+                               if k in ("dataset", "profiles", "mae", "correlation")}
+                        for name, result in current_results(run).items()},
             "training_data": read_json(run.inputs_file).get("content"),
             "files": {name: sha256_of(tmp / name) for name in files},
         }
