@@ -28,7 +28,8 @@ def _ingest(args):
     from .store import summary
 
     out = ingest(
-        args.source, args.out, format=args.format, chunk_samples=args.chunk_samples,
+        args.source, args.out, format=args.format, samples_as=args.samples_as,
+        chunk_samples=args.chunk_samples,
         allow_missing=args.allow_missing, overwrite=args.overwrite,
     )
     if not args.quiet:
@@ -185,7 +186,8 @@ def _predict(args):
     from .inference.predict import predict
 
     out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
-                  gctx=args.gctx, overwrite=args.overwrite, genes_by=args.genes_by)
+                  gctx=args.gctx, overwrite=args.overwrite, genes_by=args.genes_by,
+                  samples_as=args.samples_as)
     if not args.quiet:
         from .store import summary
 
@@ -244,6 +246,13 @@ def _demo(args):
     _print_report(demo(args.workdir), runs, headline)
 
 
+def samples_as(sub):
+    sub.add_argument("--samples-as", choices=("rows", "columns"),
+                     help="a TSV/CSV table's orientation: columns (a gene per line, samples "
+                     "across) or rows (a sample per line, genes across); default: told by its "
+                     "ids, an error where they cannot tell")
+
+
 def build_parser():
     from .formats import FORMATS
     from .ingest import MISSING_POLICIES
@@ -281,12 +290,15 @@ def build_parser():
                           "streamgex.simulate.model)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing files")
 
-    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV file into a Zarr store")
-    sub.add_argument("source", help="raw expression file (text may be gzipped)")
+    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV/AnnData file into a Zarr "
+                  "store")
+    sub.add_argument("source", help="raw expression file (text may be gzipped) or AnnData-Zarr "
+                     "folder")
     sub.add_argument("--out", required=True, help="Zarr store to write")
     sub.add_argument("--format", choices=FORMATS, default="auto",
                      help="input format; auto looks at the content (HDF5 signature, #1.2/#1.3, "
                      "the GEUVADIS header, else a delimited table)")
+    samples_as(sub)
     sub.add_argument("--chunk-samples", type=int, help="samples per chunk (default: ~32 MiB chunks)")
     sub.add_argument(
         "--allow-missing", choices=MISSING_POLICIES,
@@ -403,7 +415,8 @@ def build_parser():
 
     sub = command("predict", _predict, "infer target genes for new landmark profiles")
     sub.add_argument("run", help="an E-MLP, D-GEX or linear run folder, or its export bundle")
-    sub.add_argument("input", help="profiles: GCTX, GCT, TSV/CSV or a store; probe or gene ids")
+    sub.add_argument("input", help="profiles: GCTX, GCT, TSV/CSV, .h5ad, AnnData-Zarr or a store; "
+                     "probe or gene ids, or symbols")
     sub.add_argument("--out", required=True, help="output store of predicted targets")
     sub.add_argument("--units", choices=("raw", "normalized", "standardized"), default="raw",
                      help="raw: normalize as the pipeline did; normalized: quantile-normalized "
@@ -411,11 +424,13 @@ def build_parser():
     sub.add_argument("--expression", action="store_true",
                      help="write normalized expression instead of z-scores")
     sub.add_argument("--gctx", help="also write the predictions to this GCTX file")
-    sub.add_argument("--genes-by", default="auto", metavar="auto|id|symbol|FIELD",
+    sub.add_argument("--genes-by", default="auto", metavar="auto|id|ensembl|probe|symbol|FIELD",
                      help="match input rows to the model's genes by their ids (probe, Ensembl, "
-                     "gene key), by gene symbol (the pr_gene_symbol field, or the ids), or by a "
+                     "gene key), by Ensembl id (pr_ensembl_id/gene_ids field, else the ids), by "
+                     "probe id, by gene symbol (the pr_gene_symbol field, or the ids), or by a "
                      "named row-metadata field; auto: ids, then symbols if those find more "
                      "landmarks")
+    samples_as(sub)
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     sub = command("export", _export, "write a trained model and its fitted preprocessing to "
@@ -423,13 +438,15 @@ def build_parser():
     sub.add_argument("run", help="a finished E-MLP, fine-tuned E-MLP, D-GEX or linear run folder")
     sub.add_argument("--out", required=True, help="bundle folder to write")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    sub.add_argument("--format", action="append", default=[], choices=("savedmodel",),
-                     help="also write the network as a TensorFlow SavedModel (savedmodel/)")
+    sub.add_argument("--format", action="append", default=[], choices=("savedmodel", "onnx"),
+                     help="also write the network as a TensorFlow SavedModel (savedmodel/) or "
+                     "as ONNX (network.onnx; needs the onnx extra); repeat for both")
 
-    sub = command("export-store", _export_store, "write a store as AnnData (.h5ad), GCTX or "
+    sub = command("export-store", _export_store, "write a store as AnnData (.h5ad or .zarr), GCTX or "
                   "a samples-by-genes CSV/TSV")
     sub.add_argument("store", help="a streamgex store")
-    sub.add_argument("--out", required=True, help="file to write: .h5ad, .gctx, .csv or .tsv")
+    sub.add_argument("--out", required=True, help="file to write: .h5ad, .zarr (AnnData-Zarr), "
+                     ".gctx, .csv or .tsv")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
     sub = command("info", _info, "describe a store")
@@ -570,7 +587,7 @@ def _main(argv):
 #: Arguments that are not paths (a scheduler address is a URL by nature).
 NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
              "units", "by", "reference", "genes", "allow_missing", "precision",
-             "memory_budget", "shell", "genes_by"}
+             "memory_budget", "shell", "genes_by", "samples_as"}
 
 
 def _check_paths(args):

@@ -66,6 +66,7 @@ def ingest(
     out,
     *,
     format="auto",
+    samples_as=None,
     chunk_samples=None,
     allow_missing=None,
     overwrite=False,
@@ -83,6 +84,9 @@ def ingest(
         unless ``overwrite``.
     format : {"auto", "gctx", "gct", "geuvadis", "tsv"}
         ``"auto"`` detects it from the content.
+    samples_as : {None, "rows", "columns"}
+        A TSV/CSV table's orientation where its ids cannot tell
+        (``formats.tables.orientation``).
     chunk_samples : int, optional
         Samples per chunk; default ``store.default_chunk_samples`` (about
         32 MiB per chunk).
@@ -106,7 +110,7 @@ def ingest(
     if chunk_samples is not None and chunk_samples < 1:
         raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
     out = Path(out)
-    src = open_source(source, format)
+    src = open_source(source, format, samples_as=samples_as)
     checksum = _Checksum(source)
     try:
         identity_now = _identity(source, src, chunk_samples, allow_missing)
@@ -130,9 +134,9 @@ def ingest(
     return out
 
 
-def identity(source, *, format="auto", chunk_samples=None, allow_missing=None):
+def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allow_missing=None):
     """The step, parameters and source an ingest of ``source`` records (``store.begin``)."""
-    src = open_source(source, format)
+    src = open_source(source, format, samples_as=samples_as)
     try:
         return _identity(source, src, chunk_samples, allow_missing)
     finally:
@@ -143,12 +147,12 @@ def identity(source, *, format="auto", chunk_samples=None, allow_missing=None):
 def _identity(source, src, chunk_samples, allow_missing):
     # Size and modification time alone miss a file replaced by `cp -p` or `touch -r`; the
     # inode and the change time (which no user command can set back) catch those.
-    stat = os.stat(source)
+    recorded = {"path": str(Path(source).resolve()), "format": src.format, **file_stat(source)}
+    if src.format == "tsv":  # the same table read the other way round is another store
+        recorded["samples_as"] = "rows" if isinstance(src, SampleMajorSource) else "columns"
     return {"step": "ingest",
             "parameters": {"chunk_samples": chunk_samples, "allow_missing": allow_missing},
-            "source": {"path": str(Path(source).resolve()), "format": src.format,
-                       "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                       "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino}}
+            "source": recorded}
 
 
 def _recognise_same_content(out, identity):
@@ -169,15 +173,41 @@ def _recognise_same_content(out, identity):
         store.update_source(out, {k: now[k] for k in ("path", "mtime_ns", "ctime_ns", "inode")})
 
 
-def sha256_of(path):
-    """The SHA-256 of a file, read in 8 MiB pieces with a progress bar."""
-    digest = hashlib.sha256()
-    bar = progress(total=os.path.getsize(path), desc="sha256", unit="B", unit_scale=True)
-    with open(path, "rb") as f:
-        while piece := f.read(8 * 2**20):
-            digest.update(piece)
-            bar.update(len(piece))
-    bar.close()
+def source_files(path):
+    """A file, or a folder's files (an AnnData-Zarr store) in a fixed order."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file())
+    return [path]
+
+
+def file_stat(path):
+    """Size, modification and change times, inode of a file; of a folder's files: their
+    total size and newest times (the folder's own inode)."""
+    stats = [os.stat(f) for f in source_files(path)]
+    return {"size": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+            "ctime_ns": max((s.st_ctime_ns for s in stats), default=0),
+            "inode": os.stat(path).st_ino}
+
+
+def sha256_of(path, *, stop=None, bar=True):
+    """The SHA-256 of a file (of a folder: of its files' relative names and contents in
+    order), read in 8 MiB pieces with a progress bar; None when ``stop`` is set first."""
+    root, digest = Path(path), hashlib.sha256()
+    files = source_files(root)
+    shown = progress(total=sum(f.stat().st_size for f in files), desc="sha256", unit="B",
+                     unit_scale=True, hidden=not bar)
+    for file in files:
+        if root.is_dir():
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            while piece := f.read(8 * 2**20):
+                if stop is not None and stop.is_set():
+                    return None
+                digest.update(piece)
+                shown.update(len(piece))
+    shown.close()
     return digest.hexdigest()
 
 
@@ -330,14 +360,7 @@ class _Checksum:
         self._thread.start()
 
     def _run(self, path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while not self._stop.is_set():
-                piece = f.read(8 * 2**20)
-                if not piece:
-                    self._digest = digest.hexdigest()
-                    return
-                digest.update(piece)
+        self._digest = sha256_of(path, stop=self._stop, bar=False)
 
     def result(self):
         self._thread.join()

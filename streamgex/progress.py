@@ -6,16 +6,17 @@ import sys
 from tqdm import tqdm
 
 
-def progress(*, total, desc, unit, initial=0, unit_scale=False):
+def progress(*, total, desc, unit, initial=0, unit_scale=False, hidden=False):
     """A tqdm bar on stderr, shown only when stderr is a terminal and the ``streamgex``
-    logger shows INFO messages (the CLI's default; ``--quiet`` turns both off)."""
+    logger shows INFO messages (the CLI's default; ``--quiet`` turns both off), and not
+    ``hidden`` (work on a background thread)."""
     return tqdm(
         total=total,
         desc=desc,
         unit=unit,
         initial=initial,
         unit_scale=unit_scale,
-        disable=not (sys.stderr.isatty() and _console_shows_info()),
+        disable=hidden or not (sys.stderr.isatty() and _console_shows_info()),
         file=sys.stderr,
         dynamic_ncols=True,
         leave=False,

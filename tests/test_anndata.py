@@ -7,6 +7,7 @@ import json
 import anndata
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse
 
@@ -66,3 +67,49 @@ def test_csv_tsv_and_gctx_exports_ingest_back_unchanged(source, tmp_path, suffix
     np.testing.assert_array_equal(back.expression.values, values)
     assert list(strings(back.sample.values)) == samples
     assert list(strings(back.gene.values)) == genes
+
+
+def test_a_store_exported_as_anndata_zarr_opens_in_anndata_and_ingests_and_predicts_back(
+        source, tmp_path):
+    """Issue 12.4: `anndata.read_zarr` on a store failed; AnnData-Zarr could be neither
+    written nor read. Now export-store writes it (X chunk by chunk), anndata reads it, and
+    ingest and predict's reader take it back a block of cells at a time."""
+    from streamgex.inference.profiles import open_profiles
+
+    store, values, samples, genes = source
+    out = tmp_path / "cells.zarr"
+    assert main(["export-store", str(store), "--out", str(out), "--quiet"]) == 0
+    adata = anndata.read_zarr(out)
+    assert list(adata.obs_names) == samples and list(adata.var_names) == genes
+    assert list(adata.var["gene_symbol"]) == [f"G{j}" for j in range(6)]
+    np.testing.assert_array_equal(adata.X, values)
+    assert json.loads(adata.uns["streamgex"])["streamgex"]["step"] == "ingest"
+    back = open_store(ingest(out, tmp_path / "back.zarr", chunk_samples=8))
+    np.testing.assert_array_equal(back.expression.values, values)
+    assert back.attrs["source"]["format"] == "anndata-zarr"
+    profiles = open_profiles(out, scratch=tmp_path / "scratch")
+    np.testing.assert_array_equal(profiles.read(5, 12), values[5:12])
+    assert profiles.gene_fields["gene_symbol"].tolist() == [f"G{j}" for j in range(6)]
+    # a re-export replaces its own folder; a folder export-store did not write is refused
+    assert main(["export-store", str(store), "--out", str(out), "--overwrite", "--quiet"]) == 0
+    (tmp_path / "mine.zarr").mkdir()
+    (tmp_path / "mine.zarr" / "keep.txt").write_text("mine")
+    assert main(["export-store", str(store), "--out", str(tmp_path / "mine.zarr"),
+                 "--overwrite"]) == 1
+    assert (tmp_path / "mine.zarr" / "keep.txt").read_text() == "mine"
+
+
+def test_a_sparse_anndata_zarr_in_zarr_format_3_with_categorical_obs_is_ingested(tmp_path):
+    rng = np.random.default_rng(7)
+    dense = np.where(rng.uniform(size=(40, 8)) < 0.6, 0, rng.uniform(1, 5, size=(40, 8)))
+    adata = anndata.AnnData(X=scipy.sparse.csr_matrix(dense.astype(np.float32)))
+    adata.obs_names = [f"cell{i}" for i in range(40)]
+    adata.var_names = [f"ENSG{j:011d}" for j in range(8)]
+    adata.obs["batch"] = pd.Categorical(["a", "b"] * 20)
+    with anndata.settings.override(zarr_write_format=3):  # Zarr 3's string arrays read too
+        adata.write_zarr(tmp_path / "cells.zarr")
+    assert main(["ingest", str(tmp_path / "cells.zarr"), "--out", str(tmp_path / "s.zarr"),
+                 "--chunk-samples", "16", "--quiet"]) == 0
+    ingested = open_store(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(ingested.expression.values, dense.astype(np.float32))
+    assert list(strings(ingested.sample.values)) == list(adata.obs_names)

@@ -216,3 +216,29 @@ def test_a_samples_by_genes_table_is_ingested_the_right_way_round(tmp_path):
     (tmp_path / "bad.csv").write_text(",ENSG00000000001,ENSG00000000002\ncell_0,1,x\n")
     with pytest.raises(StreamgexError, match=r"bad.csv:2:3: non-numeric value 'x'"):
         ingest(tmp_path / "bad.csv", tmp_path / "bad.zarr")
+
+
+def test_a_table_that_cannot_tell_its_orientation_asks_for_samples_as(tmp_path, capsys):
+    """Issue 12.3: symbols against sample names under an empty corner were read gene per
+    row without a word, a silent transpose when they were samples per row. Now such a table
+    is an error naming --samples-as, and either value reads it that way round."""
+    path = tmp_path / "t.csv"
+    path.write_text(",TP53,EGFR,MYC\ncell_a,1,2,3\ncell_b,4,5,6\n")
+    out = tmp_path / "t.zarr"
+    assert main(["ingest", str(path), "--out", str(out)]) == 1
+    assert "--samples-as columns" in capsys.readouterr().err and not out.exists()
+    assert main(["ingest", str(path), "--out", str(out), "--samples-as", "rows", "--quiet"]) == 0
+    assert_store(out, np.array([[1, 2, 3], [4, 5, 6]], np.float32), ["cell_a", "cell_b"],
+                 ["TP53", "EGFR", "MYC"])
+    # the other way round is another store: the re-run with the other orientation rebuilds it
+    assert main(["ingest", str(path), "--out", str(out), "--samples-as", "columns",
+                 "--overwrite", "--quiet"]) == 0
+    assert_store(out, np.array([[1, 4], [2, 5], [3, 6]], np.float32), ["TP53", "EGFR", "MYC"],
+                 ["cell_a", "cell_b"])
+    # a first header field that names the sample column makes it certain
+    path.write_text("cell_id,TP53,EGFR\ncell_a,1,2\n")
+    assert main(["ingest", str(path), "--out", str(tmp_path / "c.zarr"), "--quiet"]) == 0
+    assert list(open_store(tmp_path / "c.zarr").gene.values) == ["TP53", "EGFR"]
+    write_gct12(tmp_path / "x.gct", *small_matrix(2, 3))
+    with pytest.raises(StreamgexError, match="--samples-as applies to TSV/CSV"):
+        ingest(tmp_path / "x.gct", tmp_path / "x.zarr", samples_as="rows")

@@ -12,11 +12,15 @@ A second column named like a symbol (``gene_symbol``, ``symbol``,
 around ids, as R's ``write.csv`` writes them, are removed.
 
 The other orientation, one sample per row (what ``AnnData.to_df().to_csv()``
-and most sample sheets write), is recognised where the ids make it certain:
-header ids that are gene ids (Ensembl ``ENSG...``, Affymetrix ``..._at``,
-``AFFX-...``) and a first column that holds none. Such a table is read a
-profile per line (``SampleMajorSource``), as a GCTX is. Tables whose ids are
-neither (gene symbols, say) are read gene per row, as before.
+and most sample sheets write), is read a profile per line
+(``SampleMajorSource``), as a GCTX is. Which one a table is comes from
+``samples_as`` (``--samples-as rows|columns``) when given, else from what
+makes it certain (``orientation``): gene ids (Ensembl ``ENSG...``, Affymetrix
+``..._at``, ``AFFX-...``) on one side and none on the other, a symbol column,
+or a first header field that names genes (``gene_id``, ``ID_REF``, ...) or
+samples (``sample``, ``cell``, ...). A table that shows neither (gene symbols
+against sample names under an empty corner, say) is an error asking for
+``--samples-as``: read the wrong way round it would be a silent transpose.
 """
 
 import re
@@ -63,8 +67,12 @@ def open_geuvadis(path):
     )
 
 
-def open_table(path):
-    """Read a generic gene-by-sample TSV/CSV header and return its source."""
+def open_table(path, samples_as=None):
+    """Read a generic TSV/CSV header and return its source.
+
+    ``samples_as``: ``"columns"`` (one gene per line), ``"rows"`` (one sample per
+    line) or None (``orientation`` decides, or says it cannot).
+    """
     header = _header(path)
     delimiter = "\t" if "\t" in header else "," if "," in header else None
     if delimiter is None:
@@ -73,7 +81,10 @@ def open_table(path):
             f"and at least one sample column"
         )
     fields = [unquote(f) for f in header.split(delimiter)]
-    if samples_as_rows(path, delimiter, fields):
+    if samples_as not in (None, *SAMPLES_AS):
+        raise StreamgexError(f"--samples-as must be one of {', '.join(SAMPLES_AS)}, "
+                             f"got {samples_as!r}")
+    if (samples_as or orientation(path, delimiter, fields)) == "rows":
         return _sample_rows(path, delimiter, fields)
     n_meta = 2 if len(fields) > 2 and fields[1].lower() in SYMBOL_COLUMNS else 1
     samples = fields[n_meta:]
@@ -89,14 +100,43 @@ def open_table(path):
 GENE_ID = re.compile(r"^(ENS[A-Z]*G\d{6,}(\.\d+)?|\d+(_[a-z])?_at|AFFX-.+)$")
 
 
-def samples_as_rows(path, delimiter, fields, *, lines=50):
-    """Whether a table holds one sample per row: its header's ids are gene ids (at least
-    nine in ten) and the first column of its first ``lines`` data lines holds none."""
+SAMPLES_AS = ("rows", "columns")
+#: First header fields that name the gene column, or the sample column (lower case).
+GENE_CORNERS = {"id", "gene", "genes", "gene_id", "geneid", "gene_ids", "targetid", "probe",
+                "probe_id", "probeid", "probe_set_id", "id_ref", "ensembl", "ensembl_id",
+                "ensembl_gene_id", "symbol", "gene_symbol", "gene_name", "name", "feature",
+                "feature_id", "rid"}
+SAMPLE_CORNERS = {"sample", "samples", "sample_id", "sampleid", "cell", "cells", "cell_id",
+                  "barcode", "barcodes", "obs", "obs_names", "cid", "profile", "gsm"}
+
+
+def orientation(path, delimiter, fields, *, lines=50):
+    """``"rows"`` (one sample per line), ``"columns"`` (one gene per line), or an error
+    naming ``--samples-as`` when the table does not make it certain.
+
+    Certain: the header's ids are gene ids (nine in ten) and the first column of the
+    first ``lines`` data lines holds none, or the other way round; a symbol column
+    after the first (genes per line); a first header field that names genes or
+    samples.
+    """
     ids = fields[1:]
-    if not ids or sum(bool(GENE_ID.match(i)) for i in ids) < 0.9 * len(ids):
-        return False
     firsts = [unquote(line.split(delimiter, 1)[0]) for _, line in head(path, lines + 1)[1:]]
-    return bool(firsts) and not any(GENE_ID.match(f) for f in firsts)
+    header_genes = sum(bool(GENE_ID.match(i)) for i in ids)
+    column_genes = sum(bool(GENE_ID.match(f)) for f in firsts)
+    corner = fields[0].strip().lower()
+    if ids and header_genes >= 0.9 * len(ids) and firsts and not column_genes:
+        return "rows"
+    if column_genes and not header_genes:
+        return "columns"
+    if len(fields) > 2 and fields[1].lower() in SYMBOL_COLUMNS or corner in GENE_CORNERS:
+        return "columns"
+    if corner in SAMPLE_CORNERS:
+        return "rows"
+    raise StreamgexError(
+        f"{path}:1: cannot tell whether this table has a gene or a sample per line (no "
+        f"Ensembl or probe ids on either side, first header field {fields[0]!r}); pass "
+        f"--samples-as columns (a gene per line, samples across) or --samples-as rows (a "
+        f"sample per line, genes across)")
 
 
 def _sample_rows(path, delimiter, fields):

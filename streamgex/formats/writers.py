@@ -6,6 +6,8 @@
   genes with theirs, ``uns["streamgex"]`` the store's provenance (JSON), ``X``
   dense float32 written chunk by chunk (``anndata.read_h5ad(..., backed="r")``
   reads it without loading it);
+- ``.zarr``: the same AnnData as an AnnData-Zarr store (``anndata.read_zarr``),
+  Zarr format 2, which every anndata release that reads Zarr opens;
 - ``.gctx``: GCTX 1.0 (cmapPy's layout), gene coordinates as row metadata
   (``gene_symbol`` as ``pr_gene_symbol``), sample coordinates as column
   metadata;
@@ -16,6 +18,7 @@ Every file is written under a partial name and renamed when complete.
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import h5py
@@ -29,20 +32,21 @@ from ..progress import progress
 from ..steps import coords_along
 from .gctx import create_gctx
 
-SUFFIXES = (".h5ad", ".gctx", ".csv", ".tsv")
+SUFFIXES = (".h5ad", ".zarr", ".gctx", ".csv", ".tsv")
 
 
 def export_store(path, out, *, overwrite=False):
     """Write the store ``path`` to the file ``out`` (format by suffix); returns ``out``."""
     out = Path(out)
-    writer = {".h5ad": write_h5ad, ".gctx": write_gctx, ".csv": write_table,
-              ".tsv": write_table}.get(out.suffix.lower())
+    writer = {".h5ad": write_h5ad, ".zarr": write_anndata_zarr, ".gctx": write_gctx,
+              ".csv": write_table, ".tsv": write_table}.get(out.suffix.lower())
     if writer is None:
         raise StreamgexError(f"--out {out}: choose a file ending in {', '.join(SUFFIXES)}")
     if out.exists() and not overwrite:
         raise StreamgexError(f"--out {out}: exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise StreamgexError(f"--out {out}: is a folder; give a file name")
+    if out.is_dir() and not _exported_here(out):
+        raise StreamgexError(f"--out {out}: is a folder that export-store did not write; "
+                             f"give a new name")
     if Path(path).resolve() in (out.resolve(), *out.resolve().parents):
         raise StreamgexError(f"--out {out}: lies inside the store it exports; choose another")
     ds = store.open_store(path)
@@ -62,7 +66,17 @@ def _blocks(path, desc):
     bar.close()
 
 
-def write_h5ad(path, ds, out):
+def _exported_here(folder):
+    """Whether a folder is an AnnData-Zarr store export-store wrote (the one kind of folder
+    ``--overwrite`` may replace)."""
+    try:
+        return "streamgex" in zarr.open_group(str(folder), mode="r")["uns"]
+    except (KeyError, FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return False
+
+
+def _annotations(ds):
+    """An X-less AnnData of the store's samples (obs), genes (var) and provenance (uns)."""
     import anndata
     import pandas as pd
 
@@ -74,18 +88,46 @@ def write_h5ad(path, ds, out):
     provenance = {"streamgex": dict(ds.attrs.get(store.ATTR, {})),
                   "source": dict(ds.attrs.get("source", {})),
                   "units": ds.attrs.get("units")}
-    adata = anndata.AnnData(obs=frame("sample"), var=frame("gene"),
-                            uns={"streamgex": json.dumps(provenance, default=str)})
-    adata.write_h5ad(out)
+    return anndata.AnnData(obs=frame("sample"), var=frame("gene"),
+                           uns={"streamgex": json.dumps(provenance, default=str)})
+
+
+def _x_chunks(ds):
+    return (max(1, min(256, ds.sizes["sample"])), max(1, ds.sizes["gene"]))
+
+
+def write_h5ad(path, ds, out):
+    _annotations(ds).write_h5ad(out)
     with h5py.File(out, "a") as handle:
         if "X" in handle:
             del handle["X"]
         n_samples, n_genes = ds.sizes["sample"], ds.sizes["gene"]
         x = handle.create_dataset("X", shape=(n_samples, n_genes), dtype="float32",
-                                  chunks=(max(1, min(256, n_samples)), max(1, n_genes)))
-        x.attrs["encoding-type"], x.attrs["encoding-version"] = "array", "0.2.0"
+                                  chunks=_x_chunks(ds))
+        x.attrs.update(X_ENCODING)
         for start, block in _blocks(path, "writing h5ad"):
             x[start:start + len(block)] = block
+
+
+X_ENCODING = {"encoding-type": "array", "encoding-version": "0.2.0"}
+
+
+def write_anndata_zarr(path, ds, out):
+    import anndata
+
+    with warnings.catch_warnings():  # format 2 is chosen: older anndata releases read it
+        warnings.filterwarnings("ignore", message=".*zarr v2", category=UserWarning)
+        with anndata.settings.override(zarr_write_format=2):
+            _annotations(ds).write_zarr(out)
+    group = zarr.open_group(str(out), mode="a")
+    if "X" in group:
+        del group["X"]
+    x = group.create_array("X", shape=(ds.sizes["sample"], ds.sizes["gene"]), dtype="float32",
+                           chunks=_x_chunks(ds))
+    x.attrs.update(X_ENCODING)
+    for start, block in _blocks(path, "writing AnnData-Zarr"):
+        x[start:start + len(block)] = block
+    zarr.consolidate_metadata(str(out))  # anndata reads the consolidated listing
 
 
 #: Gene coordinates under CMap's row-metadata names in a GCTX.

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def predict(run, source, out, *, units="raw", expression=False, gctx=None, overwrite=False,
-            genes_by="auto"):
+            genes_by="auto", samples_as=None):
     """Predict the targets of every profile of ``source`` with ``run``'s model.
 
     Parameters
@@ -54,6 +54,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         Also write the output as GCTX.
     genes_by : "auto", "id", "symbol" or a row field name
         How input rows are matched to the model's genes (``geneids``).
+    samples_as : {None, "rows", "columns"}
+        A TSV/CSV input's orientation where its ids cannot tell.
 
     Returns
     -------
@@ -72,7 +74,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
                                  f"from landmarks; pass a run of a model that infers targets")
         state = pipeline_state(predictor.data)
     parameters = {"run": str(Path(run).resolve()), "units": units,
-                  "genes_by": genes_by,
+                  "genes_by": genes_by, "samples_as": samples_as,
                   "expression": expression,
                   "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
     if store.matches(out, step="predict", parameters=parameters, source=source_identity(source)):
@@ -81,7 +83,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
             write_gctx(out, gctx)
         return out
     scratch = out.with_name(out.name + ".input")
-    profiles = open_profiles(source, scratch=scratch)
+    profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
         landmarks = np.flatnonzero(state.is_landmark)
         keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields, genes_by,

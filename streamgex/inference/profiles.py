@@ -17,8 +17,8 @@ import zarr
 
 from .. import store
 from ..errors import StreamgexError
-from ..formats import SampleMajorSource, detect_format, open_source
-from ..ingest import ingest, strip_version
+from ..formats import SampleMajorSource, detect_format, is_anndata_zarr, open_source
+from ..ingest import file_stat, ingest, strip_version
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,18 @@ class Profiles:
     sample_fields: dict = field(default_factory=dict)
 
 
-def open_profiles(path, *, scratch):
+def open_profiles(path, *, scratch, samples_as=None):
     """Open ``path`` (store, GCTX, GCT, TSV/CSV, GEUVADIS) as ``Profiles``.
 
-    ``scratch``: where a text table is ingested first.
+    ``scratch``: where a text table is ingested first; ``samples_as``: a TSV/CSV
+    table's orientation where its ids cannot tell.
     """
     path = Path(path)
     if not path.exists():
         raise StreamgexError(f"{path}: no such file or store")
-    if path.is_dir():
+    if path.is_dir() and not is_anndata_zarr(path):
         return _from_store(path)
-    source = open_source(path)
+    source = open_source(path, samples_as=samples_as)
     identity = source_identity(path, source.format)
     if isinstance(source, SampleMajorSource):
         genes = np.array([strip_version(g) for g in source.gene_ids], dtype=str)
@@ -69,7 +70,7 @@ def open_profiles(path, *, scratch):
                         close=source.close, gene_fields=source.gene_fields,
                         sample_fields=source.sample_fields)
     log.info("%s holds one gene per line: converting it to a store first (%s)", path, scratch)
-    ingest(path, scratch, overwrite=True)
+    ingest(path, scratch, samples_as=samples_as, overwrite=True)
     profiles = _from_store(scratch)
     profiles.identity, profiles.scratch = identity, Path(scratch)
     return profiles
@@ -77,19 +78,19 @@ def open_profiles(path, *, scratch):
 
 def source_identity(path, format=None):
     """What an input is, as ``Profiles.identity`` records it: a store's content fingerprint;
-    a file's path, format, size and time (its format read from its first bytes when not
-    given)."""
+    a file's (or an AnnData-Zarr folder's) path, format, size and time (its format read
+    from its content when not given)."""
     from ..steps import fingerprint
 
     path = Path(path)
     if not path.exists():
         raise StreamgexError(f"{path}: no such file or store")
-    if path.is_dir():
+    if path.is_dir() and not is_anndata_zarr(path):
         store.open_store(path)  # refuses a missing or partial store
         return {"store": str(path.resolve()), "fingerprint": fingerprint(path)}
-    stat = path.stat()
+    stat = file_stat(path)
     return {"path": str(path.resolve()), "format": format or detect_format(str(path)),
-            "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            "size": stat["size"], "mtime_ns": stat["mtime_ns"]}
 
 
 def _from_store(path):

@@ -1,6 +1,8 @@
-"""AnnData ``.h5ad`` files (scanpy's format), read with h5py a block of cells at a time.
+"""AnnData on disk (scanpy's format), read a block of cells at a time: ``.h5ad`` files
+with h5py, AnnData-Zarr stores (``AnnData.write_zarr``, a folder) with zarr.
 
-Layout (anndata's on-disk spec): ``/X`` the ``(n_obs, n_var)`` matrix, dense or
+Both share anndata's on-disk spec, and h5py's and zarr's groups and arrays the
+same reading calls, so one reader serves both. Layout: ``/X`` the ``(n_obs, n_var)`` matrix, dense or
 CSR (``data``, ``indices``, ``indptr``; a CSC matrix cannot be read by rows and
 is refused); ``/obs`` and ``/var`` dataframes whose ``_index`` attribute names
 the index column (samples and genes). Rows are samples, so the file is read
@@ -12,6 +14,7 @@ match by (``gene_symbols``, ``gene_ids``, ...); ``obs`` columns travel to
 
 import h5py
 import numpy as np
+import zarr
 
 from ..errors import StreamgexError
 from .source import SampleMajorSource
@@ -20,32 +23,50 @@ from .text import check_unique
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "feature_name")
 
 
-def is_h5ad(handle):
-    """Whether an open HDF5 file is laid out as AnnData."""
-    return "X" in handle and isinstance(handle.get("obs"), h5py.Group) and \
-        isinstance(handle.get("var"), h5py.Group)
+GROUPS = (h5py.Group, zarr.Group)
+ARRAYS = (h5py.Dataset, zarr.Array)
+
+
+def is_anndata(handle):
+    """Whether an open HDF5 file or Zarr group is laid out as AnnData."""
+    return "X" in handle and isinstance(handle.get("obs"), GROUPS) and \
+        isinstance(handle.get("var"), GROUPS)
+
+
+def is_anndata_zarr(path):
+    """Whether the folder ``path`` is an AnnData-Zarr store (and not a streamgex store)."""
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return False
+    return group.attrs.get("encoding-type") == "anndata" or is_anndata(group)
 
 
 def open_h5ad(path):
     """Open an ``.h5ad`` file as a ``SampleMajorSource``."""
     handle = h5py.File(path, "r")
     try:
-        return _source(path, handle)
+        return _source(path, handle, "h5ad")
     except BaseException:
         handle.close()
         raise
 
 
-def _source(path, handle):
-    if not is_h5ad(handle):
-        raise StreamgexError(f"{path}: HDF5 file without AnnData's X, obs and var; is this an "
-                             f".h5ad file?")
+def open_anndata_zarr(path):
+    """Open an AnnData-Zarr folder as a ``SampleMajorSource``."""
+    return _source(path, zarr.open_group(str(path), mode="r"), "anndata-zarr")
+
+
+def _source(path, handle, format):
+    if not is_anndata(handle):
+        raise StreamgexError(f"{path}: without AnnData's X, obs and var; is this an "
+                             f"{'.h5ad file' if format == 'h5ad' else 'AnnData-Zarr store'}?")
     samples, genes = _index(path, handle["obs"]), _index(path, handle["var"])
     check_unique(samples, what="sample", path=path, where=lambda i: f"obs row {i}")
     x = handle["X"]
     encoding = x.attrs.get("encoding-type", "array")
     shape = (len(samples), len(genes))
-    if isinstance(x, h5py.Dataset):
+    if isinstance(x, ARRAYS):
         if x.shape != shape:
             raise StreamgexError(f"{path}: X has shape {x.shape} but obs and var name "
                                  f"{shape[0]} samples and {shape[1]} genes")
@@ -72,9 +93,10 @@ def _source(path, handle):
             coords["gene_symbol"] = fields[name]
             break
     return SampleMajorSource(
-        format="h5ad", path=str(path), sample_ids=samples, gene_ids=genes, read=read,
+        format=format, path=str(path), sample_ids=samples, gene_ids=genes, read=read,
         position=lambda i, j: f"{path}: X[{i}, {j}] (sample {samples[i]!r}, gene {genes[j]!r})",
-        gene_position=lambda i: f"var row {i}", close=handle.close, gene_coords=coords,
+        gene_position=lambda i: f"var row {i}", close=getattr(handle, "close", lambda: None),
+        gene_coords=coords,
         gene_fields=fields, sample_fields=_columns(handle["obs"], len(samples)))
 
 
@@ -93,10 +115,10 @@ def _columns(frame, length):
         column = frame[name]
         if name == index:
             continue
-        if isinstance(column, h5py.Group) and column.attrs.get("encoding-type") == "categorical":
-            categories, codes = _strings(column["categories"]), column["codes"][()]
+        if isinstance(column, GROUPS) and column.attrs.get("encoding-type") == "categorical":
+            categories, codes = _strings(column["categories"]), column["codes"][...]
             values = np.where(codes >= 0, categories[np.clip(codes, 0, None)], "")
-        elif isinstance(column, h5py.Dataset) and column.shape == (length,):
+        elif isinstance(column, ARRAYS) and column.shape == (length,):
             values = _strings(column)
         else:
             continue
@@ -105,8 +127,8 @@ def _columns(frame, length):
 
 
 def _strings(dataset):
-    values = dataset[()]
-    if values.dtype.kind in "SO":
-        return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values],
-                        dtype=object)
+    values = np.asarray(dataset[...])
+    if values.dtype.kind in "SOT":  # bytes (HDF5), objects, numpy 2 strings (zarr)
+        return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                         for v in values.tolist()], dtype=object)
     return values.astype(str).astype(object)
