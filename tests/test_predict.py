@@ -101,6 +101,26 @@ def landmark_only_gctx(path, raw, state, rows):
     return probes
 
 
+def l1000_style_gctx(path, raw, state, rows):
+    """An L1000-style GCTX of the first ``rows`` raw profiles: one row per landmark gene keyed
+    by an Entrez-like id with ``pr_gene_symbol``, ``cell_id`` column metadata; returns the
+    same values keyed by Ensembl id as ``(values, ensembl ids, sample ids)``."""
+    source = open_gctx(raw)
+    try:
+        index = {p: i for i, p in enumerate(source.gene_ids)}
+        profiles, samples = source.read(0, rows), source.sample_ids[:rows]
+    finally:
+        source.close()
+    landmarks = np.flatnonzero(state.is_landmark)
+    values = np.stack([profiles[:, [index[p] for p in state.probes[g]]].mean(axis=1)
+                       for g in landmarks], axis=1)
+    with h5py.File(path, "w") as f:
+        create_gctx(f, sample_ids=samples, gene_ids=[str(5000 + g) for g in landmarks],
+                    row_meta={"pr_gene_symbol": [str(state.symbols[g]) for g in landmarks]},
+                    col_meta={"cell_id": [f"cell{i % 3}" for i in range(rows)]})[:] = values
+    return values, [str(state.ensembl[g]) for g in landmarks], samples
+
+
 def test_landmark_only_profiles_are_normalized_onto_the_landmark_reference(demo, tmp_path):
     state = pipeline_state(demo["split"])
     path = tmp_path / "l1000.gctx"
@@ -256,17 +276,38 @@ def test_rows_keyed_by_gene_symbol_or_a_named_field_predict_as_rows_keyed_by_id(
     assert code == 0 and "100 of the model's 100 landmark genes found by gene symbol" in \
         capsys.readouterr().err
     np.testing.assert_array_equal(by_symbol, by_id)
+
+    # Issue 12.3: symbols across and sample names down, under an empty corner (pandas'
+    # to_csv of AnnData.to_df()), tell no orientation: an error names --samples-as; either
+    # orientation given predicts as the GCTX keyed by id
+    def cell(v):
+        return repr(float(v))
+
+    by_rows, by_columns = tmp_path / "rows.csv", tmp_path / "columns.csv"
+    by_rows.write_text("," + ",".join(symbols) + "\n" + "".join(
+        f"{s}," + ",".join(map(cell, row)) + "\n" for s, row in zip(samples, genes)))
+    by_columns.write_text("," + ",".join(samples) + "\n" + "".join(
+        f"{g}," + ",".join(map(cell, genes[:, j])) + "\n" for j, g in enumerate(symbols)))
+    capsys.readouterr()
+    code, _ = predicted(by_rows)
+    assert code == 1 and "--samples-as rows" in capsys.readouterr().err
+    for path, orientation in ((by_rows, "rows"), (by_columns, "columns")):
+        code, found = predicted(path, "--samples-as", orientation)
+        assert code == 0, capsys.readouterr().err
+        np.testing.assert_allclose(found, by_id, rtol=1e-6, atol=1e-6)
     entrez = gctx("entrez", [f"{1000 + i}" for i in range(len(landmarks))],
                   {"pr_gene_symbol": symbols, "pr_gene_id": [str(state.ensembl[g])
-                                                             for g in landmarks]})
-    for options in ([], ["--genes-by", "symbol"], ["--genes-by", "pr_gene_id"]):
+                                                             for g in landmarks],
+                   "pr_ensembl_id": [str(state.ensembl[g]) for g in landmarks]})
+    for options in ([], ["--genes-by", "symbol"], ["--genes-by", "pr_gene_id"],
+                    ["--genes-by", "ensembl"]):
         code, found = predicted(entrez, *options)
         assert code == 0, capsys.readouterr().err
         np.testing.assert_array_equal(found, by_id)
     code, _ = predicted(entrez, "--genes-by", "id")  # the Entrez-like ids match nothing
     assert code == 1 and "lacks 100 of the 100 landmark genes" in capsys.readouterr().err
     code, _ = predicted(entrez, "--genes-by", "pr_gene_title")
-    assert code == 1 and "it has pr_gene_id, pr_gene_symbol" in capsys.readouterr().err
+    assert code == 1 and "it has pr_ensembl_id, pr_gene_id, pr_gene_symbol" in capsys.readouterr().err
 
     # CMap-style output (issue 12.5): row metadata with a landmark flag, the input's column
     # metadata carried over
@@ -305,7 +346,7 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
     shutil.copytree(demo["workdir"] / "work", work,
                     ignore=shutil.ignore_patterns("stores", "pca", "report"))
     assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b"),
-                 "--format", "savedmodel", "--quiet"]) == 0
+                 "--format", "savedmodel", "--format", "onnx", "--quiet"]) == 0
     if model == "linear":  # a model changed since its evaluation: its old metrics stay out
         os.utime(work / "runs" / "linear" / "best" / "linear.npy", ns=(1, 1))
         assert main(["export", str(work / "runs" / model), "--out", str(tmp_path / "b2"),
@@ -330,6 +371,31 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
         np.testing.assert_allclose(open_store(b).expression.values,
                                    open_store(a).expression.values, atol=1e-5)
         assert list(open_store(b).gene.values) == list(open_store(a).gene.values)
+    if model == "dgex":  # the README's sequence: an L1000-style GCTX keyed by symbols
+        import anndata
+
+        l1000, out, gctx = tmp_path / "l1000.gctx", tmp_path / "p.zarr", tmp_path / "p.gctx"
+        values, ensembl, samples = l1000_style_gctx(l1000, demo["raw"], state, rows=20)
+        by_id = tmp_path / "by_id.gctx"
+        with h5py.File(by_id, "w") as f:
+            create_gctx(f, sample_ids=samples, gene_ids=ensembl)[:] = values
+        assert main(["predict", str(demo["runs"] / model), str(by_id), "--out",
+                     str(tmp_path / "by_id.zarr"), "--quiet"]) == 0
+        assert main(["predict", str(bundle), str(l1000), "--out", str(out), "--gctx",
+                     str(gctx), "--genes-by", "symbol", "--quiet"]) == 0
+        assert main(["export-store", str(out), "--out", str(tmp_path / "p.h5ad"),
+                     "--quiet"]) == 0
+        expected = open_store(tmp_path / "by_id.zarr").expression.values
+        adata = anndata.read_h5ad(tmp_path / "p.h5ad")
+        np.testing.assert_allclose(adata.X, expected, atol=1e-5)
+        assert list(adata.obs["cell_id"]) == [f"cell{i % 3}" for i in range(20)]
+        assert list(adata.var["gene_symbol"]) == [str(g) for g in
+                                                  state.symbols[~state.is_landmark]]
+        with h5py.File(gctx) as f:  # cmapPy's layout: ids, row and column metadata
+            np.testing.assert_allclose(f["/0/DATA/0/matrix"][()], expected, atol=1e-5)
+            assert {"pr_gene_symbol", "pr_is_lm", "pr_is_inferred"} <= set(f["/0/META/ROW"])
+            assert [c.decode() for c in f["/0/META/COL/cell_id"][()]][:3] == \
+                ["cell0", "cell1", "cell2"]
     if model != "linear":  # the network alone opens with plain Keras
         import importlib
 
@@ -346,6 +412,11 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
     servable = tf.saved_model.load(str(bundle / "savedmodel"))  # kept: it owns the variables
     served = servable.serve(tf.constant(z)).numpy()
     np.testing.assert_allclose(served, predictor.predict(z), atol=1e-4)
+    import onnxruntime
+
+    onnx = onnxruntime.InferenceSession(str(bundle / "network.onnx"))
+    np.testing.assert_allclose(onnx.run(["targets"], {"landmarks": z})[0],
+                               predictor.predict(z), atol=1e-4)
     (bundle / "pipeline.npz").write_bytes(b"altered")
     assert main(["predict", str(bundle), str(landmark_only), "--out",
                  str(tmp_path / "again.zarr")]) == 1

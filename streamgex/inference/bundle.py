@@ -23,6 +23,9 @@ A bundle holds everything ``predict`` needs and nothing of the workdir::
 too) as a TensorFlow SavedModel whose ``serve`` signature takes landmark
 z-scores ``(n, n_landmarks) float32`` and returns target z-scores, for
 TensorFlow Serving, TF.js or TFLite converters (Keras's ``Model.export``).
+``formats=("onnx",)`` adds ``network.onnx``: the same graph in ONNX (input
+``landmarks``, output ``targets``), for onnxruntime and the runtimes beside it
+(converted by tf2onnx: ``pip install 'streamgex[onnx]'``).
 """
 
 import json
@@ -38,8 +41,9 @@ from ..ingest import sha256_of
 
 FORMAT = "streamgex-bundle"
 #: Extra servable graphs ``export`` can add beside the bundle's own files.
-EXTRA_FORMATS = ("savedmodel",)
-SAVEDMODEL = "savedmodel"
+EXTRA_FORMATS = ("savedmodel", "onnx")
+SAVEDMODEL, ONNX = "savedmodel", "network.onnx"
+ONNX_OPSET = 17
 VERSION = 1
 MANIFEST, PIPELINE, NETWORK, LINEAR = "manifest.json", "pipeline.npz", "network.keras", "linear.npz"
 
@@ -67,6 +71,8 @@ def export(run, out, *, overwrite=False, formats=()):
     if unknown:
         raise StreamgexError(f"--format {', '.join(sorted(unknown))}: choose from "
                              f"{', '.join(EXTRA_FORMATS)}")
+    if "onnx" in formats:
+        _check_tf2onnx()
     if out.exists() and not overwrite:
         raise StreamgexError(f"{out}: exists; pass --overwrite to replace it")
     if out.exists() and not is_bundle(out):
@@ -97,6 +103,8 @@ def export(run, out, *, overwrite=False, formats=()):
         files = sorted(p.name for p in tmp.iterdir())
         if SAVEDMODEL in formats:
             network.export(str(tmp / SAVEDMODEL), format="tf_saved_model", verbose=False)
+        if "onnx" in formats:
+            write_onnx(network, tmp / ONNX)
         manifest = {
             "format": FORMAT, "version": VERSION, "streamgex": __version__,
             "model": run.kind.name, "title": run.kind.title,
@@ -164,6 +172,30 @@ def load(path):
                              f"streamgex does not have") from None
     mask = state.is_landmark
     return BundlePredictor(kind, path, state.keys[mask], state.keys[~mask], predict), state
+
+
+def _check_tf2onnx():
+    import importlib.util
+
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise StreamgexError("--format onnx needs tf2onnx, an optional extra: "
+                             "pip install 'streamgex[onnx]'")
+
+
+def write_onnx(network, path):
+    """``network`` (landmark z-scores -> target z-scores) as an ONNX file: one input
+    ``landmarks`` ``(n, n_landmarks) float32``, one output ``targets``."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, network.inputs[0].shape[-1]), tf.float32, name="landmarks"),)
+
+    @tf.function(input_signature=spec)
+    def serve(landmarks):
+        return {"targets": network(landmarks, training=False)}
+
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=ONNX_OPSET,
+                                  output_path=str(path))
 
 
 def _linear_network(coefficients):

@@ -7,6 +7,9 @@ tables exported from scanpy/AnnData are keyed by symbol. ``genes_by``:
 
 - ``"id"``: the row ids, matched as the pipeline matches (gene key, Ensembl id,
   or all of a gene's probes averaged: ``transform.match_genes``);
+- ``"ensembl"``: the input's Ensembl field (``pr_ensembl_id``, ``gene_ensembl``,
+  AnnData's ``gene_ids``) where it has one, else its ids, as Ensembl ids;
+- ``"probe"``: the row ids as probe ids (an error when the model has none);
 - ``"symbol"``: gene symbols (the input's symbol field, or its ids when it has
   none) translated to the model's Ensembl ids; a symbol naming several Ensembl
   genes of the model, or on several input rows, is ambiguous and an error
@@ -29,6 +32,8 @@ from ..formats.gctx import SYMBOL_FIELDS
 log = logging.getLogger(__name__)
 
 SYMBOLS = ("gene_symbol", *SYMBOL_FIELDS)
+ENSEMBL_FIELDS = ("pr_ensembl_id", "gene_ensembl", "ensembl_id", "gene_ids")
+CHOICES = ("auto", "id", "ensembl", "probe", "symbol")
 UNMATCHED = ""  # an id no model gene has
 
 
@@ -77,7 +82,7 @@ def input_ids(state, ids, fields, genes_by, wanted):
         The input's row ids.
     fields : dict of str -> (n_genes,) str
         The input's row metadata (GCTX) or gene coordinates (store).
-    genes_by : "auto", "id", "symbol" or a field name
+    genes_by : "auto", "id", "ensembl", "probe", "symbol" or a field name
     wanted : sequence of int
         The model genes that must be found (its landmarks).
     """
@@ -86,6 +91,15 @@ def input_ids(state, ids, fields, genes_by, wanted):
     ids = np.asarray(ids, dtype=object)
     if genes_by == "id":
         return ids, "by id"
+    if genes_by == "ensembl":
+        field = next((name for name in ENSEMBL_FIELDS if name in fields), None)
+        return (ids, "by Ensembl id") if field is None else \
+            (np.asarray(fields[field], dtype=object), f"by Ensembl id ({field})")
+    if genes_by == "probe":
+        if not any(probe for probes in state.probes for probe in probes):
+            raise StreamgexError("--genes-by probe: the model was trained on genes, not "
+                                 "probes; match by ensembl, symbol or id")
+        return ids, "by probe id"
     if genes_by == "symbol":
         symbols = symbols_of(fields)
         return from_symbols(state, ids if symbols is None else symbols, wanted), "by gene symbol"
@@ -93,7 +107,7 @@ def input_ids(state, ids, fields, genes_by, wanted):
         if genes_by not in fields:
             raise StreamgexError(
                 f"--genes-by {genes_by}: the input has no such row field; it has "
-                f"{', '.join(sorted(fields)) or 'none'} (or use auto, id, symbol)")
+                f"{', '.join(sorted(fields)) or 'none'} (or use {', '.join(CHOICES)})")
         values = np.asarray(fields[genes_by], dtype=object)
         if genes_by in SYMBOLS:
             return from_symbols(state, values, wanted), f"by {genes_by}"
