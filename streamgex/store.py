@@ -143,6 +143,9 @@ def _begin(path, *, step, parameters, source, overwrite):
                 f"input or with other options; pass --overwrite to replace it")
         elif not existing.get("complete") and not _exists(tmp):
             os.replace(path, tmp)  # written in place by an older streamgex: go on under tmp
+    if _exists(tmp) and _read_state(tmp) is None and _cut_creation(tmp):
+        log.info("%s: left by a kill while it was created; starting it again", tmp)
+        atomic.remove(tmp)
     if _exists(tmp):
         existing = _read_state(tmp)
         if existing is None:
@@ -170,6 +173,14 @@ def _begin(path, *, step, parameters, source, overwrite):
                "parameters": parameters, "progress": {}},
         "source": source,
     })
+
+
+def _cut_creation(tmp):
+    """Whether the partial folder ``tmp`` holds nothing but, at most, a ``zarr.json`` cut
+    short: what a kill inside the group's creation (a folder, then its metadata file)
+    leaves. Anything else there is not taken as streamgex's."""
+    return tmp.is_dir() and not tmp.is_symlink() and all(
+        entry.name == "zarr.json" and entry.is_file() for entry in tmp.iterdir())
 
 
 def _exists(path):

@@ -304,3 +304,26 @@ def test_a_store_is_published_only_when_complete_and_an_overwrite_keeps_the_old_
     assert main(["ingest", str(source), "--out", str(out), "--chunk-samples", "32"]) == 0
     assert "up to date" in capsys.readouterr().err
     np.testing.assert_array_equal(open_store(out).expression.values, values)
+
+
+def test_a_kill_inside_the_creation_of_a_partial_store_does_not_block_the_rerun(tmp_path):
+    """Found by the seeded kills (test_faults): a SIGKILL between the partial folder's mkdir
+    and its zarr.json (or half-way through that file) left `geo_dedup.partial.zarr`, which the
+    re-run refused as "not a streamgex store". Such a folder is what a cut creation leaves and
+    is started again; a partial folder holding anything else is still refused."""
+    values, samples, genes = small_matrix(20, 6, seed=2)
+    source = tmp_path / "x.gctx"
+    write_gctx(source, values, samples, genes)
+    out = tmp_path / "x.zarr"
+    building(out).mkdir()
+    np.testing.assert_array_equal(open_store(ingest(source, out)).expression.values, values)
+    other = tmp_path / "y.zarr"
+    building(other).mkdir()
+    (building(other) / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    np.testing.assert_array_equal(open_store(ingest(source, other)).expression.values, values)
+    mine = tmp_path / "z.zarr"
+    building(mine).mkdir()
+    (building(mine) / "notes.txt").write_text("mine")
+    with pytest.raises(StreamgexError, match="not a streamgex store"):
+        ingest(source, mine)
+    assert (building(mine) / "notes.txt").read_text() == "mine"
