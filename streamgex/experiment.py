@@ -22,7 +22,7 @@ from pathlib import Path
 from . import locks, store
 from .errors import StreamgexError
 from .models import registry
-from .preprocess.pipeline import preprocess, stores_of
+from .preprocess.pipeline import check_inputs, steps, stores_of
 from .training.run import Run
 
 log = logging.getLogger(__name__)
@@ -66,51 +66,76 @@ def run_experiment(config, *, retrain=False):
 
 
 def _run_experiment(config, *, retrain):
+    check_models(config)
+    check_inputs(config)
+    for _, make in stages(config, retrain=retrain):
+        make()
+    return folders_of(config)["report"] / "report.md"
+
+
+def stages(config, *, retrain=False):
+    """Every stage of the experiment in order, as ``[(name, make)]``: the preprocessing chain
+    (``preprocess.pipeline.steps``), then per model ``encode`` (before a model on codes) and
+    ``train NAME``, then ``evaluate NAME`` (validation, test, 1000G), then ``report``.
+
+    ``run_experiment`` calls each ``make()`` in turn; each finds its output up to date,
+    resumes it or makes it, so a stage can as well run in a process of its own, after the
+    ones before it (``tools/bench_fullsize.py`` measures them that way).
+    """
     from .evaluation.report import report
 
-    check_models(config)
-    paths = preprocess(config)
-    runs = train_models(config, paths["split"], retrain=retrain)
-    for run in runs.values():
-        evaluate_run(run, datasets_of(config), partitions=config.evaluate.partitions)
-    return report(list(runs.values()), folders_of(config)["report"],
-                  pca=paths["pca"] if config.pca.enabled else None,
-                  title=f"streamgex report: {config.name}")
+    paths, folders = stores_of(config), folders_of(config)
+    found = list(steps(config))
+    for name in folders["runs"]:
+        if registry.get(name).codes_from:
+            found.append(("encode", lambda name=name: _encode(config, name)))
+        found.append((f"train {name}", lambda name=name: _train(config, name, retrain)))
+    for name, path in folders["runs"].items():
+        found.append((f"evaluate {name}", lambda path=path: evaluate_run(
+            Run(path), datasets_of(config), partitions=config.evaluate.partitions)))
+    found.append(("report", lambda: report(
+        [Run(path) for path in folders["runs"].values()], folders["report"],
+        pca=paths["pca"] if config.pca.enabled else None,
+        title=f"streamgex report: {config.name}")))
+    return found
 
 
-def train_models(config, split, *, retrain=False):
-    """Train the models of the config's ``[train.<model>]`` tables; returns ``{name: Run}``.
-
-    Refuses, before training anything, when a run there was made with other data or options
-    (``stale_runs``) unless ``retrain``; then each such run is discarded and trained again, in
-    training order, and the runs built on it (codes, an E-MLP, its fine-tuning) follow.
-    """
+def _encode(config, name):
     from .training.encode import encode
+
+    folders = folders_of(config)
+    encode(Run(folders["runs"][registry.get(name).codes_from]), stores_of(config)["split"],
+           folders["codes"])
+
+
+def _train(config, name, retrain):
+    """Train one run of the config (the runs before it in training order are done: its
+    stage comes after theirs).
+
+    Refuses, before training anything, when a run of the config was made with other data
+    or options (``stale_runs``) unless ``retrain``; then each such run is discarded and
+    trained again, in training order, and the runs built on it (codes, an E-MLP, its
+    fine-tuning) follow.
+    """
     from .training.train import train
 
-    check_models(config)
+    split, folders = stores_of(config)["split"], folders_of(config)
     stale = stale_runs(config, split)
     if stale and not retrain:
         listed = "; ".join(f"{folder} ({', '.join(changed)})" for folder, changed in stale.items())
         raise StreamgexError(f"made with other data or options, so not reused: {listed}; "
                              f"re-run with --retrain to discard and retrain them")
-    folders = folders_of(config)
-    done = {}
-    for name, run in folders["runs"].items():
-        kind, codes = registry.get(name), None
-        if kind.codes_from:
-            encode(done[kind.codes_from], split, folders["codes"])
-            codes = folders["codes"]
-        source = done.get(kind.starts_from)
-        changed = Run(run).differences(kind, config.train[name], data=split, codes=codes,
-                                       source=source)
-        if changed:
-            log.info("[%s] %s was made with other %s: retraining it", config.name, run,
-                     ", ".join(changed))
-        log.info("[%s] training %s in %s", config.name, name, run)
-        done[name] = train(name, split, run, options=config.train[name], codes=codes,
-                           source=source, restart=bool(changed))
-    return done
+    kind, run = registry.get(name), folders["runs"][name]
+    codes = folders["codes"] if kind.codes_from else None
+    source = Run(folders["runs"][kind.starts_from]) if kind.starts_from else None
+    changed = Run(run).differences(kind, config.train[name], data=split, codes=codes,
+                                   source=source)
+    if changed:
+        log.info("[%s] %s was made with other %s: retraining it", config.name, run,
+                 ", ".join(changed))
+    log.info("[%s] training %s in %s", config.name, name, run)
+    return train(name, split, run, options=config.train[name], codes=codes, source=source,
+                 restart=bool(changed))
 
 
 def stale_runs(config, split):
@@ -225,7 +250,15 @@ def training_stage(name, run):
         text += f", best validation MAE {best[1]:.4f} (epoch {best[0] + 1})" if best else ""
         text += kind.curve_label if best else ""
         details.append(f"part {i + 1}: {text}" if run.networks > 1 else text)
-    return Stage(f"train {name}", "done" if run.is_done() else "partial", "; ".join(details))
+    if not run.is_done():
+        from .training.eta import format_duration, remaining
+
+        left = remaining(run)
+        if left is not None:
+            details.append(f"about {format_duration(left)} left at most (to max_epochs, at "
+                           f"the speed measured)")
+        return Stage(f"train {name}", "partial", "; ".join(details))
+    return Stage(f"train {name}", "done", "; ".join(details))
 
 
 def format_status(stages):

@@ -6,9 +6,10 @@ split, and pca of the targets. 1000G (when ``inputs.rnaseq`` is set): ingest
 one) -> standardize with GEO's statistics. Every step is skipped when its
 output is complete and made from the same input with the same options, and
 resumed when it was cut short; a step whose options changed is redone.
-The stages are declared once (``_stages``): ``preprocess`` runs them and
-``status`` asks each whether its store is current by its step's own identity
-rule (the step, its parameters, its input's fingerprint).
+The stages are declared once (``_stages``; ``steps`` adds the split and
+PCA): ``preprocess`` runs them and ``status`` asks each whether its store is
+current by its step's own identity rule (the step, its parameters, its
+input's fingerprint).
 """
 
 import logging
@@ -139,30 +140,43 @@ def _stages(config):
     return stages
 
 
-def preprocess(config):
-    """Run the chain of a validated ``config.Experiment``; returns the output paths."""
-    check_inputs(config)
-    paths = stores_of(config)
-    scheduler = config.dask.scheduler or None
-    stages = _stages(config)
-    log.info("[%s] GEO", config.name)
-    for stage in stages:
-        if stage.name == "rnaseq":
-            log.info("[%s] RNA-Seq", config.name)
+def steps(config):
+    """The chain as ``[(name, make)]`` in order: every store stage, with GEO's split and pca
+    right after ``geo_std`` (before 1000G, as the chain reads). ``make()`` makes, resumes or
+    finds up to date that one output."""
+    paths, scheduler = stores_of(config), config.dask.scheduler or None
+    found = []
+    for stage in _stages(config):
+        found.append((stage.name, _logged(config, stage)))
+        if stage.name == "geo_std":
+            found.append(("split", lambda: log.info("%s", format_split(read_json(split(
+                paths["geo_std"], paths["split"], **asdict(config.split), scheduler=scheduler,
+                overwrite=True)["summary"])))))
+            if config.pca.enabled:
+                found.append(("pca", lambda: log.info("%s", format_pca(pca(
+                    paths["geo_std"], paths["pca"], genes=config.pca.genes,
+                    components=config.pca.components, scheduler=scheduler)))))
+    return found
+
+
+def _logged(config, stage):
+    def make():
+        if stage.name in ("geo", "rnaseq"):
+            log.info("[%s] %s", config.name, "GEO" if stage.name == "geo" else "RNA-Seq")
         stage.make()
         if stage.name == "geo_dedup":
             counts = open_store(stage.path).attrs["dedup"]
             log.info("dedup: dropped %s near-duplicate profiles, kept %s",
                      f"{counts['dropped']:,}", f"{counts['kept']:,}")
-        if stage.name == "geo_std":  # GEO's split and PCA before 1000G, as the chain reads
-            result = split(paths["geo_std"], paths["split"], **asdict(config.split),
-                           scheduler=scheduler, overwrite=True)
-            log.info("%s", format_split(read_json(result["summary"])))
-            if config.pca.enabled:
-                summary = pca(paths["geo_std"], paths["pca"], genes=config.pca.genes,
-                              components=config.pca.components, scheduler=scheduler)
-                log.info("%s", format_pca(summary))
-    return paths
+    return make
+
+
+def preprocess(config):
+    """Run the chain of a validated ``config.Experiment``; returns the output paths."""
+    check_inputs(config)
+    for _, make in steps(config):
+        make()
+    return stores_of(config)
 
 
 def status(config):
