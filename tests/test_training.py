@@ -54,7 +54,21 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, spli
 
     build_emlp(8, 4, (4,))  # name counters now differ from the killed process's
     kill_when(code, tmp_path / "killed" / "none", reached)
+    # issue 13.5: a partial run says how long it has left, from its checkpoint alone
+    from streamgex.experiment import training_stage
+    from streamgex.training.eta import remaining
+
+    state = Run(tmp_path / "killed").progress()[0]
+    per_epoch = state["steps_per_epoch"]
+    from streamgex.store import open_store
+
+    assert per_epoch == -(-open_store(split_dir / "train").sizes["sample"] // 50)  # batch 50
+    assert state["step_seconds"] > 0
+    left = (3 * per_epoch - (state["epoch"] * per_epoch + state["step"])) * state["step_seconds"]
+    assert remaining(Run(tmp_path / "killed")) == pytest.approx(left) and left > 0
+    assert "left at most" in training_stage("dgex", Run(tmp_path / "killed")).detail
     subprocess.run([sys.executable, "-c", code], check=True)
+    assert remaining(Run(tmp_path / "killed")) is None
     assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0
     a = latest_checkpoint_weights(tmp_path / "killed")  # one partition: one network, no part folders
     b = latest_checkpoint_weights(tmp_path / "straight")

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from ..atomic import atomic_path
 from ..models.schedule import Schedule
+from .eta import format_duration
 from .loop import mean_absolute_error
 
 log = logging.getLogger(__name__)
@@ -205,9 +206,11 @@ class Console(Hook):
 
     def on_epoch_end(self, loop, logs):
         val = f", val MAE {logs['val_mae']:.4f}" if logs.get("val_mae") is not None else ""
-        log.info("epoch %d: train MAE %.4f%s, lr %.2e, %.0f samples/s", logs["epoch"],
-                 logs["train_mae"], val, logs.get("learning_rate", float("nan")),
-                 logs["samples_per_second"])
+        left = "" if logs.get("seconds_left") is None or loop.stop_training else \
+            f", {format_duration(logs['seconds_left'])} left at most"
+        log.info("epoch %d/%d: train MAE %.4f%s, lr %.2e, %.0f samples/s%s", logs["epoch"],
+                 logs["max_epochs"], logs["train_mae"], val,
+                 logs.get("learning_rate", float("nan")), logs["samples_per_second"], left)
 
 
 def training_hooks(rate, schedule, *, log_file, tensorboard, validation, on_best,

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from ..errors import StreamgexError
 from ..progress import progress
+from .eta import format_duration, steps_left
 from . import checkpoint
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,28 @@ class Loop:
         return found.name
 
 
+class _Speed:
+    """Seconds per training step in this process, the first step (tracing) left out, kept
+    in the loop state (``step_seconds``) so checkpoints carry it to ``status``."""
+
+    def __init__(self, state):
+        self.state, self.since, self.steps = state, None, 0
+
+    def step(self):
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            return
+        self.steps += 1
+        self.state["step_seconds"] = (now - self.since) / self.steps
+
+
+def _left(state, max_epochs):
+    return state["step_seconds"] * steps_left(epoch=state["epoch"], step=state["step"],
+                                              max_epochs=max_epochs,
+                                              steps_per_epoch=state["steps_per_epoch"])
+
+
 def diverged(loop, loss, epoch):
     """The error for a training loss that became NaN or infinite: training stops there, with
     no checkpoint of the broken weights; ``best/`` keeps the last model that improved."""
@@ -193,10 +216,12 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
         return loop.state
     train_step = make_train_step(model, optimizer, gradient_scales)
     state = loop.state
+    state["steps_per_epoch"] = train.steps_per_epoch
+    speed = _Speed(state)
     for epoch in range(state["epoch"], max_epochs):
         started, samples = time.monotonic(), 0
         bar = progress(total=train.steps_per_epoch, initial=state["step"],
-                       desc=f"epoch {epoch + 1}", unit="step")
+                       desc=f"epoch {epoch + 1}/{max_epochs}", unit="step")
         for x, y in train.dataset(epoch, state["step"]):
             loss = float(train_step(x, y))
             if not math.isfinite(loss):
@@ -205,7 +230,11 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
             samples += int(x.shape[0])
             state["step"] += 1
             state["global_step"] += 1
+            speed.step()
             bar.update(1)
+            if state["step"] % 20 == 0 and state.get("step_seconds"):
+                bar.set_postfix_str(f"run: {format_duration(_left(state, max_epochs))} left "
+                                    f"at most", refresh=False)
             for hook in hooks:
                 hook.on_batch_end(loop)
         bar.close()
@@ -213,8 +242,9 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
         logs = {"epoch": epoch + 1, "global_step": state["global_step"],
                 "train_mae": mean_absolute_error(loop.predict, train, limit=monitor),
                 "val_mae": None, "samples_per_second": samples / max(seconds, 1e-9),
-                "seconds": seconds}
+                "seconds": seconds, "max_epochs": max_epochs}
         state.update(epoch=epoch + 1, step=0)
+        logs["seconds_left"] = _left(state, max_epochs) if state.get("step_seconds") else None
         for hook in hooks:
             hook.on_epoch_end(loop, logs)
         if loop.stop_training:
