@@ -17,8 +17,12 @@ batched and the one read ahead on a background thread), whatever the store
 size.
 """
 
+import ctypes
+import functools
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,46 +114,52 @@ class Stream:
         return min(self.chunk_rows, self.n_samples - chunk * self.chunk_rows)
 
     def _read(self, chunks, permutation):
-        parts, made = [], {}
-        read = {path: self._decode(path, chunks) for path in dict.fromkeys(
-            s.path for s in self.sources)}
+        """The window of ``chunks`` with its rows in ``permutation`` order, one array per
+        source. The chunks are read and decoded in parallel (Blosc and the file reads let
+        go of the GIL), and each chunk's rows go straight to their permuted places: no
+        concatenated copy of the window is made first."""
+        sizes = [self._chunk_size(c) for c in chunks]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        inverse = np.empty_like(permutation)
+        inverse[permutation] = np.arange(len(permutation))
+        out, wanted = {}, {}
         for source in self.sources:
             key = (source.path, None if source.columns is None else source.columns.tobytes())
-            if key not in made:  # the very same columns of the same store: one array serves both
-                rows, kept = read[source.path]
-                columns = source.columns if kept is None else np.searchsorted(kept, source.columns)
-                # One gather for rows and columns together: no intermediate copy.
-                index = permutation if columns is None else np.ix_(permutation, columns)
-                made[key] = np.ascontiguousarray(rows[index], dtype=np.float32)
-            parts.append(made[key])
-        return parts
+            if key not in out:  # the very same columns of the same store: one array serves both
+                width = self._arrays[self._index(source.path)].shape[1] \
+                    if source.columns is None else len(source.columns)
+                out[key] = np.empty((len(permutation), width), dtype=np.float32)
+                wanted[key] = source
 
-    def _decode(self, path, chunks):
-        """A store's rows of ``chunks``, decoded once for every source reading it.
+        def place(item):
+            index, chunk = item
+            rows = inverse[offsets[index]:offsets[index + 1]]
+            for path in dict.fromkeys(s.path for s in wanted.values()):
+                block = self._chunk(path, chunk)
+                for key, source in wanted.items():
+                    if source.path == path:
+                        out[key][rows] = block if source.columns is None \
+                            else block[:, source.columns]
 
-        Returns ``(rows, kept)``: when the sources need under half of the
-        store's columns (an E-MLP's 978 landmarks of 22,268 genes), each chunk
-        is cut down to them (``kept``, sorted) as soon as it is decoded, so the
-        window holds those columns only; else ``kept`` is None (all columns).
-        """
-        array = self._arrays[[s.path for s in self.sources].index(path)]
-        wanted = [s.columns for s in self.sources if s.path == path]
-        kept = (None if any(c is None for c in wanted)
-                else np.unique(np.concatenate(wanted)))
-        if kept is not None and len(kept) * 2 > array.shape[1]:
-            kept = None
-        blocks = []
-        for c in chunks:
-            start = c * self.chunk_rows
-            try:
-                block = array[start:start + self._chunk_size(c)]
-            except Exception as exc:  # checksum, codec or I/O: name the chunk, not just the codec
-                raise StreamgexError(
-                    f"{path}: chunk {c} (profiles {start:,}-{start + self._chunk_size(c) - 1:,}) "
-                    f"cannot be read ({type(exc).__name__}: {str(exc)[:80]}); `streamgex info "
-                    f"--verify {path}` checks the whole store") from exc
-            blocks.append(block if kept is None else block[:, kept])
-        return np.concatenate(blocks), kept
+        list(_pool().map(place, enumerate(chunks)))
+        return [out[(s.path, None if s.columns is None else s.columns.tobytes())]
+                for s in self.sources]
+
+    def _index(self, path):
+        return [s.path for s in self.sources].index(path)
+
+    def _chunk(self, path, chunk):
+        """Chunk ``chunk`` of the store at ``path``, decoded; a damaged one named."""
+        array = self._arrays[self._index(path)]
+        start = chunk * self.chunk_rows
+        try:
+            return array[start:start + self._chunk_size(chunk)]
+        except Exception as exc:  # checksum, codec or I/O: name the chunk, not just the codec
+            raise StreamgexError(
+                f"{path}: chunk {chunk} (profiles {start:,}-"
+                f"{start + self._chunk_size(chunk) - 1:,}) cannot be read "
+                f"({type(exc).__name__}: {str(exc)[:80]}); `streamgex info --verify {path}` "
+                f"checks the whole store") from exc
 
     def batches(self, epoch, start_step=0):
         """Yield the epoch's batches from ``start_step`` on, as tuples of float32 arrays."""
@@ -165,8 +175,14 @@ class Stream:
         for parts in reader:
             parts = [p[offset:] for p in parts]
             offset = 0
-            if pending is not None:
-                parts = [np.concatenate([a, b]) for a, b in zip(pending, parts)]
+            if pending is not None:  # a batch across two windows: only its rows are copied
+                need = self.batch - len(pending[0])
+                joined = [np.concatenate([a, b[:need]]) for a, b in zip(pending, parts)]
+                parts = [p[need:] for p in parts]
+                if len(joined[0]) < self.batch:  # a window smaller than the rest of a batch
+                    pending = joined
+                    continue
+                yield tuple(joined)
             full = len(parts[0]) // self.batch * self.batch
             for start in range(0, full, self.batch):
                 yield tuple(p[start:start + self.batch] for p in parts)
@@ -182,6 +198,30 @@ class Stream:
         return tf.data.Dataset.from_generator(
             lambda: self.batches(epoch, start_step), output_signature=signature
         ).prefetch(prefetch)
+
+
+@functools.cache
+def _pool():
+    """The threads that read a window's chunks (one more than the cores: a thread waiting
+    on a read leaves its core to another's decode). Made once per process, with
+    ``_keep_freed_memory``."""
+    _keep_freed_memory()
+    return ThreadPoolExecutor((os.cpu_count() or 1) + 1, thread_name_prefix="streamgex-read")
+
+
+def _keep_freed_memory():
+    """Let glibc reuse freed chunk-sized blocks instead of returning them to the system at
+    once: each chunk decode allocates ~30 MB, and taking fresh pages from the kernel
+    (zeroed, one fault per 4 KiB) cost more than the decode itself (measured in
+    ``tools/bench_stream.py``: ~1 GB/s of fresh pages). At most 256 MiB of freed memory
+    is kept. Elsewhere than glibc this does nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 64 * 2**20)
+    libc.mallopt(m_trim_threshold, 256 * 2**20)
 
 
 class _ReadAhead:

@@ -93,9 +93,23 @@ def test_a_few_columns_are_cut_from_each_chunk_in_the_order_asked(indexed_store)
     # 3 of 12 columns: the window keeps only them (an E-MLP's landmarks of all genes)
     x, y = Source(indexed_store, np.array([7, 1])), Source(indexed_store, np.array([10]))
     stream = Stream((x, y), batch=50, seed=7, window=3)
-    rows, kept = stream._decode(indexed_store, np.array([0, 2]))
-    assert list(kept) == [1, 7, 10] and rows.shape == (128, 3)
+    window = stream._read(np.array([0, 2]), np.arange(128))
+    assert [part.shape for part in window] == [(128, 2), (128, 1)]
     for xb, yb in stream.batches(epoch=1):
         np.testing.assert_array_equal(xb % 100, np.tile([7, 1], (len(xb), 1)))
         np.testing.assert_array_equal(yb[:, 0] // 100, xb[:, 0] // 100)
         np.testing.assert_array_equal(yb % 100, 10)
+
+
+@pytest.mark.parametrize("batch,window", [(50, 3), (150, 1), (64, 1), (1000, 2)])
+def test_batches_are_the_windows_rows_cut_in_order_whatever_batch_and_window(
+        indexed_store, batch, window):
+    """A batch across two windows copies only its own rows (the whole next window was
+    copied for each such batch); batches larger than a window still come out whole."""
+    stream = make(indexed_store, batch=batch, window=window)
+    whole = [np.concatenate(parts) for parts in zip(
+        *(stream._read(chunks, permutation) for chunks, permutation in stream.windows(2)))]
+    got = list(stream.batches(epoch=2))
+    assert [len(b[0]) for b in got[:-1]] == [batch] * (len(got) - 1)
+    for part, expected in zip(zip(*got), whole):
+        np.testing.assert_array_equal(np.concatenate(part), expected)
