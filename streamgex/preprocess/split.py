@@ -132,7 +132,7 @@ def _split(source, out, *, clusters, train_per_cluster, val_per_cluster, seed, o
             samples=ds.sample.values[order], genes=ds.gene.values,
             coords={**steps.sample_coords(ds, order), "cluster": ("sample", labels[order]),
                     **steps.gene_coords(ds)},
-            chunk_samples=source_array.chunks[0],
+            chunk_samples=source_array.chunks[0], compressors=store.STREAMED,
         )
         store.finish(group)
     _write_summary(out, _summary(labels, parts, parameters, ds))
