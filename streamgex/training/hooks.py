@@ -206,7 +206,7 @@ class Console(Hook):
 
     def on_epoch_end(self, loop, logs):
         val = f", val MAE {logs['val_mae']:.4f}" if logs.get("val_mae") is not None else ""
-        left = "" if logs.get("seconds_left") is None or loop.stop_training else \
+        left = "" if not logs.get("seconds_left") or loop.stop_training else \
             f", {format_duration(logs['seconds_left'])} left at most"
         log.info("epoch %d/%d: train MAE %.4f%s, lr %.2e, %.0f samples/s%s", logs["epoch"],
                  logs["max_epochs"], logs["train_mae"], val,
