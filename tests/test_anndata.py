@@ -43,18 +43,25 @@ def test_a_store_exported_as_h5ad_opens_in_anndata_and_ingests_back(source, tmp_
     assert main(["export-store", str(store), "--out", str(tmp_path / "x.h5ad")]) == 1  # exists
 
 
+def sparse_cells(seed, cells, genes, zeros):
+    """``(dense values, AnnData with them as CSR)``: ``zeros`` the share of zero cells."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.uniform(size=(cells, genes)) < zeros, 0,
+                     rng.uniform(1, 5, size=(cells, genes))).astype(np.float32)
+    adata = anndata.AnnData(X=scipy.sparse.csr_matrix(dense))
+    adata.obs_names = [f"cell{i}" for i in range(cells)]
+    adata.var_names = [f"ENSG{j:011d}" for j in range(genes)]
+    return dense, adata
+
+
 def test_a_sparse_h5ad_is_read_by_rows(tmp_path):
-    rng = np.random.default_rng(6)
-    dense = np.where(rng.uniform(size=(50, 9)) < 0.7, 0, rng.uniform(1, 5, size=(50, 9)))
-    adata = anndata.AnnData(X=scipy.sparse.csr_matrix(dense.astype(np.float32)))
-    adata.obs_names = [f"cell{i}" for i in range(50)]
-    adata.var_names = [f"ENSG{j:011d}" for j in range(9)]
+    dense, adata = sparse_cells(6, 50, 9, zeros=0.7)
     adata.obs["batch"] = ["a", "b"] * 25
     adata.write_h5ad(tmp_path / "sparse.h5ad")
     with h5py.File(tmp_path / "sparse.h5ad") as f:
         assert f["X"].attrs["encoding-type"] == "csr_matrix"
     store = open_store(ingest(tmp_path / "sparse.h5ad", tmp_path / "s.zarr", chunk_samples=16))
-    np.testing.assert_array_equal(store.expression.values, dense.astype(np.float32))
+    np.testing.assert_array_equal(store.expression.values, dense)
     assert list(strings(store.sample.values)) == list(adata.obs_names)
 
 
@@ -100,16 +107,12 @@ def test_a_store_exported_as_anndata_zarr_opens_in_anndata_and_ingests_and_predi
 
 
 def test_a_sparse_anndata_zarr_in_zarr_format_3_with_categorical_obs_is_ingested(tmp_path):
-    rng = np.random.default_rng(7)
-    dense = np.where(rng.uniform(size=(40, 8)) < 0.6, 0, rng.uniform(1, 5, size=(40, 8)))
-    adata = anndata.AnnData(X=scipy.sparse.csr_matrix(dense.astype(np.float32)))
-    adata.obs_names = [f"cell{i}" for i in range(40)]
-    adata.var_names = [f"ENSG{j:011d}" for j in range(8)]
+    dense, adata = sparse_cells(7, 40, 8, zeros=0.6)
     adata.obs["batch"] = pd.Categorical(["a", "b"] * 20)
     with anndata.settings.override(zarr_write_format=3):  # Zarr 3's string arrays read too
         adata.write_zarr(tmp_path / "cells.zarr")
     assert main(["ingest", str(tmp_path / "cells.zarr"), "--out", str(tmp_path / "s.zarr"),
                  "--chunk-samples", "16", "--quiet"]) == 0
     ingested = open_store(tmp_path / "s.zarr")
-    np.testing.assert_array_equal(ingested.expression.values, dense.astype(np.float32))
+    np.testing.assert_array_equal(ingested.expression.values, dense)
     assert list(strings(ingested.sample.values)) == list(adata.obs_names)
