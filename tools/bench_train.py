@@ -34,7 +34,6 @@ LANDMARKS, TARGETS, CODES = 978, 21_290, 2_000
 
 def make_data(workdir, rows):
     import numpy as np
-    import zarr
 
     from streamgex import store
 
@@ -44,9 +43,9 @@ def make_data(workdir, rows):
             continue
         group = store.begin(path, step="bench-data", parameters={"rows": rows}, source={},
                             overwrite=True)
-        store.define_expression(group, samples=np.arange(rows).astype(str),
-                                genes=np.arange(width).astype(str), chunk_samples=320)
-        array = zarr.open_group(path, mode="r+")[store.EXPRESSION]
+        # written where begin put it (built under its partial name, renamed by finish)
+        array = store.define_expression(group, samples=np.arange(rows).astype(str),
+                                        genes=np.arange(width).astype(str), chunk_samples=320)
         rng = np.random.default_rng(0)
         for start in range(0, rows, 320):
             array[start:start + 320] = rng.standard_normal((min(320, rows - start), width),
