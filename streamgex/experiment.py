@@ -253,7 +253,7 @@ def training_stage(name, run):
     if not run.is_done():
         from .training.eta import format_duration, remaining
 
-        left = remaining(run)
+        left = remaining(run, states) if kind.iterative else None
         if left is not None:
             details.append(f"about {format_duration(left)} left at most (to max_epochs, at "
                            f"the speed measured)")

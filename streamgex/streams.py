@@ -124,7 +124,7 @@ class Stream:
         inverse[permutation] = np.arange(len(permutation))
         out, wanted = {}, {}
         for source in self.sources:
-            key = (source.path, None if source.columns is None else source.columns.tobytes())
+            key = _key(source)
             if key not in out:  # the very same columns of the same store: one array serves both
                 width = self._arrays[self._index(source.path)].shape[1] \
                     if source.columns is None else len(source.columns)
@@ -142,8 +142,7 @@ class Stream:
                             else block[:, source.columns]
 
         list(_pool().map(place, enumerate(chunks)))
-        return [out[(s.path, None if s.columns is None else s.columns.tobytes())]
-                for s in self.sources]
+        return [out[_key(s)] for s in self.sources]
 
     def _index(self, path):
         return [s.path for s in self.sources].index(path)
@@ -198,6 +197,11 @@ class Stream:
         return tf.data.Dataset.from_generator(
             lambda: self.batches(epoch, start_step), output_signature=signature
         ).prefetch(prefetch)
+
+
+def _key(source):
+    """Sources of the same store and columns share one window array."""
+    return source.path, None if source.columns is None else source.columns.tobytes()
 
 
 @functools.cache

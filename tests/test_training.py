@@ -65,10 +65,12 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path, spli
     assert per_epoch == -(-open_store(split_dir / "train").sizes["sample"] // 50)  # batch 50
     assert state["step_seconds"] > 0
     left = (3 * per_epoch - (state["epoch"] * per_epoch + state["step"])) * state["step_seconds"]
-    assert remaining(Run(tmp_path / "killed")) == pytest.approx(left) and left > 0
+    killed = Run(tmp_path / "killed")
+    assert remaining(killed, killed.progress()) == pytest.approx(left) and left > 0
     assert "left at most" in training_stage("dgex", Run(tmp_path / "killed")).detail
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert remaining(Run(tmp_path / "killed")) is None
+    assert Run(tmp_path / "killed").is_done()
+    assert "left at most" not in training_stage("dgex", Run(tmp_path / "killed")).detail
     assert main(args + ["--run-dir", str(tmp_path / "straight")]) == 0
     a = latest_checkpoint_weights(tmp_path / "killed")  # one partition: one network, no part folders
     b = latest_checkpoint_weights(tmp_path / "straight")

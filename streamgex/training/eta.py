@@ -25,24 +25,20 @@ def format_duration(seconds):
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def remaining(run):
-    """Seconds ``run`` (a ``training.run.Run``) has left at most, from its checkpoints; None
-    when done, not started, not iterative, or no speed was measured yet."""
-    if not run.config_file.exists() or not run.kind.iterative or run.is_done():
-        return None
-    states = run.progress()
+def remaining(run, states):
+    """Seconds the unfinished ``run`` (a ``training.run.Run``) has left at most, from
+    ``states`` (``run.progress()``: each started network's newest checkpoint state); None
+    when no speed was measured yet."""
     measured = [s for s in states if s.get("step_seconds") and s.get("steps_per_epoch")]
     if not measured:
         return None
-    max_epochs = run.options.max_epochs
+    max_epochs, last = run.options.max_epochs, measured[-1]
     seconds = 0.0
     for s in states:
         if not s.get("done"):
-            known = s if s in measured else measured[-1]
+            known = s if s in measured else last  # a network resumed but not yet timed
             seconds += known["step_seconds"] * steps_left(
                 epoch=s["epoch"], step=s["step"], max_epochs=max_epochs,
                 steps_per_epoch=known["steps_per_epoch"])
     unstarted = run.networks - len(states)
-    last = measured[-1]
-    seconds += unstarted * last["step_seconds"] * last["steps_per_epoch"] * max_epochs
-    return seconds
+    return seconds + unstarted * last["step_seconds"] * last["steps_per_epoch"] * max_epochs
