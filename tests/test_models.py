@@ -148,3 +148,30 @@ def test_a_linear_skip_makes_least_squares_the_network_with_its_hidden_part_at_z
         scales = gradient_scales(model)
         assert linear[0].kernel.path not in scales and head[0].kernel.path in scales
     assert len(build(inputs, outputs, (6, 4)).layers) == len(model.layers) - 2  # Dense + Add
+
+
+def test_a_checkpoint_round_trips_and_is_never_written_with_broken_weights(tmp_path):
+    """Checkpoints are written one variable at a time in ``np.savez``'s format; NaN weights
+    leave no checkpoint (not even a partial one) behind."""
+    from streamgex.errors import StreamgexError
+    from streamgex.training import checkpoint
+
+    model = build_emlp(6, 4, (5,), seed=3)
+    optimizer = emlp_optimizer()
+    optimizer.build(model.trainable_variables)
+    optimizer.momentums[0].assign(np.full((6, 5), 0.25, np.float32))
+    saved = [v.numpy().copy() for v in model.variables + optimizer.variables]
+    path = checkpoint.save(tmp_path, model, optimizer, {"global_step": 7, "epoch": 1})
+    with np.load(path / "variables.npz") as arrays:
+        assert len(arrays.files) == len(saved)
+        np.testing.assert_array_equal(arrays["optimizer/00002"], optimizer.variables[2].numpy())
+    for v in model.trainable_variables + optimizer.momentums:
+        v.assign(np.zeros(v.shape, np.float32))
+    found, state = checkpoint.restore_newest(tmp_path, model, optimizer)
+    assert found == path and state["global_step"] == 7
+    for before, after in zip(saved, model.variables + optimizer.variables):
+        np.testing.assert_array_equal(before, after.numpy())
+    model.layers[1].kernel.assign(np.full((6, 5), np.nan, np.float32))
+    with pytest.raises(StreamgexError, match="diverged"):
+        checkpoint.save(tmp_path, model, optimizer, {"global_step": 8})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -98,10 +98,14 @@ def build_autoencoder(targets, hidden, *, tied=False, batch_norm=False, seed=0):
 
 
 def export_coders(encoder, decoder, encoder_path, decoder_path):
-    """Save encoder and decoder as standalone Keras models (``.keras`` files).
+    """Save encoder and decoder as standalone Keras models (``.keras`` files); returns the
+    decoder saved.
 
-    A tied decoder is rebuilt from plain Dense layers holding copies of the
-    transposed kernels, so either file loads with no streamgex code.
+    An untied decoder is saved as it is (its layers are the autoencoder's).
+    A tied one is rebuilt from plain Dense layers holding the transposed kernels,
+    started from zeros rather than drawn at random (the draw alone was a
+    temporary the size of the largest kernel), so either file loads with no
+    streamgex code.
     """
     import keras
     from keras import ops
@@ -109,13 +113,18 @@ def export_coders(encoder, decoder, encoder_path, decoder_path):
     from .layers import TiedDense
 
     save_keras(encoder, encoder_path)
+    if not any(isinstance(layer, TiedDense) for layer in decoder.layers):
+        save_keras(decoder, decoder_path)
+        return decoder
     plain = keras.Sequential([keras.Input(decoder.input_shape[1:])], name="decoder")
     for layer in decoder.layers[1:]:
         if isinstance(layer, TiedDense):
-            kernel = ops.transpose(layer.tied_to.kernel)
-            dense = keras.layers.Dense(kernel.shape[1], activation=layer.activation, name=layer.name)
+            units = layer.tied_to.kernel.shape[0]
+            dense = keras.layers.Dense(units, activation=layer.activation, name=layer.name,
+                                       kernel_initializer="zeros")
             plain.add(dense)
-            dense.set_weights([ops.convert_to_numpy(kernel), ops.convert_to_numpy(layer.bias)])
+            dense.kernel.assign(ops.transpose(layer.tied_to.kernel))
+            dense.bias.assign(layer.bias)
         else:
             clone = layer.__class__.from_config(layer.get_config())
             plain.add(clone)

@@ -17,6 +17,7 @@ Adding a model kind is one module with a ``ModelKind`` subclass plus one
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import OptionError, choice, non_negative, positive
 from ..training.recipes import NAMES as RECIPES
@@ -139,11 +140,31 @@ class ModelKind:
 
 
 def save_keras(model, path):
-    """Save a Keras model to ``path`` (``.keras``) atomically."""
-    from ..atomic import atomic_path
+    """Save a Keras model to ``path`` (``.keras``) atomically, one weight in memory at a time.
 
-    with atomic_path(path) as tmp:
-        model.save(tmp)
+    Keras builds a ``.keras`` archive's weights file in memory when it guesses
+    the memory suffices (half of what is free): a second copy of every weight,
+    0.7 GB for the full decoder, at the moment training holds the most. Saved
+    unzipped to a folder beside ``path`` and stored into the archive here, the
+    file is the same (``metadata.json``, ``config.json``, ``model.weights.h5``,
+    uncompressed, as Keras writes it and ``keras.saving.load_model`` reads it).
+    """
+    import shutil
+    import zipfile
+
+    from ..atomic import atomic_path, partial_path
+
+    path = Path(path)
+    unzipped = partial_path(path.with_suffix(".unzipped"))
+    shutil.rmtree(unzipped, ignore_errors=True)
+    try:
+        model.save(unzipped, zipped=False)
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
+                                                       allowZip64=True) as archive:
+            for name in ("metadata.json", "config.json", "model.weights.h5"):
+                archive.write(unzipped / name, name)
+    finally:
+        shutil.rmtree(unzipped, ignore_errors=True)
     return path
 
 
