@@ -29,10 +29,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from . import store
+from . import chunkread, store
 from .errors import StreamgexError
 
 WINDOW = 4
+#: Threads reading a window's chunks: one more than the cores, so that a thread waiting on
+#: a read leaves its core to another's decode.
+READERS = (os.cpu_count() or 1) + 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Stream:
     seed: int = 0
     window: int = WINDOW
     _arrays: list = field(default=None, compare=False, repr=False)
+    _folders: list = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         arrays = [s.open() for s in self.sources]
@@ -79,6 +83,7 @@ class Stream:
         if self.batch < 1:
             raise StreamgexError(f"batch size must be positive, got {self.batch}")
         object.__setattr__(self, "_arrays", arrays)
+        object.__setattr__(self, "_folders", [chunkread.chunk_folder(a) for a in arrays])
 
     @property
     def n_samples(self):
@@ -99,6 +104,14 @@ class Stream:
             for s, a in zip(self.sources, self._arrays)
         )
 
+    def buffer_bytes(self):
+        """Bytes of the two windows' buffers ``batches`` holds (the one batched, the one read
+        ahead), whatever the store's size."""
+        widths = {_key(s): w for s, w in zip(self.sources, self.widths())}
+        scratch = max(chunkread.scratch_bytes(a) for a in self._arrays)
+        return 2 * self.window * self.chunk_rows * sum(widths.values()) * 4 \
+            + READERS * scratch
+
     def windows(self, epoch):
         """The epoch's windows: ``[(chunk indices, row permutation), ...]``."""
         n_chunks = math.ceil(self.n_samples / self.chunk_rows)
@@ -113,46 +126,55 @@ class Stream:
     def _chunk_size(self, chunk):
         return min(self.chunk_rows, self.n_samples - chunk * self.chunk_rows)
 
-    def _read(self, chunks, permutation):
-        """The window of ``chunks`` with its rows in ``permutation`` order, one array per
-        source. The chunks are read and decoded in parallel (Blosc and the file reads let
-        go of the GIL), and each chunk's rows go straight to their permuted places: no
-        concatenated copy of the window is made first."""
-        sizes = [self._chunk_size(c) for c in chunks]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        inverse = np.empty_like(permutation)
-        inverse[permutation] = np.arange(len(permutation))
-        out, wanted = {}, {}
+    def _buffers(self, rows):
+        """One window's arrays, one per distinct ``_key`` of the sources."""
+        out = {}
         for source in self.sources:
             key = _key(source)
             if key not in out:  # the very same columns of the same store: one array serves both
                 width = self._arrays[self._index(source.path)].shape[1] \
                     if source.columns is None else len(source.columns)
-                out[key] = np.empty((len(permutation), width), dtype=np.float32)
-                wanted[key] = source
+                out[key] = np.empty((rows, width), dtype=np.float32)
+        return out
+
+    def _decode(self, chunks, buffers):
+        """Decode ``chunks``, in order, into the first rows of ``buffers``.
+
+        The chunks are decoded in parallel (file reads, checksums and Blosc let
+        go of the GIL), each straight into its rows of the window, its columns
+        picked on the way (Zarr's ``out=``): no chunk-sized temporary and, with
+        the buffers reused from window to window, no fresh pages to fault in
+        (that cost as much as the decode).
+        """
+        sizes = [self._chunk_size(c) for c in chunks]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        wanted = {_key(s): s for s in self.sources}
 
         def place(item):
             index, chunk = item
-            rows = inverse[offsets[index]:offsets[index + 1]]
-            for path in dict.fromkeys(s.path for s in wanted.values()):
-                block = self._chunk(path, chunk)
-                for key, source in wanted.items():
-                    if source.path == path:
-                        out[key][rows] = block if source.columns is None \
-                            else block[:, source.columns]
+            rows = slice(offsets[index], offsets[index + 1])
+            for key, source in wanted.items():
+                self._chunk(source, chunk, buffers[key][rows])
 
         list(_pool().map(place, enumerate(chunks)))
-        return [out[_key(s)] for s in self.sources]
+
+    def _read(self, chunks, permutation):
+        """The window of ``chunks`` with its rows in ``permutation`` order, one array per source."""
+        buffers = self._buffers(len(permutation))
+        self._decode(chunks, buffers)
+        return [np.take(buffers[_key(s)], permutation, axis=0) for s in self.sources]
 
     def _index(self, path):
         return [s.path for s in self.sources].index(path)
 
-    def _chunk(self, path, chunk):
-        """Chunk ``chunk`` of the store at ``path``, decoded; a damaged one named."""
-        array = self._arrays[self._index(path)]
+    def _chunk(self, source, chunk, out):
+        """Chunk ``chunk`` of ``source``'s columns decoded into ``out``; a damaged one named."""
+        path = source.path
+        index = self._index(path)
         start = chunk * self.chunk_rows
+        columns = slice(None) if source.columns is None else _as_slice(source.columns)
         try:
-            return array[start:start + self._chunk_size(chunk)]
+            chunkread.read(self._arrays[index], chunk, columns, out, self._folders[index])
         except Exception as exc:  # checksum, codec or I/O: name the chunk, not just the codec
             raise StreamgexError(
                 f"{path}: chunk {chunk} (profiles {start:,}-"
@@ -161,7 +183,12 @@ class Stream:
                 f"checks the whole store") from exc
 
     def batches(self, epoch, start_step=0):
-        """Yield the epoch's batches from ``start_step`` on, as tuples of float32 arrays."""
+        """Yield the epoch's batches from ``start_step`` on, as tuples of float32 arrays.
+
+        Each batch is gathered from its window (``np.take`` of its rows of the
+        permutation): the caller owns it, while the two windows' buffers (the one
+        batched, the one read ahead) are reused for the whole epoch.
+        """
         windows = self.windows(epoch)
         sizes = np.array([len(p) for _, p in windows])
         bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -169,25 +196,41 @@ class Stream:
         if position >= self.n_samples:
             return
         first = int(np.searchsorted(bounds, position, side="right") - 1)
-        reader = _ReadAhead(self._read, windows[first:])
+        spare = [self._buffers(int(sizes.max())) for _ in range(2)]
+
+        keys = [_key(s) for s in self.sources]
+
+        def decode(index, chunks, permutation):
+            buffers = spare[index % 2]
+            self._decode(chunks, buffers)
+            return buffers, permutation
+
+        def batch(arrays):  # sources of the same columns share one array, as in the window
+            return tuple(arrays[key] for key in keys)
+
+        reader = _ReadAhead(decode, [(i, *w) for i, w in enumerate(windows[first:])])
         pending, offset = None, position - bounds[first]
-        for parts in reader:
-            parts = [p[offset:] for p in parts]
+        for buffers, permutation in reader:
+            def take(rows):
+                return {key: np.take(b, rows, axis=0) for key, b in buffers.items()}
+
+            order = permutation[offset:]
             offset = 0
-            if pending is not None:  # a batch across two windows: only its rows are copied
-                need = self.batch - len(pending[0])
-                joined = [np.concatenate([a, b[:need]]) for a, b in zip(pending, parts)]
-                parts = [p[need:] for p in parts]
-                if len(joined[0]) < self.batch:  # a window smaller than the rest of a batch
-                    pending = joined
+            if pending is not None:  # a batch across two windows
+                need = self.batch - len(pending[keys[0]])
+                more = take(order[:need])
+                pending = {key: np.concatenate([pending[key], more[key]]) for key in pending}
+                order = order[need:]
+                if len(pending[keys[0]]) < self.batch:  # a window smaller than a batch's rest
                     continue
-                yield tuple(joined)
-            full = len(parts[0]) // self.batch * self.batch
+                yield batch(pending)
+                pending = None
+            full = len(order) // self.batch * self.batch
             for start in range(0, full, self.batch):
-                yield tuple(p[start:start + self.batch] for p in parts)
-            pending = [p[full:] for p in parts] if full < len(parts[0]) else None
+                yield batch(take(order[start:start + self.batch]))
+            pending = take(order[full:]) if full < len(order) else None
         if pending is not None:
-            yield tuple(pending)
+            yield batch(pending)
 
     def dataset(self, epoch, start_step=0, prefetch=2):
         """The batches as a ``tf.data.Dataset`` (prefetched on TensorFlow's threads)."""
@@ -199,6 +242,14 @@ class Stream:
         ).prefetch(prefetch)
 
 
+def _as_slice(columns):
+    """``columns`` as a slice where they are a run of consecutive indices (the targets of a
+    split store), so Zarr copies whole row runs instead of picking single values."""
+    if len(columns) and np.array_equal(columns, np.arange(columns[0], columns[0] + len(columns))):
+        return slice(int(columns[0]), int(columns[0]) + len(columns))
+    return columns
+
+
 def _key(source):
     """Sources of the same store and columns share one window array."""
     return source.path, None if source.columns is None else source.columns.tobytes()
@@ -206,19 +257,24 @@ def _key(source):
 
 @functools.cache
 def _pool():
-    """The threads that read a window's chunks (one more than the cores: a thread waiting
-    on a read leaves its core to another's decode). Made once per process, with
-    ``_keep_freed_memory``."""
-    _keep_freed_memory()
-    return ThreadPoolExecutor((os.cpu_count() or 1) + 1, thread_name_prefix="streamgex-read")
+    """The ``READERS`` threads that read a window's chunks, made once per process."""
+    return ThreadPoolExecutor(READERS, thread_name_prefix="streamgex-read")
 
 
-def _keep_freed_memory():
-    """Let glibc reuse freed chunk-sized blocks instead of returning them to the system at
-    once: each chunk decode allocates ~30 MB, and taking fresh pages from the kernel
-    (zeroed, one fault per 4 KiB) cost more than the decode itself (measured in
-    ``tools/bench_stream.py``: ~1 GB/s of fresh pages). At most 256 MiB of freed memory
-    is kept. Elsewhere than glibc this does nothing."""
+@functools.cache
+def keep_freed_memory():
+    """Let glibc keep up to 256 MiB of freed blocks for reuse instead of returning them to
+    the system at once, for a stream that must keep a fast consumer fed (a GPU).
+
+    Every batch is a fresh array (17.8 MB at batch 200 of 22,268 genes), and
+    taking fresh pages from the kernel (zeroed, one fault per 4 KiB) halves a
+    stream's rate: 21,000 against 10,500 profiles/s in ``tools/bench_stream.py``.
+    But the setting holds for the whole process, and TensorFlow's own CPU
+    temporaries are kept the same way: the full autoencoder trained on the CPU
+    peaked 0.6 GiB higher with it (5.9 against 5.3 GiB), for a stream a hundred
+    times faster than that training needs. So training turns it on only when a
+    GPU trains. Elsewhere than glibc this does nothing.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:

@@ -62,21 +62,32 @@ def test_resuming_at_step_k_sees_the_same_batches(indexed_store, step):
 
 
 def test_buffers_hold_at_most_two_windows(indexed_store, monkeypatch):
+    """Two windows' buffers are made per epoch and reused: the one batched from and the one
+    read ahead; batches are the caller's own (still right after the buffers were reused)."""
     stream = make(indexed_store)
-    reads = []
-    original = Stream._read
+    reads, made = [], []
+    decode, buffers = Stream._decode, Stream._buffers
 
-    def counting(self, chunks, permutation):
-        reads.append(len(permutation))
-        return original(self, chunks, permutation)
+    def counting(self, chunks, into):
+        reads.append(sum(self._chunk_size(c) for c in chunks))
+        return decode(self, chunks, into)
 
-    monkeypatch.setattr(Stream, "_read", counting)
-    consumed = 0
-    for x, _ in stream.batches(epoch=0):
+    def making(self, rows):
+        made.append(rows)
+        return buffers(self, rows)
+
+    monkeypatch.setattr(Stream, "_decode", counting)
+    monkeypatch.setattr(Stream, "_buffers", making)
+    consumed, kept = 0, []
+    for x, y in stream.batches(epoch=0):
         consumed += len(x)
+        kept.append((x, y))
         # rows read so far: the windows batched from, plus one read ahead
         assert sum(reads) <= consumed + 2 * 3 * 64
-    assert sum(reads) == 1000
+    assert sum(reads) == 1000 and made == [3 * 64, 3 * 64]
+    for (x1, y1), (x2, y2) in zip(kept, make(indexed_store).batches(epoch=0)):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
 
 
 def test_tf_dataset_yields_the_same_batches(indexed_store):
@@ -113,3 +124,52 @@ def test_batches_are_the_windows_rows_cut_in_order_whatever_batch_and_window(
     assert [len(b[0]) for b in got[:-1]] == [batch] * (len(got) - 1)
     for part, expected in zip(zip(*got), whole):
         np.testing.assert_array_equal(np.concatenate(part), expected)
+
+
+@pytest.fixture(scope="module")
+def streamed_store(tmp_path_factory):
+    """The indexed store's values stored as split parts are (``store.STREAMED``: raw values
+    and a CRC-32C), which ``chunkread`` reads itself instead of through Zarr."""
+    from streamgex import store
+
+    path = tmp_path_factory.mktemp("streamed") / "x.zarr"
+    n, g = 1000, 12
+    group = store.begin(path, step="test", parameters={}, source={})
+    array = store.define_expression(group, samples=[f"S{i}" for i in range(n)],
+                                    genes=[f"g{j}" for j in range(g)], chunk_samples=64,
+                                    compressors=store.STREAMED)
+    array[:] = (np.arange(n)[:, None] * 100 + np.arange(g)[None, :]).astype(np.float32)
+    store.finish(group)
+    return path
+
+
+@pytest.mark.parametrize("columns", [None, np.array([7, 1, 4]), np.arange(2, 9)])
+def test_raw_chunks_read_directly_give_what_zarr_gives(indexed_store, streamed_store, columns):
+    from streamgex import chunkread
+
+    direct, through_zarr = (Stream((Source(p, columns), Source(p, np.array([0]))), batch=37,
+                                   seed=3, window=2) for p in (streamed_store, indexed_store))
+    assert direct._folders[0] is not None and through_zarr._folders[0] is None
+    assert chunkread.scratch_bytes(direct._arrays[0]) == 64 * 12 * 4 + 4
+    got, expected = list(direct.batches(epoch=1)), list(through_zarr.batches(epoch=1))
+    assert len(got) == len(expected) == 28  # the last chunk is short: 1000 = 15 x 64 + 40
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_a_damaged_raw_chunk_is_named_not_read(streamed_store, tmp_path):
+    import shutil
+
+    from streamgex.errors import StreamgexError
+
+    damaged = tmp_path / "x.zarr"
+    shutil.copytree(streamed_store, damaged)
+    with open(damaged / "expression" / "c" / "3" / "0", "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    stream = Stream((Source(damaged, np.arange(3)), Source(damaged)), batch=50, window=1)
+    with pytest.raises(StreamgexError, match=r"chunk 3 \(profiles 192-255\).*CRC-32C"):
+        list(stream.batches(epoch=0))

@@ -7,7 +7,10 @@ reads whole epochs through ``streams.Stream.batches`` at batch 200, as the
 autoencoder's stream does (inputs and outputs the same columns: one decode
 serves both), as the training loop consumes them (``Stream.batches``, numpy
 arrays handed to the compiled step), and through ``Stream.dataset`` (tf.data,
-for Keras users). Cold: each chunk file's pages are dropped from the
+for Keras users), with ``streams.keep_freed_memory`` on as when a GPU trains.
+``none`` is how split parts are stored (``store.STREAMED``: raw values and a
+CRC-32C, read by ``streamgex.chunkread`` on the reader threads); the
+compressed codecs go through Zarr. Cold: each chunk file's pages are dropped from the
 page cache first (``posix_fadvise(DONTNEED)``, no root needed), one epoch;
 warm: two more epochs from the page cache. Prints profiles/s, GB/s of float32 delivered and the
 store's size on disk, and checks that the batches of (seed, epoch, step) are
@@ -111,7 +114,9 @@ def main():
     parser.add_argument("--json", action="store_true", help="one JSON line per measurement")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from streamgex.streams import Source, Stream
+    from streamgex.streams import Source, Stream, keep_freed_memory
+
+    keep_freed_memory()  # as training does when a GPU consumes the batches
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows, digests = [], set()

@@ -7,7 +7,8 @@ For each model and precision, in a fresh process of its own:
   training (so that its operands do not count in the training's peak RSS) and
   in a fresh process just before; the ratio uses the higher of the two;
 - training throughput on in-memory tensors (one batch repeated) and on
-  batches streamed from Zarr stores (``streams.Stream`` through tf.data);
+  batches streamed from Zarr stores (``streams.Stream``'s numpy batches, as
+  the training loop feeds them);
 - achieved GFLOP/s (6 FLOPs per weight per sample: forward, two backward
   products), its ratio to the matmul rate, the Zarr / in-memory ratio;
 - the process's peak RSS, beside the estimate ``streamgex train`` checks.
@@ -100,8 +101,7 @@ def run_one(workdir, model_name, precision, steps, batch):
     loss.numpy()
     memory_rate = steps * batch / (time.perf_counter() - start)
 
-    dataset = stream.dataset(epoch=1)
-    iterator = iter(dataset)
+    iterator = stream.batches(epoch=1)  # numpy batches, as the training loop feeds them
     step(*next(iterator)).numpy()
     start = time.perf_counter()
     done = 0
@@ -112,7 +112,7 @@ def run_one(workdir, model_name, precision, steps, batch):
             break
     loss.numpy()
     zarr_rate = done * batch / (time.perf_counter() - start)
-    parts = estimate(model, batch=batch, stream_bytes=2 * 4 * 320 * sum(stream.widths()) * 4,
+    parts = estimate(model, batch=batch, stream_bytes=stream.buffer_bytes(),
                      precision=precision)
     import resource
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from ..errors import StreamgexError
 from ..progress import progress
+from ..streams import keep_freed_memory
 from .eta import format_duration, steps_left
 from . import checkpoint
 
@@ -215,6 +216,8 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
     if loop.state["done"]:
         return loop.state
     train_step = make_train_step(model, optimizer, gradient_scales)
+    if tf.config.list_physical_devices("GPU"):
+        keep_freed_memory()  # the stream must keep up with the GPU
     state = loop.state
     state["steps_per_epoch"] = train.steps_per_epoch
     speed = _Speed(state)

@@ -1,23 +1,30 @@
 """Will a training run fit in memory? An estimate made before the first step.
 
 For a dense network, memory is dominated by per-parameter state: float32
-weights, their gradients and the optimizer's slots (momentum SGD: 12 bytes a
-parameter; Adam's two moments: 16), plus a bfloat16 copy of the weights under
-mixed precision; then the activations of one batch (kept for the backward pass,
-about four values per unit: pre-activation, activation, dropout mask,
-gradient), the stream's two windows of chunks, and the TensorFlow runtime.
+weights and the optimizer's slots (momentum SGD: one; Adam's two moments:
+two), kept for the whole run, plus one step's gradients (computed and applied
+within the step), and a bfloat16 copy of the weights under mixed precision;
+then the activations of one batch (kept for the backward pass, about four
+values per unit: pre-activation, activation, dropout mask, gradient), the
+stream's two windows of chunks, and the TensorFlow runtime with its compiled
+steps.
 
-oneDNN, which makes TensorFlow's CPU matmuls 3x faster here, keeps working
-copies of the weights it multiplies: measured on the full E-MLP and
-autoencoder (``tools/bench_train.py``), about three times the largest kernel.
+Measured on the full untied autoencoder (373M parameters, batch 200, ``tools/
+bench_fullsize.py``): 3.9-4.0 GiB resident while training (weights and momentum
+2.8 GiB, the runtime 0.6 GiB, the windows), 1.3 GiB more at the height of a
+step: 5.3 GiB in all, which this estimate puts at 5.4 GiB. oneDNN's working
+copies of the kernels, once counted here as three times the largest kernel,
+did not show in that peak.
 """
 
+import math
 import os
 import re
 
 from ..errors import StreamgexError
 
-RUNTIME = 650 * 2**20  # TensorFlow, Keras, Dask, xarray imported
+#: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, allocator slack.
+RUNTIME = 2**30
 UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
 
 
@@ -38,18 +45,14 @@ def machine_budget():
 def estimate(model, *, batch, stream_bytes, precision, slots=1):
     """Bytes a training run of ``model`` needs, with its parts, as a dict; ``slots``: the
     optimizer's float32 values per parameter (momentum 1, Adam 2)."""
-    parameters = int(sum(int(v.numpy().size) if hasattr(v, "numpy") else 0
-                         for v in model.trainable_variables))
+    parameters = sum(math.prod(v.shape) for v in model.trainable_variables)
     per_parameter = 8 + 4 * slots + (2 if precision == "bf16" else 0)
     units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
                 if hasattr(layer, "output") and layer.output is not None)
     activation_bytes = 2 if precision == "bf16" else 4
-    largest = max((int(v.numpy().size) for v in model.trainable_variables if len(v.shape) == 2),
-                  default=0)
     parts = {
         "parameters": parameters,
         "weights, gradients, optimizer": parameters * per_parameter,
-        "oneDNN working copies": 3 * 4 * largest,
         "activations": batch * units * activation_bytes * 4,
         "stream buffers": stream_bytes,
         "runtime": RUNTIME,

@@ -88,8 +88,7 @@ class TrainJob:
         options = self.options
         budget = (memory.parse_size(options.memory_budget) if options.memory_budget
                   else memory.machine_budget())
-        stream_bytes = 2 * stream.window * stream.chunk_rows * sum(stream.widths()) * 4
-        parts = memory.estimate(model, batch=options.batch, stream_bytes=stream_bytes,
+        parts = memory.estimate(model, batch=options.batch, stream_bytes=stream.buffer_bytes(),
                                 precision=options.precision, slots=slots)
         memory.check(parts, budget, what=what)
         return parts
