@@ -25,6 +25,7 @@ from ..progress import progress
 from ..streams import keep_freed_memory
 from .eta import format_duration, steps_left
 from . import checkpoint
+from .backward import fast_backward
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ def make_train_step(model, optimizer, gradient_scales=None):
     same arithmetic as ``optimizer.apply`` (``m = momentum m - lr g``;
     ``w += m``, or ``w += momentum m - lr g`` with Nesterov) in one pass over
     each variable and no temporaries the size of a 140M-weight kernel. Any
-    other optimizer uses its own ``apply``.
+    other optimizer uses its own ``apply``. Dense layers take their input
+    gradients in the faster order of ``backward.fast_backward``.
     """
+    fast_backward(model)
     scales = [float((gradient_scales or {}).get(v.path, 1.0)) for v in model.trainable_variables]
     optimizer.build(model.trainable_variables)
     fused = fusable(optimizer)
