@@ -119,14 +119,24 @@ def test_all_four_models_train_and_a_changed_run_is_refused(tmp_path, split_dir,
     assert "differs in partitions" in capsys.readouterr().err
 
 
-def test_a_run_that_cannot_fit_is_refused_with_the_options_named(tmp_path, split_dir, capsys):
+def test_a_run_that_cannot_fit_is_refused_with_what_would_fit(tmp_path, split_dir, capsys):
+    # the parameters and their state exceed the budget: no batch would do
     status = main(["train", "autoencoder", "--data", str(split_dir), "--run-dir",
                    str(tmp_path / "ae"), "--quiet", "--set", "hidden=2000,500,2000",
                    "--memory-budget", "200MB"])
     err = capsys.readouterr().err
     assert status == 1 and "needs about" in err and "budget is 0.2 GiB" in err
-    for option in ("batch", "tied=true", "bf16", "smaller hidden"):
+    assert "whatever the batch" in err
+    for option in ("tied=true", "smaller hidden", "--memory-budget"):
         assert option in err
+    # the activations of a huge batch exceed it: the batch that fits is named
+    status = main(["train", "autoencoder", "--data", str(split_dir), "--run-dir",
+                   str(tmp_path / "ae2"), "--quiet", "--set", "hidden=2000,500,2000",
+                   "--set", "batch=1000000", "--memory-budget", "3GB"])
+    err = capsys.readouterr().err
+    fits = int(err.split("--set batch=")[1].split(")")[0])
+    assert status == 1 and "a batch of" in err and 1 <= fits < 1_000_000, err
+    assert "bf16" in err
 
 
 def test_memory_estimate_counts_parameters_and_their_state():

@@ -61,17 +61,26 @@ def estimate(model, *, batch, stream_bytes, precision, slots=1):
     return parts
 
 
-def check(parts, budget, *, what):
-    """Refuse a run whose estimate exceeds ``budget``, naming what would make it fit."""
+def check(parts, budget, *, what, batch):
+    """Refuse a run whose estimate exceeds ``budget``, saying what would fit: the batch that
+    would, or, where the parameters and their state alone exceed it, what shrinks those."""
     if parts["total"] <= budget:
         return
     gib = 2**30
-    raise StreamgexError(
-        f"{what} needs about {parts['total'] / gib:.1f} GiB ({parts['parameters'] / 1e6:.0f}M "
-        f"parameters: {parts['weights, gradients, optimizer'] / gib:.1f} GiB of weights, "
-        f"gradients and optimizer state; {parts['activations'] / gib:.1f} GiB of activations) "
-        f"but the budget is "
-        f"{budget / gib:.1f} GiB; try a smaller batch (--set batch=...), tied weights "
-        f"(--set tied=true, autoencoder), bf16 (--precision bf16 halves the activations), "
-        f"smaller hidden layers, or a larger --memory-budget if the machine has more"
-    )
+    needs = (f"{what} needs about {parts['total'] / gib:.1f} GiB ({parts['parameters'] / 1e6:.0f}M "
+             f"parameters: {parts['weights, gradients, optimizer'] / gib:.1f} GiB of weights, "
+             f"gradients and optimizer state; {parts['activations'] / gib:.1f} GiB of "
+             f"activations at batch {batch}) but the budget is {budget / gib:.1f} GiB")
+    room = budget - (parts["total"] - parts["activations"])
+    fits = int(batch * room / parts["activations"]) if parts["activations"] else 0
+    if fits >= 1:
+        advice = (f"a batch of {fits} would fit (--set batch={fits}); bf16 (--precision bf16) "
+                  f"halves the activations; or smaller hidden layers, or a larger "
+                  f"--memory-budget if the machine has more")
+    else:
+        advice = ("the parameters and their state alone do not fit, whatever the batch or "
+                  "precision (bf16 keeps float32 weights): tied weights (--set tied=true, "
+                  "autoencoder: the decoder reuses the encoder's kernels, half the parameters), "
+                  "smaller hidden layers (--set hidden=...), or a larger --memory-budget if "
+                  "the machine has more")
+    raise StreamgexError(f"{needs}; {advice}")

@@ -90,7 +90,7 @@ class TrainJob:
                   else memory.machine_budget())
         parts = memory.estimate(model, batch=options.batch, stream_bytes=stream.buffer_bytes(),
                                 precision=options.precision, slots=slots)
-        memory.check(parts, budget, what=what)
+        memory.check(parts, budget, what=what, batch=options.batch)
         return parts
 
     def fit(self, model, streams, *, paper_optimizer, index=0, save_best, gradient_scales=None,
