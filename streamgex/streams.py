@@ -140,11 +140,12 @@ class Stream:
     def _decode(self, chunks, buffers):
         """Decode ``chunks``, in order, into the first rows of ``buffers``.
 
-        The chunks are decoded in parallel (file reads, checksums and Blosc let
-        go of the GIL), each straight into its rows of the window, its columns
-        picked on the way (Zarr's ``out=``): no chunk-sized temporary and, with
-        the buffers reused from window to window, no fresh pages to fault in
-        (that cost as much as the decode).
+        The chunks are decoded in parallel by the ``READERS`` threads, each
+        straight into its rows of the window with its columns picked on the way
+        (``chunkread.read``); with the buffers reused from window to window no
+        fresh pages are faulted in (that cost as much as the decode). Sources
+        of one store with different columns (D-GEX's landmarks and targets)
+        read its chunk once each.
         """
         sizes = [self._chunk_size(c) for c in chunks]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
