@@ -18,4 +18,7 @@ class TiedDense(keras.layers.Layer):
         self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
 
     def call(self, inputs):
-        return self.activation(ops.matmul(inputs, ops.transpose(self.tied_to.kernel)) + self.bias)
+        # x K^T taken as (K x^T)^T: no kernel-sized transposed copy in each step, and products
+        # TensorFlow runs at the forward's rate in both directions (training/backward.py)
+        product = ops.transpose(ops.matmul(self.tied_to.kernel, ops.transpose(inputs)))
+        return self.activation(product + self.bias)
