@@ -45,15 +45,29 @@ def scratch_bytes(array):
     return array.chunks[0] * array.shape[1] * 4 + 4 if chunk_folder(array) else 0
 
 
-def read(array, chunk, columns, out, folder=None):
-    """Rows of chunk ``chunk`` of ``array`` (as many as ``out`` has), ``columns`` (a slice or
-    an index array) of them, into ``out``. ``folder``: ``chunk_folder(array)``, if known."""
+def read(array, chunk, parts, folder=None):
+    """Rows of chunk ``chunk`` of ``array`` into each ``(columns, out)`` of ``parts``
+    (``columns`` a slice or an index array; as many rows as the ``out`` arrays have), the
+    chunk read once for all of them. ``folder``: ``chunk_folder(array)``, if known."""
     folder = chunk_folder(array) if folder is None else folder
-    rows = out.shape[0]
+    rows = parts[0][1].shape[0]
     start = chunk * array.chunks[0]
-    if folder is None:
-        _through_zarr(array, slice(start, start + rows), columns, out)
+    values = _raw(array, chunk, folder, rows) if folder is not None else None
+    if values is None and len(parts) == 1:
+        _through_zarr(array, slice(start, start + rows), *parts[0])
         return
+    if values is None:
+        values = array[start:start + rows]
+    for columns, out in parts:
+        if isinstance(columns, slice):
+            np.copyto(out, values[:, columns])
+        else:
+            np.take(values, columns, axis=1, out=out)
+
+
+def _raw(array, chunk, folder, rows):
+    """The first ``rows`` rows of a raw CRC-32C chunk, checked, in this thread's scratch
+    buffer; None for a chunk never written (Zarr reads the fill value)."""
     width = array.shape[1]
     size = array.chunks[0] * width * 4
     scratch = getattr(_local, "scratch", None)
@@ -63,21 +77,17 @@ def read(array, chunk, columns, out, folder=None):
     try:
         with open(folder / array.metadata.encode_chunk_key((chunk, 0)), "rb", buffering=0) as f:
             got = f.readinto(raw)
-    except FileNotFoundError:  # never written: Zarr reads the fill value
-        _through_zarr(array, slice(start, start + rows), columns, out)
-        return
+    except FileNotFoundError:
+        return None
     if got != size + 4:
         raise ValueError(f"chunk file holds {got:,} bytes, expected {size + 4:,}")
     if google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:].tobytes(), "little"):
         raise ValueError("stored and computed CRC-32C checksums do not match")
-    values = raw[:-4].view("<f4").reshape(array.chunks[0], width)[:rows]
-    if isinstance(columns, slice):
-        np.copyto(out, values[:, columns])
-    else:
-        np.take(values, columns, axis=1, out=out)
+    return raw[:-4].view("<f4").reshape(array.chunks[0], width)[:rows]
 
 
 def _through_zarr(array, rows, columns, out):
+    """``array[rows, columns]`` into ``out`` through Zarr."""
     selection = (rows, columns)
     if isinstance(columns, slice):  # basic selection: 25% faster than orthogonal here
         array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(out))

@@ -143,19 +143,22 @@ class Stream:
         The chunks are decoded in parallel by the ``READERS`` threads, each
         straight into its rows of the window with its columns picked on the way
         (``chunkread.read``); with the buffers reused from window to window no
-        fresh pages are faulted in (that cost as much as the decode). Sources
-        of one store with different columns (D-GEX's landmarks and targets)
-        read its chunk once each.
+        fresh pages are faulted in (that cost as much as the decode). A store
+        read for several sources (D-GEX's landmarks and targets) is read once
+        per chunk.
         """
         sizes = [self._chunk_size(c) for c in chunks]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
-        wanted = {_key(s): s for s in self.sources}
+        by_path = {}
+        for key, source in {_key(s): s for s in self.sources}.items():
+            by_path.setdefault(source.path, []).append((key, source.columns))
 
         def place(item):
             index, chunk = item
             rows = slice(offsets[index], offsets[index + 1])
-            for key, source in wanted.items():
-                self._chunk(source, chunk, buffers[key][rows])
+            for path, wanted in by_path.items():
+                self._chunk(path, chunk, [(slice(None) if columns is None else _as_slice(columns),
+                                           buffers[key][rows]) for key, columns in wanted])
 
         list(_pool().map(place, enumerate(chunks)))
 
@@ -168,14 +171,13 @@ class Stream:
     def _index(self, path):
         return [s.path for s in self.sources].index(path)
 
-    def _chunk(self, source, chunk, out):
-        """Chunk ``chunk`` of ``source``'s columns decoded into ``out``; a damaged one named."""
-        path = source.path
+    def _chunk(self, path, chunk, parts):
+        """Chunk ``chunk`` of the store at ``path`` into each ``(columns, out)`` of ``parts``;
+        a damaged one named."""
         index = self._index(path)
         start = chunk * self.chunk_rows
-        columns = slice(None) if source.columns is None else _as_slice(source.columns)
         try:
-            chunkread.read(self._arrays[index], chunk, columns, out, self._folders[index])
+            chunkread.read(self._arrays[index], chunk, parts, self._folders[index])
         except Exception as exc:  # checksum, codec or I/O: name the chunk, not just the codec
             raise StreamgexError(
                 f"{path}: chunk {chunk} (profiles {start:,}-"
