@@ -162,12 +162,6 @@ class Stream:
 
         list(_pool().map(place, enumerate(chunks)))
 
-    def _read(self, chunks, permutation):
-        """The window of ``chunks`` with its rows in ``permutation`` order, one array per source."""
-        buffers = self._buffers(len(permutation))
-        self._decode(chunks, buffers)
-        return [np.take(buffers[_key(s)], permutation, axis=0) for s in self.sources]
-
     def _index(self, path):
         return [s.path for s in self.sources].index(path)
 

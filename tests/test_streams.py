@@ -5,7 +5,7 @@ import pytest
 
 from rawfiles import write_gctx
 from streamgex.ingest import ingest
-from streamgex.streams import Source, Stream
+from streamgex.streams import Source, Stream, _key
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,14 @@ def make(store, **options):
     x = Source(store, np.array([0, 1, 2]))
     y = Source(store, np.arange(3, 12))
     return Stream((x, y), **{"batch": 50, "seed": 7, "window": 3, **options})
+
+
+def window_rows(stream, chunks, permutation):
+    """A window of ``chunks`` with its rows in ``permutation`` order, one array per source:
+    what the stream's batches must be cut from."""
+    buffers = stream._buffers(len(permutation))
+    stream._decode(chunks, buffers)
+    return [np.take(buffers[_key(s)], permutation, axis=0) for s in stream.sources]
 
 
 def rows_of(batch):
@@ -104,7 +112,7 @@ def test_a_few_columns_are_cut_from_each_chunk_in_the_order_asked(indexed_store)
     # 3 of 12 columns: the window keeps only them (an E-MLP's landmarks of all genes)
     x, y = Source(indexed_store, np.array([7, 1])), Source(indexed_store, np.array([10]))
     stream = Stream((x, y), batch=50, seed=7, window=3)
-    window = stream._read(np.array([0, 2]), np.arange(128))
+    window = window_rows(stream, np.array([0, 2]), np.arange(128))
     assert [part.shape for part in window] == [(128, 2), (128, 1)]
     for xb, yb in stream.batches(epoch=1):
         np.testing.assert_array_equal(xb % 100, np.tile([7, 1], (len(xb), 1)))
@@ -119,7 +127,7 @@ def test_batches_are_the_windows_rows_cut_in_order_whatever_batch_and_window(
     copied for each such batch); batches larger than a window still come out whole."""
     stream = make(indexed_store, batch=batch, window=window)
     whole = [np.concatenate(parts) for parts in zip(
-        *(stream._read(chunks, permutation) for chunks, permutation in stream.windows(2)))]
+        *(window_rows(stream, chunks, permutation) for chunks, permutation in stream.windows(2)))]
     got = list(stream.batches(epoch=2))
     assert [len(b[0]) for b in got[:-1]] == [batch] * (len(got) - 1)
     for part, expected in zip(zip(*got), whole):
