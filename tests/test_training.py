@@ -151,9 +151,10 @@ def test_memory_estimate_counts_parameters_and_their_state():
     assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20
 
 
-def train_both_ways(make_optimizer, steps=4):
+def train_both_ways(make_optimizer, steps=4, scales=None):
     """Model weights and optimizer slots after ``steps`` steps of ``make_train_step`` and of
-    Keras's own ``optimizer.apply``, from the same start: ``(ours, keras's)``."""
+    Keras's own ``optimizer.apply``, from the same start: ``(ours, keras's)``; ``scales``:
+    rate multipliers by variable path (Keras's side multiplies the gradients)."""
     import keras
     import tensorflow as tf
 
@@ -169,15 +170,17 @@ def train_both_ways(make_optimizer, steps=4):
         model = build_emlp(12, 5, (20, 20), dropout=0.0)
         optimizer = make_optimizer()
         if ours:
-            step = make_train_step(model, optimizer)
+            step = make_train_step(model, optimizer, scales)
         else:
             optimizer.build(model.trainable_variables)
 
             def step(xb, yb, model=model, optimizer=optimizer):
                 with tf.GradientTape() as tape:
                     loss = keras.ops.mean(keras.ops.square(model(xb, training=True) - yb))
-                optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                                model.trainable_variables)
+                gradients = tape.gradient(loss, model.trainable_variables)
+                gradients = [g * (scales or {}).get(v.path, 1.0)
+                             for g, v in zip(gradients, model.trainable_variables)]
+                optimizer.apply(gradients, model.trainable_variables)
         for _ in range(steps):
             step(x, y)
         assert int(optimizer.iterations.numpy()) == steps
@@ -195,8 +198,37 @@ def test_fused_momentum_update_equals_the_keras_optimizer(nesterov):
         return keras.optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov)
 
     assert fusable(make())
-    for fused_value, keras_value in zip(*train_both_ways(make)):
+    scales = {"hidden1/kernel": 0.5, "codes/bias": 3.0}  # D-GEX-style per-layer rates
+    for fused_value, keras_value in zip(*train_both_ways(make, scales=scales)):
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
+
+
+def test_each_update_waits_for_every_use_of_its_weights():
+    """An in-place update running while the backward still holds the weights it read copies
+    the whole variable (a 560 MB kernel in the E-MLP): each update must come after every
+    op that uses its variable's value, and only after those."""
+    import keras
+
+    from streamgex.models.emlp import build_emlp
+    from streamgex.training.loop import make_train_step, value_users
+
+    model = build_emlp(12, 5, (20, 20), dropout=0.1)
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+    step = make_train_step(model, optimizer)
+    x, y = np.zeros((4, 12), np.float32), np.zeros((4, 5), np.float32)
+    graph = step.get_concrete_function(x, y).graph
+    updates = [op for op in graph.get_operations() if op.type == "ResourceApplyKerasMomentum"]
+    assert len(updates) == len(model.trainable_variables) == 6
+    for variable in model.trainable_variables:
+        handle = graph.capture(variable.value.handle)
+        (update,) = [op for op in updates if op.inputs[0] is handle]
+        users = value_users(graph, variable)
+        kinds = sorted(op.type for op in users)
+        # a kernel: the forward product and, past the first layer, the input gradient's
+        assert kinds in (["MatMul"], ["MatMul", "MatMul"], ["AddV2"]), (variable.path, kinds)
+        assert set(users) <= set(update.control_inputs), variable.path
+    hidden2 = value_users(graph, model.get_layer("hidden2").kernel)
+    assert len(hidden2) == 2  # read by the backward too: the case the ordering is for
 
 
 @pytest.mark.parametrize("extra", [{"clipnorm": 0.01}, {"weight_decay": 0.1}, {"use_ema": True}])
