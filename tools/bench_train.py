@@ -10,7 +10,8 @@ For each model and precision, in a fresh process of its own:
   batches streamed from Zarr stores (``streams.Stream``'s numpy batches, as
   the training loop feeds them);
 - achieved GFLOP/s (6 FLOPs per weight per sample: forward, two backward
-  products), its ratio to the matmul rate, the Zarr / in-memory ratio;
+  products; 4 for the first layer, whose input needs no gradient), its ratio
+  to the matmul rate, the Zarr / in-memory ratio;
 - the process's peak RSS, beside the estimate ``streamgex train`` checks.
 
     python tools/bench_train.py                                  # both models, float32 and bf16
@@ -86,8 +87,9 @@ def run_one(workdir, model_name, precision, steps, batch):
         targets = np.arange(LANDMARKS, LANDMARKS + TARGETS)
         sources = (Source(data, targets), Source(data, targets))
     largest = largest_layer(model_name)
-    weights = sum(int(np.prod(v.shape)) for v in model.trainable_variables if len(v.shape) == 2)
-    flops_per_sample = 6 * weights
+    kernels = [int(np.prod(v.shape)) for v in model.trainable_variables if len(v.shape) == 2]
+    # forward and kernel gradient for every weight, input gradient past the first layer
+    flops_per_sample = 6 * sum(kernels) - 2 * kernels[0]
 
     step = make_train_step(model, optimizer)
     stream = Stream(sources, batch=batch, seed=0)
