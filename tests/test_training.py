@@ -148,6 +148,9 @@ def test_memory_estimate_counts_parameters_and_their_state():
     parameters = 100 * 300 + 300 + 300 * 200 + 200 + 200 * 50 + 50
     assert parts["parameters"] == parameters
     assert parts["weights, gradients, optimizer"] == 12 * parameters
+    # applied one by one (the fused momentum update): the largest kernel's gradient only
+    each = estimate(model, batch=10, stream_bytes=0, precision="float32", each_gradient=True)
+    assert each["weights, gradients, optimizer"] == 8 * parameters + 4 * 300 * 200
     assert parse_size("8GB") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20
 
 

@@ -72,7 +72,7 @@ def run_one(workdir, model_name, precision, steps, batch):
     from streamgex.models.autoencoder import autoencoder_optimizer, build_autoencoder
     from streamgex.models.emlp import build_emlp, emlp_optimizer
     from streamgex.streams import Source, Stream
-    from streamgex.training.loop import make_train_step
+    from streamgex.training.loop import fusable, make_train_step
     from streamgex.training.memory import estimate
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
@@ -115,7 +115,7 @@ def run_one(workdir, model_name, precision, steps, batch):
     loss.numpy()
     zarr_rate = done * batch / (time.perf_counter() - start)
     parts = estimate(model, batch=batch, stream_bytes=stream.buffer_bytes(),
-                     precision=precision)
+                     precision=precision, each_gradient=fusable(optimizer))
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # training only

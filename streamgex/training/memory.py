@@ -2,19 +2,20 @@
 
 For a dense network, memory is dominated by per-parameter state: float32
 weights and the optimizer's slots (momentum SGD: one; Adam's two moments:
-two), kept for the whole run, plus one step's gradients (computed and applied
-within the step), and a bfloat16 copy of the weights under mixed precision;
+two), kept for the whole run, plus one step's gradients (all of them for an
+optimizer's own ``apply``; only the largest variable's for the fused momentum
+update, which applies each gradient as it comes: ``loop.make_train_step``),
+and a bfloat16 copy of the weights under mixed precision;
 then the activations of one batch (kept for the backward pass, about four
 values per unit: pre-activation, activation, dropout mask, gradient), the
 stream's two windows of chunks, and the TensorFlow runtime with its compiled
 steps.
 
-Measured on the full untied autoencoder (373M parameters, batch 200, ``tools/
-bench_fullsize.py``): 3.9-4.0 GiB resident while training (weights and momentum
-2.8 GiB, the runtime 0.6 GiB, the windows), 1.3 GiB more at the height of a
-step: 5.3 GiB in all, which this estimate puts at 5.4 GiB. oneDNN's working
-copies of the kernels, once counted here as three times the largest kernel,
-did not show in that peak.
+Measured (``tools/bench_train.py``, batch 200, streamed from Zarr): the full
+untied autoencoder (373M parameters) peaked at 4.94 GiB, estimated 4.98; the
+E-MLP (175M) at 3.11 GiB, estimated 3.26. oneDNN's working copies of the
+kernels, once counted here as three times the largest kernel, did not show in
+any measured peak.
 """
 
 import math
@@ -23,8 +24,9 @@ import re
 
 from ..errors import StreamgexError
 
-#: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, allocator slack.
-RUNTIME = 2**30
+#: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, the slack of
+#: TensorFlow's best-fit allocator (streamgex/__init__.py).
+RUNTIME = 5 * 2**28
 UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
 
 
@@ -42,17 +44,20 @@ def machine_budget():
     return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def estimate(model, *, batch, stream_bytes, precision, slots=1):
+def estimate(model, *, batch, stream_bytes, precision, slots=1, each_gradient=False):
     """Bytes a training run of ``model`` needs, with its parts, as a dict; ``slots``: the
-    optimizer's float32 values per parameter (momentum 1, Adam 2)."""
-    parameters = sum(math.prod(v.shape) for v in model.trainable_variables)
-    per_parameter = 8 + 4 * slots + (2 if precision == "bf16" else 0)
+    optimizer's float32 values per parameter (momentum 1, Adam 2); ``each_gradient``:
+    whether the update applies each gradient as it comes (the fused momentum update)."""
+    sizes = [math.prod(v.shape) for v in model.trainable_variables]
+    parameters = sum(sizes)
+    gradients = 4 * (max(sizes) if each_gradient else parameters)
     units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
                 if hasattr(layer, "output") and layer.output is not None)
     activation_bytes = 2 if precision == "bf16" else 4
     parts = {
         "parameters": parameters,
-        "weights, gradients, optimizer": parameters * per_parameter,
+        "weights, gradients, optimizer":
+            parameters * (4 + 4 * slots + (2 if precision == "bf16" else 0)) + gradients,
         "activations": batch * units * activation_bytes * 4,
         "stream buffers": stream_bytes,
         "runtime": RUNTIME,

@@ -81,7 +81,7 @@ class TrainJob:
         keras.mixed_precision.set_global_policy(
             "mixed_bfloat16" if self.options.precision == "bf16" else "float32")
 
-    def check_memory(self, model, stream, what, slots=1):
+    def check_memory(self, model, stream, what, slots=1, each_gradient=False):
         """Refuse before training when the estimate exceeds the budget (``memory``)."""
         from . import memory
 
@@ -89,7 +89,8 @@ class TrainJob:
         budget = (memory.parse_size(options.memory_budget) if options.memory_budget
                   else memory.machine_budget())
         parts = memory.estimate(model, batch=options.batch, stream_bytes=stream.buffer_bytes(),
-                                precision=options.precision, slots=slots)
+                                precision=options.precision, slots=slots,
+                                each_gradient=each_gradient)
         memory.check(parts, budget, what=what, batch=options.batch)
         return parts
 
@@ -107,15 +108,16 @@ class TrainJob:
         """
         from . import recipes
         from .hooks import training_hooks
-        from .loop import fit
+        from .loop import fit, fusable
 
         train, validation = streams
         run, options = self.run, self.options
         recipe = recipes.get(options.recipe)
-        self.check_memory(model, train, what, slots=recipe.optimizer_slots)
+        optimizer = recipe.optimizer(options, paper_optimizer, learning_rate)
+        self.check_memory(model, train, what, slots=recipe.optimizer_slots,
+                          each_gradient=fusable(optimizer))
         run.best_dir.mkdir(exist_ok=True)
         run.network_dir(index).mkdir(exist_ok=True)
-        optimizer = recipe.optimizer(options, paper_optimizer, learning_rate)
         schedule = recipe.schedule(optimizer, options)
         hooks = training_hooks(recipe.rate_hook(schedule, options, train.steps_per_epoch),
                                schedule, log_file=run.log_file(index),
