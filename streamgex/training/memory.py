@@ -12,8 +12,8 @@ stream's two windows of chunks, and the TensorFlow runtime with its compiled
 steps.
 
 Measured (``tools/bench_train.py``, batch 200, streamed from Zarr): the full
-untied autoencoder (373M parameters) peaked at 4.94 GiB, estimated 4.98; the
-E-MLP (175M) at 3.11 GiB, estimated 3.26. oneDNN's working copies of the
+untied autoencoder (373M parameters) peaked at 4.89 GiB, estimated 4.98; the
+E-MLP (175M) at 2.97 GiB, estimated 3.26. oneDNN's working copies of the
 kernels, once counted here as three times the largest kernel, did not show in
 any measured peak.
 """
@@ -24,8 +24,8 @@ import re
 
 from ..errors import StreamgexError
 
-#: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, the slack of
-#: TensorFlow's best-fit allocator (streamgex/__init__.py).
+#: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, allocator slack
+#: (0.25 GiB more than malloc's with TF_CPU_ALLOCATOR_USE_BFC=true).
 RUNTIME = 5 * 2**28
 UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
 
