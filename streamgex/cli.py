@@ -373,7 +373,7 @@ def build_parser():
                      "max_epochs=250 precision=bf16 tied=true checkpoint_steps=500 ...")
     sub.add_argument("--restart", action="store_true", help="discard an existing run folder")
     sub.add_argument("--precision", choices=("float32", "bf16"),
-                     help="bf16: Keras mixed bfloat16 (this CPU has AVX512_BF16)")
+                     help="bf16: Keras mixed bfloat16 (faster only with AVX512_BF16 or a GPU)")
     sub.add_argument("--memory-budget", help="e.g. 8GB (default: 80%% of the machine's memory)")
 
     sub = command("encode", _encode, "write the autoencoder codes of a split (and other stores)")
