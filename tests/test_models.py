@@ -150,6 +150,27 @@ def test_a_linear_skip_makes_least_squares_the_network_with_its_hidden_part_at_z
     assert len(build(inputs, outputs, (6, 4)).layers) == len(model.layers) - 2  # Dense + Add
 
 
+def test_a_saved_model_loads_with_its_exact_weights_and_the_layers_are_left_as_they_were(
+        tmp_path):
+    """``save_keras`` hands Keras TensorFlow's buffers instead of copies, only while saving."""
+    import keras
+
+    from streamgex.models.autoencoder import build_autoencoder
+    from streamgex.models.registry import _Buffer, save_keras
+
+    model = build_autoencoder(30, (20, 5, 20), batch_norm=True)[0]
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in model.get_weights()])
+    for name in ("a.keras", "b.keras"):
+        save_keras(model, tmp_path / name)
+        loaded = keras.saving.load_model(tmp_path / name, compile=False)
+        for saved, original in zip(loaded.get_weights(), model.get_weights(), strict=True):
+            np.testing.assert_array_equal(saved, original)
+    assert not [layer.name for layer in model.layers if "save_own_variables" in vars(layer)]
+    kernel = model.layers[1].kernel  # what Keras's np.array makes of it: the buffer itself
+    assert np.shares_memory(np.array(_Buffer(kernel)), np.array(_Buffer(kernel)))
+
+
 def test_a_checkpoint_round_trips_and_is_never_written_with_broken_weights(tmp_path):
     """Checkpoints are written one variable at a time in ``np.savez``'s format; NaN weights
     leave no checkpoint (not even a partial one) behind."""
