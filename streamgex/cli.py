@@ -567,12 +567,9 @@ def _main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        # A process that only trains takes TensorFlow's best-fit allocator: malloc maps
-        # each kernel gradient afresh every step (full E-MLP 89 -> 112 samples/s, full
-        # autoencoder 51 -> 64 with it), and a train stage stays within 6 GB with it
-        # (4.93 GiB for the full autoencoder). Not for `run`, whose one process also
-        # encodes and evaluates: the arena keeps every peak (README, Training).
-        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+        from .training.train import use_best_fit_allocator
+
+        use_best_fit_allocator()
     try:
         _check_paths(args)
     except StreamgexError as exc:

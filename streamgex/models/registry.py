@@ -181,10 +181,10 @@ class _Buffer:
         self.variable = variable
 
     def __array__(self, dtype=None, copy=None):
-        import numpy as np
-        import tensorflow as tf
+        # numpy 2 takes what __array__(copy=True) returns as the copy: no second one
+        from ..training.checkpoint import as_array
 
-        array = np.asarray(tf.convert_to_tensor(self.variable.value))
+        array = as_array(self.variable)
         return array if dtype is None else array.astype(dtype)
 
 
@@ -216,6 +216,8 @@ def _zero_copy_saving(model):
     patched = []
     try:
         for layer in _layers(model):
+            if "save_own_variables" in vars(layer):  # reached twice (a shared layer)
+                continue
             own = layer.save_own_variables
             layer.save_own_variables = lambda store, own=own: own(_BufferStore(store))
             patched.append(layer)

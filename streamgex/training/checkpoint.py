@@ -41,6 +41,14 @@ def _variables(model, optimizer):
     return named
 
 
+def as_array(variable):
+    """A Keras variable's values as numpy: a read-only view of TensorFlow's own buffer
+    (``numpy()`` copies it: 0.6 GiB for the full autoencoder's largest kernel)."""
+    import tensorflow as tf
+
+    return np.asarray(tf.convert_to_tensor(variable.value))
+
+
 def _finite(array, rows=4096):
     """Whether every value of ``array`` is finite, checked a block of rows at a time."""
     flat = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
@@ -49,14 +57,11 @@ def _finite(array, rows=4096):
 
 def _write_variables(file, named, folder):
     """``np.savez``'s format, one variable at a time, each written from TensorFlow's own
-    buffer: converting them all first held a copy of every weight and momentum slot at
-    once (3 GB more for the full autoencoder), and ``numpy()`` copies even one (0.6 GiB
-    for its largest kernel)."""
-    import tensorflow as tf
-
+    buffer (``as_array``): converting them all first held a copy of every weight and
+    momentum slot at once (3 GB more for the full autoencoder)."""
     with zipfile.ZipFile(file, "w", allowZip64=True) as archive:
         for name, variable in named.items():
-            array = np.asarray(tf.convert_to_tensor(getattr(variable, "value", variable)))
+            array = as_array(variable)
             if name.startswith("model/") and array.dtype.kind == "f" and not _finite(array):
                 # a checkpoint must be a state worth resuming from
                 raise StreamgexError(f"{folder.parent}: training diverged, the weights became NaN "

@@ -26,7 +26,7 @@ from ..errors import StreamgexError
 
 #: TensorFlow, Keras, Dask and xarray imported (0.62 GiB), compiled steps, allocator slack
 #: (0.25 GiB more than malloc's with TF_CPU_ALLOCATOR_USE_BFC=true).
-RUNTIME = 5 * 2**28
+RUNTIME = int(1.25 * 2**30)
 UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
 
 
