@@ -50,7 +50,7 @@ def estimate(model, *, batch, stream_bytes, precision, slots=1, each_gradient=Fa
     whether the update applies each gradient as it comes (the fused momentum update)."""
     sizes = [math.prod(v.shape) for v in model.trainable_variables]
     parameters = sum(sizes)
-    gradients = 4 * (max(sizes) if each_gradient else parameters)
+    gradients = 4 * (max(sizes, default=0) if each_gradient else parameters)
     units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
                 if hasattr(layer, "output") and layer.output is not None)
     activation_bytes = 2 if precision == "bf16" else 4
