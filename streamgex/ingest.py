@@ -246,10 +246,11 @@ def _ingest_table(group, src, chunk_samples, allow_missing, block_values):
             coords={"gene_raw": raw, **coords},
             chunk_samples=chunk_samples,
         )
-    scratch = group[store.SCRATCH]
 
     def read(start, stop):
-        return np.ascontiguousarray(scratch[:, start:stop].T)
+        # Opened here, not before: a kill inside ``store.finish`` after it dropped the
+        # scratch array leaves every chunk written and no scratch, and a re-run reads none.
+        return np.ascontiguousarray(group[store.SCRATCH][:, start:stop].T)
 
     store.write_chunks(group, read, desc="writing samples")
 

@@ -327,3 +327,24 @@ def test_a_kill_inside_the_creation_of_a_partial_store_does_not_block_the_rerun(
     with pytest.raises(StreamgexError, match="not a streamgex store"):
         ingest(source, mine)
     assert (building(mine) / "notes.txt").read_text() == "mine"
+
+
+def test_a_kill_after_the_scratch_array_was_dropped_is_finished_by_the_rerun(tmp_path):
+    """Found by the seeded kills (test_faults): a text table's ingest killed inside
+    ``store.finish`` after it deleted the transpose scratch array, before the complete flag,
+    failed every re-run with ``KeyError: 'scratch'``."""
+    values, samples, genes = small_matrix(30, 50, seed=4, low=0, high=100)
+    source = tmp_path / "g.txt"
+    write_geuvadis(source, values, samples, genes, genes, gz=False)
+    out = tmp_path / "g.zarr"
+    killed_after_delete = (
+        "import os, zarr; real = zarr.Group.__delitem__\n"
+        "def delete_then_die(group, key):\n"
+        "    real(group, key); os._exit(9)\n"
+        "zarr.Group.__delitem__ = delete_then_die\n"
+        + ingest_code(source, out, chunk_samples=8))
+    assert subprocess.run([sys.executable, "-c", killed_after_delete]).returncode == 9
+    assert progress_of(out)["chunks_done"] == 4  # every chunk written
+    assert not (building(out) / "scratch").exists()
+    np.testing.assert_array_equal(open_store(ingest(source, out, chunk_samples=8))
+                                  .expression.values, values)
