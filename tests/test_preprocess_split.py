@@ -171,3 +171,22 @@ def test_pca_explained_variance_equals_numpy_svd(tmp_path):
     first90 = int(np.flatnonzero(np.cumsum(expected) >= 0.9)[0]) + 1
     assert summary["components_90"] == first90 and summary["components"] == 29
     assert (tmp_path / "pca" / "explained_variance.png").stat().st_size > 10_000
+
+
+def test_pca_of_few_components_out_of_many_genes_matches_numpy_and_ignores_chunking():
+    """The case the paper's curve is: components far fewer than genes, the basis iterated
+    over the profiles chunk by chunk (waves of blocks)."""
+    import dask.array as da
+
+    from streamgex.preprocess.pca import explained_variance
+
+    rng = np.random.default_rng(5)
+    scales = 0.8 ** np.arange(40)  # a decaying spectrum, then noise
+    values = (rng.normal(size=(700, 40)) * scales @ rng.normal(size=(40, 250))
+              + 0.05 * rng.normal(size=(700, 250)))
+    centred = values - values.mean(0)
+    exact = np.linalg.svd(centred, compute_uv=False) ** 2 / (centred**2).sum()
+    found = [explained_variance(da.from_array(values, chunks=(chunk, 250)), components=12)
+             for chunk in (64, 700)]
+    np.testing.assert_allclose(found[0], exact[:12], rtol=1e-6)
+    np.testing.assert_allclose(found[0], found[1], rtol=1e-10)
