@@ -8,6 +8,7 @@ import xarray as xr
 
 from rawfiles import small_matrix, write_gctx
 from streamgex.ingest import ingest
+from streamgex.preprocess.pca import pca
 from streamgex.preprocess.quantile import normalize
 from streamgex.preprocess.standardize import standardize
 from test_ingest_resume import kill_when
@@ -27,9 +28,15 @@ def test_local_cluster_with_two_worker_processes_gives_the_same_store(tmp_path):
                   scheduler=cluster.scheduler_address)
         standardize(tmp_path / "cluster.zarr", tmp_path / "cluster_s.zarr",
                     scheduler=cluster.scheduler_address)
+        pca(tmp_path / "cluster_s.zarr", tmp_path / "cluster_pca", genes="all", components=20,
+            scheduler=cluster.scheduler_address)
     a, b = xr.open_zarr(tmp_path / "local_s.zarr"), xr.open_zarr(tmp_path / "cluster_s.zarr")
     np.testing.assert_array_equal(a.expression.values, b.expression.values)
     np.testing.assert_array_equal(a.gene_mean.values, b.gene_mean.values)
+    pca(tmp_path / "local_s.zarr", tmp_path / "local_pca", genes="all", components=20)
+    curves = [np.loadtxt(tmp_path / f"{name}_pca" / "explained_variance.csv", delimiter=",",
+                         skiprows=1) for name in ("local", "cluster")]
+    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-9)
 
 
 def test_normalize_killed_then_rerun_equals_an_uninterrupted_run(tmp_path):
