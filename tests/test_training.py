@@ -380,3 +380,43 @@ def test_the_faster_backward_order_gives_keras_gradients(precision):
                                            **tolerance)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_evaluate_holds_one_dgex_partition_at_a_time_and_equals_the_whole_model(
+        tmp_path, split_dir, monkeypatch):
+    """Five full-size D-GEX partitions are 3.9 GiB of weights: evaluate loads them one by one
+    (5.71 GiB peak with all five at 8,000 profiles, bench_fullsize.py)."""
+    import gc
+    import weakref
+
+    from streamgex import store
+    from streamgex.evaluation import predictor as loading
+    from streamgex.evaluation.evaluate import columns_of, evaluate, read_gene_errors
+
+    run = tmp_path / "dgex"
+    assert main(["train", "dgex", "--run-dir", str(run), "--data", str(split_dir), "--quiet",
+                 "--set", "max_epochs=2", "--set", "batch=64", "--set", "hidden=16,16,16",
+                 "--set", "partitions=3"]) == 0
+    whole = loading.load_predictor(run)
+    test = store.open_store(split_dir / "test")
+    keys = store.strings(test.gene.values)
+    values = test.expression.values
+    predicted = whole.predict(values[:, columns_of(keys, whole.inputs, "test", "input")])
+    expected = np.abs(predicted - values[:, columns_of(keys, whole.targets, "test", "target")])
+    del whole
+    gc.collect()
+
+    real, loaded = loading.load_keras, []
+
+    def load_one(path):
+        assert all(model() is None for model in loaded), "an earlier partition is still loaded"
+        model = real(path)
+        loaded.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(loading, "load_keras", load_one)
+    result = evaluate(run, split_dir / "test")
+    assert len(loaded) == 3
+    assert result["mae"] == pytest.approx(expected.mean(), rel=1e-5)
+    genes = read_gene_errors(Run(run).genes_file("test"))
+    np.testing.assert_allclose(genes["mae"].astype(float), expected.mean(0), rtol=1e-4)

@@ -5,7 +5,9 @@ streamed pass over profile chunks cannot do. ``Columns`` writes the predicted
 and true values of each streamed chunk into a temporary Zarr store chunked by
 (profiles, gene block), then reads one gene block at a time: memory is one
 block, ``rows x block`` values, with the block sized to stay under ``BUDGET``
-whatever the number of genes.
+whatever the number of genes. Predictions may arrive a range of genes at a
+time (D-GEX's partitions, one network loaded at a time); rows read back whole
+give the per-profile statistics.
 """
 
 import shutil
@@ -41,11 +43,19 @@ class Columns:
     def __exit__(self, *exc):
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def write(self, start, predicted, true):
-        """Rows ``start:start + len(true)`` of both arrays."""
-        stop = start + len(true)
-        self.arrays[0][start:stop] = np.asarray(predicted, np.float32)
-        self.arrays[1][start:stop] = np.asarray(true, np.float32)
+    def write(self, start, *, true=None, predicted=None, column=0):
+        """Rows from ``start`` of the true values, and of the predictions for the genes
+        from ``column`` (a model that predicts the genes piece by piece)."""
+        if true is not None:
+            self.arrays[1][start:start + len(true)] = np.asarray(true, np.float32)
+        if predicted is not None:
+            predicted = np.asarray(predicted, np.float32)
+            self.arrays[0][start:start + len(predicted),
+                           column:column + predicted.shape[1]] = predicted
+
+    def read_rows(self, start, stop):
+        """``(predicted, true)`` of rows ``start:stop``, every gene."""
+        return self.arrays[0][start:stop], self.arrays[1][start:stop]
 
     def per_gene(self):
         """``(pearson, spearman)``: ``(genes,)`` float64 each, one gene block at a time."""

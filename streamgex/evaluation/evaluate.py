@@ -1,8 +1,11 @@
 """``streamgex evaluate``: a trained run's errors on a store (paper 3.2, Tables 1-3).
 
 The store is read chunk by chunk in its own order (memory: one chunk plus
-the per-gene sums); its genes are matched to the run's by key, so a split
-part and an external store made by the same genes step (1000G) both work.
+the per-gene sums), once per network of the model (D-GEX's partitions one at
+a time: 0.78 GiB of weights each at full size, 3.9 for all five), the
+predictions kept on disk (``Columns``) and read back by rows; its genes are
+matched to the run's by key, so a split part and an external store made by
+the same genes step (1000G) both work.
 Results go to the run's ``eval/NAME.json`` (figures, dataset shape,
 provenance; per-gene and per-profile correlations and the share of
 well-inferred genes, ``metrics.correlation_summary``) and
@@ -13,6 +16,7 @@ are unchanged. A store without profiles, or predictions that are not finite
 """
 
 import csv
+import gc
 import logging
 from pathlib import Path
 
@@ -93,19 +97,26 @@ def _evaluate(run, data, *, name, partitions, predictor):
         raise StreamgexError(f"{data}: holds no profiles; there is nothing to evaluate on")
     profile_r = []
     run.eval_dir.mkdir(parents=True, exist_ok=True)
+    pieces = predictor.in_pieces()
     with Columns(run.eval_dir, rows, n_targets, size) as columns:
-        bar = progress(total=rows, desc=f"evaluate {predictor.kind.name} on {name}",
-                       unit="profile")
+        bar = progress(total=rows * (len(pieces) + 1), unit="profile",
+                       desc=f"evaluate {predictor.kind.name} on {name}")
+        for k, (first, _, load) in enumerate(pieces):  # one piece's network in memory
+            predict = load()
+            for start in range(0, rows, size):
+                block = array[start:start + size]
+                columns.write(start, predicted=predict(block[:, inputs]), column=first,
+                              true=block[:, targets] if k == 0 else None)
+                bar.update(len(block))
+            del predict
+            gc.collect()  # Keras's reference cycles would keep the network until later
         for start in range(0, rows, size):
-            block = array[start:start + size]
-            y = block[:, targets]
-            predicted = predictor.predict(block[:, inputs])
+            predicted, y = columns.read_rows(start, start + size)
             errors.add(predicted, y)
             profile_r.append(pearson_rows(predicted, y))
-            columns.write(start, predicted, y)
             if rebuilt is not None:
                 rebuilt.add(predictor.reconstruct(y), y)
-            bar.update(len(block))
+            bar.update(len(y))
         bar.close()
         broken = int((~np.isfinite(errors.per_gene)).sum())
         if broken:

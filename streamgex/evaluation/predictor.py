@@ -10,6 +10,7 @@ autoencoder's round trip on the true targets: the error floor the E-MLP
 cannot beat (paper 3.2.2).
 """
 
+import functools
 import json
 import tempfile
 import zipfile
@@ -46,6 +47,10 @@ class Predictor:
         E-MLP only: ``(n, n_targets) -> (n, n_targets)`` through its autoencoder.
     partitions : int
         D-GEX's target partitions (1 for the others).
+    pieces : list or None
+        ``[(start, stop, load)]``: networks that each predict the target columns
+        ``start:stop``, ``load()`` giving that network's predict function
+        (D-GEX's partitions); None: ``predict`` is one piece.
     """
 
     kind: object
@@ -55,6 +60,13 @@ class Predictor:
     predict: object
     reconstruct: object = None
     partitions: int = 1
+    pieces: list = None
+
+    def in_pieces(self):
+        """``[(start, stop, load)]`` over the targets: D-GEX's partitions one by one, so a
+        caller that predicts piece after piece holds one partition's weights at a time
+        (evaluate); any other kind as one piece."""
+        return self.pieces or [(0, len(self.targets), lambda: self.predict)]
 
     @property
     def data(self):
@@ -134,21 +146,44 @@ def _signature(model):
     return [tf.TensorSpec((None, model.input_shape[-1]), tf.float32)]
 
 
+def loaded_on_first_use(load):
+    """``predict`` that calls ``load()`` (-> a predict function) on its first use only."""
+    found = []
+
+    def predict(x):
+        if not found:
+            found.append(load())
+        return found[0](x)
+
+    return predict
+
+
 def compose(first, second):
-    import tensorflow as tf
-
-    @tf.function(input_signature=_signature(first))
-    def forward(x):
-        return tf.cast(second(first(x, training=False), training=False), tf.float32)
-
-    return _batched(forward)
+    return _traced(_composed, first, second)
 
 
 def side_by_side(models):
+    return _traced(_concatenated, *models)
+
+
+def _traced(forward, *models):
+    """``forward(models, x)`` as one traced function of ``x``, batched. A ``partial``, not a
+    closure: TensorFlow counts traces by code object and would take the partitions of a
+    D-GEX, evaluated one by one, for one function retraced again and again (a warning)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=_signature(models[0]))
-    def forward(x):
-        return tf.concat([tf.cast(m(x, training=False), tf.float32) for m in models], axis=1)
+    return _batched(tf.function(functools.partial(forward, models),
+                                input_signature=_signature(models[0])))
 
-    return _batched(forward)
+
+def _composed(models, x):
+    import tensorflow as tf
+
+    first, second = models
+    return tf.cast(second(first(x, training=False), training=False), tf.float32)
+
+
+def _concatenated(models, x):
+    import tensorflow as tf
+
+    return tf.concat([tf.cast(m(x, training=False), tf.float32) for m in models], axis=1)

@@ -111,13 +111,19 @@ class Dgex(ModelKind):
             keras.backend.clear_session(free_memory=True)
 
     def load(self, run):
-        from ..evaluation.predictor import Predictor, gene_keys, load_keras, side_by_side
+        """The partitions as pieces, each loaded when asked for (evaluate holds one at a
+        time: five full-size ones are 3.9 GiB of weights); ``predict`` loads them all."""
+        from ..evaluation.predictor import (Predictor, gene_keys, load_keras,
+                                            loaded_on_first_use, side_by_side)
 
         landmarks, targets = gene_keys(run)
         count = run.options.partitions
-        parts = [load_keras(run.best(self.file(i))) for i in range(count)]
-        return Predictor(self, run, landmarks, targets, predict=side_by_side(parts),
-                         partitions=count)
+        files = [run.best(self.file(i)) for i in range(count)]
+        pieces = [(start, stop, lambda f=f: side_by_side([load_keras(f)]))
+                  for (start, stop), f in zip(partitions(len(targets), count), files)]
+        everything = loaded_on_first_use(lambda: side_by_side([load_keras(f) for f in files]))
+        return Predictor(self, run, landmarks, targets, predict=everything,
+                         partitions=count, pieces=pieces)
 
 
     def network(self, run):
