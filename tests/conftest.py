@@ -22,3 +22,12 @@ def demo_experiment(tmp_path_factory):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert main(["demo", "--workdir", str(workdir)]) == 0, err.getvalue()[-2000:]
     return workdir, out.getvalue(), err.getvalue()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``tools/test.sh`` runs two workers), every test of the demo run
+    goes to one worker: the run is made once there, not once per worker."""
+    for item in items:
+        if "demo_experiment" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo"))
