@@ -33,8 +33,10 @@ def use_best_fit_allocator():
     at 89 samples/s with it and 112 with BFC, the full autoencoder at 51 and 64
     (``tools/bench_train.py``), and a train stage stays within 6 GB with BFC
     (4.93 GiB for the full autoencoder). For a process that only trains
-    (``streamgex train``): BFC's arena keeps the process's peak, so ``run``,
-    which also encodes and evaluates, keeps malloc (README, Training).
+    (``streamgex train``): BFC's arena keeps the process's peak and grows at
+    each stage whose tensors do not fit its free blocks, so ``run``, which also
+    encodes and evaluates, keeps malloc (one ``run`` process with BFC reached
+    8.1 GiB at full width; README, Training).
     """
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
