@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from ..config import choice, fraction, positive
+from ..errors import StreamgexError
 from .mlp import build_mlp
 from .registry import ModelKind, SGDOptions, register, save_keras
 
@@ -119,6 +120,9 @@ class Dgex(ModelKind):
         landmarks, targets = gene_keys(run)
         count = run.options.partitions
         files = [run.best(self.file(i)) for i in range(count)]
+        for f in files:  # a missing one is an error now, not at the first profile predicted
+            if not f.exists():
+                raise StreamgexError(f"{f}: missing; the run's best model was never saved")
         pieces = [(start, stop, lambda f=f: side_by_side([load_keras(f)]))
                   for (start, stop), f in zip(partitions(len(targets), count), files)]
         everything = loaded_on_first_use(lambda: side_by_side([load_keras(f) for f in files]))
