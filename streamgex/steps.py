@@ -52,6 +52,24 @@ def scheduler(address=None):
         yield
 
 
+def current_client():
+    """The distributed client the work inside ``scheduler`` runs on, or None for threads
+    (also when the caller has a client of its own but the work runs on local threads)."""
+    if dask.config.get("scheduler", None) == "threads":
+        return None
+    try:
+        from distributed import default_client
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def threads():
+    """Worker threads of the scheduler the work runs on: a cluster's, else this machine's."""
+    client = current_client()
+    return sum(client.nthreads().values()) if client else (os.cpu_count() or 1)
+
+
 def check_workers(client, address):
     """An error unless the cluster has workers and each runs this streamgex version."""
     from . import __version__
@@ -133,7 +151,7 @@ def write_rows(group, x, *, desc, wave=None):
     if x.chunks[0][0] != size or x.numblocks[1] != 1:
         x = x.rechunk((size, -1))
     n_chunks = math.ceil(n_samples / size) if n_samples else 0
-    wave = wave or max(4, 2 * (os.cpu_count() or 1))
+    wave = wave or max(4, 2 * threads())  # a cluster's workers, not this machine's cores
     first = store.state(group)["progress"].get("chunks_done", 0)
     bar = progress(total=n_samples, initial=min(first * size, n_samples), desc=desc,
                    unit="sample")

@@ -19,7 +19,6 @@ per-gene variances, population form); ``explained_variance.csv``,
 """
 
 import logging
-import os
 from pathlib import Path
 
 import dask
@@ -85,8 +84,8 @@ def _sum_over_rows(x, product, q, bar):
     """``sum(product(block, q))`` over the row blocks of dask ``x``, a wave of blocks (one
     per worker thread) at a time: the partial sums in memory are one per block of a wave."""
     blocks = x.to_delayed().ravel()
-    client = _client()
-    wave = sum(client.nthreads().values()) if client else max(2, os.cpu_count() or 1)
+    client = steps.current_client()
+    wave = max(2, steps.threads())
     if client:  # sent to each worker once, not with every wave's tasks
         q = client.scatter(q, broadcast=True)
     total = None
@@ -96,15 +95,6 @@ def _sum_over_rows(x, product, q, bar):
         total = part if total is None else np.add(total, part, out=total)
         bar.update(sum(x.chunks[0][start:start + wave]))
     return total
-
-
-def _client():
-    """The distributed client the work runs on (``steps.scheduler``), or None for threads."""
-    try:
-        from distributed import default_client
-        return default_client()
-    except (ImportError, ValueError):
-        return None
 
 
 def components_for(ratios, level):
