@@ -107,8 +107,7 @@ def load_keras(path):
     """
     import keras
 
-    if not path.exists():
-        raise StreamgexError(f"{path}: missing; the run's best model was never saved")
+    check_saved(path)
     with zipfile.ZipFile(path) as archive:
         config = _zero_initializers(json.loads(archive.read("config.json")))
         model = keras.models.model_from_json(json.dumps(config))
@@ -116,6 +115,12 @@ def load_keras(path):
             archive.extract(WEIGHTS, tmp)
             model.load_weights(Path(tmp) / WEIGHTS)
     return model
+
+
+def check_saved(path):
+    """Refuse a model file the run never saved (before anything is predicted with it)."""
+    if not path.exists():
+        raise StreamgexError(f"{path}: missing; the run's best model was never saved")
 
 
 def _zero_initializers(config):

@@ -17,7 +17,6 @@ import keras
 import numpy as np
 
 from ..config import choice, fraction, positive
-from ..errors import StreamgexError
 from .mlp import build_mlp
 from .registry import ModelKind, SGDOptions, register, save_keras
 
@@ -114,15 +113,14 @@ class Dgex(ModelKind):
     def load(self, run):
         """The partitions as pieces, each loaded when asked for (evaluate holds one at a
         time: five full-size ones are 3.9 GiB of weights); ``predict`` loads them all."""
-        from ..evaluation.predictor import (Predictor, gene_keys, load_keras,
+        from ..evaluation.predictor import (Predictor, check_saved, gene_keys, load_keras,
                                             loaded_on_first_use, side_by_side)
 
         landmarks, targets = gene_keys(run)
         count = run.options.partitions
         files = [run.best(self.file(i)) for i in range(count)]
         for f in files:  # a missing one is an error now, not at the first profile predicted
-            if not f.exists():
-                raise StreamgexError(f"{f}: missing; the run's best model was never saved")
+            check_saved(f)
         pieces = [(start, stop, lambda f=f: side_by_side([load_keras(f)]))
                   for (start, stop), f in zip(partitions(len(targets), count), files)]
         everything = loaded_on_first_use(lambda: side_by_side([load_keras(f) for f in files]))
