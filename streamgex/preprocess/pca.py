@@ -11,7 +11,7 @@ small ``Q^T X^T X Q``, summed in one more pass. Memory is a chunk and a few
 ``genes x (k + 10)`` matrices (0.2 GB each at 21,290 genes and 1,000
 components), whatever the profile count: Dask's ``svd_compressed`` keeps
 ``profiles x (k + 10)`` sketches and, in one graph, every chunk it reads again
-(3.3 GiB at 2,500 profiles, 6.2 at 10,000; ``tools/bench_pca.py``). Each
+(3.18 GiB at 2,500 profiles, 6.63 at 10,000; ``tools/bench_pca.py``). Each
 variance ``s_i^2 / n`` is divided by the exact total variance (the sum of
 per-gene variances, population form); ``explained_variance.csv``,
 ``explained_variance.png`` and ``summary.json`` (components reaching
