@@ -190,3 +190,5 @@ def test_pca_of_few_components_out_of_many_genes_matches_numpy_and_ignores_chunk
              for chunk in (64, 700)]
     np.testing.assert_allclose(found[0], exact[:12], rtol=1e-6)
     np.testing.assert_allclose(found[0], found[1], rtol=1e-10)
+    with pytest.raises(StreamgexError, match="no variance"):  # a NaN curve is no result
+        explained_variance(da.from_array(np.ones((50, 8)), chunks=(16, 8)), components=3)

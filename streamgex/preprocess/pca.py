@@ -53,6 +53,9 @@ def explained_variance(x, *, components, seed=0):
     # iterations, far worse at 4, on a 300 x 30 test matrix).
     x64 = x.rechunk({1: -1}).astype(np.float64)
     mean, var = dask.compute(x64.mean(axis=0), x64.var(axis=0))
+    if not var.sum() > 0:  # every gene constant (or NaN): no curve to draw, not a NaN one
+        raise StreamgexError(f"the {genes:,} genes have no variance over the {n:,} profiles "
+                             f"(each gene constant, or NaN values): there is nothing to explain")
     centred = x64 - mean
     q = np.random.default_rng(seed).standard_normal((genes, min(components + OVERSAMPLES, genes)))
     bar = progress(total=(PASSES + 1) * n, desc="pca", unit="profile")
@@ -152,7 +155,10 @@ def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None
         return old
     out.mkdir(parents=True, exist_ok=True)
     with steps.scheduler(scheduler):
-        ratios = explained_variance(x, components=k, seed=seed)
+        try:
+            ratios = explained_variance(x, components=k, seed=seed)
+        except StreamgexError as exc:
+            raise StreamgexError(f"{source}: {exc}") from None
     summary = {
         "source": origin, "genes": genes, "shape": list(x.shape), "seed": seed,
         "method": METHOD, "components": k, "explained": float(ratios.sum()),
