@@ -30,11 +30,12 @@ def products():
     w = tf.Variable(tf.random.normal((n, m)) * 0.01)
     flops = 2 * BATCH * n * m
     cases = [
-        ("forward x W (TensorFlow)", lambda: tf.matmul(x, w)),
-        ("forward (W^T x^T)^T (fast_backward)",
+        ("forward x W (both)", lambda: tf.matmul(x, w)),
+        ("forward (W^T x^T)^T (fast_backward's first version)",
          lambda: tf.transpose(tf.matmul(w, tf.transpose(x), transpose_a=True))),
         ("input gradient dY W^T (TensorFlow)", lambda: tf.matmul(dy, w, transpose_b=True)),
-        ("input gradient W dY^T (fast_backward)", lambda: tf.matmul(w, tf.transpose(dy))),
+        ("input gradient (W dY^T)^T (fast_backward)",
+         lambda: tf.transpose(tf.matmul(w, tf.transpose(dy)))),
         ("kernel gradient x^T dY (both)", lambda: tf.matmul(x, dy, transpose_a=True)),
     ]
     for name, product in cases:

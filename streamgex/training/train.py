@@ -36,7 +36,9 @@ def use_best_fit_allocator():
     (``streamgex train``): BFC's arena keeps the process's peak and grows at
     each stage whose tensors do not fit its free blocks, so ``run``, which also
     encodes and evaluates, keeps malloc (one ``run`` process with BFC reached
-    8.1 GiB at full width; README, Training).
+    8.1 GiB at full width; README, Training). On an AVX-512 CPU BFC gained
+    nothing (E-MLP 299 samples/s with it, 314 with malloc), so ``run`` does not
+    train each model in a process of its own to use it.
     """
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
