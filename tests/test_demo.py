@@ -57,6 +57,21 @@ def test_later_stages_refuse_what_is_not_a_store(tmp_path, capsys):
     assert "not a streamgex store" in capsys.readouterr().err
 
 
+def test_the_command_line_imports_tensorflow_only_for_a_command_that_uses_it():
+    """Building the parser (every command, ``--help``, ``status``, ``ingest``) must not import
+    TensorFlow: that costs seconds, and on an AVX-512 CPU its import prints oneDNN notes
+    that only ``cli._import_tensorflow_quietly`` holds back (D-GEX's module imported Keras
+    when the registry listed the model kinds for the parser)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamgex.cli as cli; cli.build_parser()\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_a_tensorflow_command_prints_only_its_own_error(tmp_path):
     import os
     import subprocess

@@ -13,7 +13,6 @@
 
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from ..config import choice, fraction, positive
@@ -92,6 +91,8 @@ class Dgex(ModelKind):
         return f"dgex_part{index + 1}.keras"
 
     def train(self, job):
+        import keras
+
         options = job.options
         job.setup_backend()
         for index, (start, stop) in enumerate(partitions(len(job.targets), options.partitions)):
@@ -126,7 +127,6 @@ class Dgex(ModelKind):
         everything = loaded_on_first_use(lambda: side_by_side([load_keras(f) for f in files]))
         return Predictor(self, run, landmarks, targets, predict=everything,
                          partitions=count, pieces=pieces)
-
 
     def network(self, run):
         """The partition networks side by side as one model (outputs concatenated)."""
