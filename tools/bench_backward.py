@@ -48,7 +48,7 @@ def products():
                 out = product()
             out.numpy()
             best = min(best, (time.perf_counter() - start) / 3)
-        print(f"{name:<40} {flops / best / 1e9:7.1f} GFLOP/s", flush=True)
+        print(f"{name:<52} {flops / best / 1e9:7.1f} GFLOP/s", flush=True)
 
 
 def step(model_name, order, steps):
