@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from . import __version__
+from . import __version__, allocators
 from .errors import StreamgexError
 from .paths import check_local
 
@@ -567,9 +567,9 @@ def _main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .training.train import use_best_fit_allocator
-
-        use_best_fit_allocator()
+        allocators.use_for_training()
+    else:
+        allocators.use_for_everything_else()
     try:
         _check_paths(args)
     except StreamgexError as exc:

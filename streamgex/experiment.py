@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import locks, store
+from . import allocators, isolate, locks, store
 from .errors import StreamgexError
 from .models import registry
 from .preprocess.pipeline import check_inputs, steps, stores_of
@@ -80,7 +80,9 @@ def stages(config, *, retrain=False):
 
     ``run_experiment`` calls each ``make()`` in turn; each finds its output up to date,
     resumes it or makes it, so a stage can as well run in a process of its own, after the
-    ones before it (``tools/bench_fullsize.py`` measures them that way).
+    ones before it (``tools/bench_fullsize.py`` measures them that way). A ``train`` stage
+    trains in a fresh process of its own with TensorFlow's best-fit arena
+    (``isolate``, ``allocators``), which gives its memory back when the model is done.
     """
     from .evaluation.report import report
 
@@ -110,15 +112,14 @@ def _encode(config, name):
 
 def _train(config, name, retrain):
     """Train one run of the config (the runs before it in training order are done: its
-    stage comes after theirs).
+    stage comes after theirs), in a fresh process of its own with TensorFlow's best-fit
+    arena (``isolate``, ``allocators``); a finished, unchanged run is skipped here.
 
     Refuses, before training anything, when a run of the config was made with other data
     or options (``stale_runs``) unless ``retrain``; then each such run is discarded and
     trained again, in training order, and the runs built on it (codes, an E-MLP, its
     fine-tuning) follow.
     """
-    from .training.train import train
-
     split, folders = stores_of(config)["split"], folders_of(config)
     stale = stale_runs(config, split)
     if stale and not retrain:
@@ -133,9 +134,20 @@ def _train(config, name, retrain):
     if changed:
         log.info("[%s] %s was made with other %s: retraining it", config.name, run,
                  ", ".join(changed))
+    elif Run(run).is_done():
+        log.info("%s: up to date (training finished)", run)
+        return
     log.info("[%s] training %s in %s", config.name, name, run)
-    return train(name, split, run, options=config.train[name], codes=codes, source=source,
-                 restart=bool(changed))
+    isolate.call(_train_here, name, split, run, config.train[name], codes,
+                 source and source.path, bool(changed), environ=allocators.for_training(),
+                 what=f"training {name}")
+
+
+def _train_here(name, split, run, options, codes, source, restart):
+    """``training.train.train`` without its result (a ``Run``: it need not cross processes)."""
+    from .training.train import train
+
+    train(name, split, run, options=options, codes=codes, source=source, restart=restart)
 
 
 def stale_runs(config, split):

@@ -16,14 +16,19 @@ def progress(*, total, desc, unit, initial=0, unit_scale=False, hidden=False):
         unit=unit,
         initial=initial,
         unit_scale=unit_scale,
-        disable=hidden or not (sys.stderr.isatty() and _console_shows_info()),
+        disable=hidden or not shows_bars(),
         file=sys.stderr,
         dynamic_ncols=True,
         leave=False,
     )
 
 
-def _console_shows_info():
-    """Whether the ``streamgex`` logger has a console handler showing INFO (not ``--quiet``)."""
-    return any(type(h) is logging.StreamHandler and h.level <= logging.INFO
-               for h in logging.getLogger("streamgex").handlers)
+def shows_bars():
+    """Whether bars show here: stderr is a terminal and the ``streamgex`` logger has a console
+    handler showing INFO (not ``--quiet``), or a handler that says so for a parent process
+    (``isolate``: ``shows_bars = True``)."""
+    handlers = logging.getLogger("streamgex").handlers
+    if any(getattr(h, "shows_bars", False) for h in handlers):
+        return sys.stderr.isatty()
+    return sys.stderr.isatty() and any(type(h) is logging.StreamHandler and h.level <= logging.INFO
+                                       for h in handlers)

@@ -9,7 +9,6 @@ from the newest checkpoint; a finished run is skipped.
 """
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,24 +22,6 @@ from ..streams import Source, Stream
 from .run import Run
 
 log = logging.getLogger(__name__)
-
-
-def use_best_fit_allocator():
-    """Make TensorFlow take its CPU tensors from its best-fit allocator (BFC) in this
-    process, unless the environment says otherwise; call before TensorFlow allocates.
-
-    malloc maps each kernel gradient afresh every step: the full E-MLP trained
-    at 89 samples/s with it and 112 with BFC, the full autoencoder at 51 and 64
-    (``tools/bench_train.py``), and a train stage stays within 6 GB with BFC
-    (4.93 GiB for the full autoencoder). For a process that only trains
-    (``streamgex train``): BFC's arena keeps the process's peak and grows at
-    each stage whose tensors do not fit its free blocks, so ``run``, which also
-    encodes and evaluates, keeps malloc (one ``run`` process with BFC reached
-    8.1 GiB at full width; README, Training). On an AVX-512 CPU BFC gained
-    nothing (E-MLP 299 samples/s with it, 314 with malloc), so ``run`` does not
-    train each model in a process of its own to use it.
-    """
-    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
 def split_columns(path):
