@@ -37,6 +37,8 @@ from pathlib import Path
 FULL = 112_634
 CHILD = """
 import logging, sys
+from streamgex import allocators
+allocators.use_for_everything_else()  # as `streamgex run` does; its train stages: isolate
 from streamgex.config import load_config
 from streamgex.experiment import stages
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -14,6 +14,11 @@ For each model and precision, in a fresh process of its own:
   to the matmul rate, the Zarr / in-memory ratio;
 - the process's peak RSS, beside the estimate ``streamgex train`` checks.
 
+Every process takes TensorFlow's CPU tensors from the allocator a training
+process has (``allocators.for_training``: the best-fit arena) unless the
+environment says otherwise: ``TF_CPU_ALLOCATOR_USE_BFC=false
+TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` measures malloc.
+
     python tools/bench_train.py                                  # both models, float32 and bf16
     python tools/bench_train.py --models emlp --precisions float32 --batch 1024
 
@@ -30,6 +35,8 @@ import time
 from pathlib import Path
 
 from _bench import matmul_gflops, run_child
+
+from streamgex import allocators
 
 LANDMARKS, TARGETS, CODES = 978, 21_290, 2_000
 
@@ -142,6 +149,7 @@ def main():
     parser.add_argument("--make-data", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--matmul", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocators.use_for_training()  # every child here: the allocator training processes have
     workdir = Path(args.workdir)
     if args.make_data:
         return make_data(workdir, args.make_data)
@@ -166,6 +174,8 @@ def main():
             result["reference_gflops"] = max(fresh["matmul_gflops"], result["matmul_gflops"])
             results.append(result)
     gib = 2**30
+    print("allocator: " + ", ".join(f"{k}={os.environ.get(k, '')}" for k in
+                                    ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ONEDNN_USE_SYSTEM_ALLOCATOR")))
     print(f"{'model':>11} {'prec':>7} {'batch':>5} {'params':>7} {'zarr s/s':>9} {'mem s/s':>8} "
           f"{'GFLOP/s':>8} {'matmul':>7} {'fresh':>7} {'ratio':>6} {'zarr/mem':>8} {'peak RSS':>9} "
           f"{'estimate':>9}")
