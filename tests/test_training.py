@@ -242,7 +242,7 @@ def test_each_kernel_gradient_waits_for_the_update_of_the_layer_after_it(precisi
     import keras
 
     from streamgex.models.autoencoder import autoencoder_optimizer, build_autoencoder
-    from streamgex.training.loop import make_train_step
+    from streamgex.training.loop import depends_on, make_train_step
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     try:
@@ -264,22 +264,11 @@ def test_each_kernel_gradient_waits_for_the_update_of_the_layer_after_it(precisi
         assert len(products) == 1, kernel.path
         # the product is the one whose output becomes this kernel's gradient
         (update,) = [updates[graph.capture(kernel.value.handle).name]]
-        assert _depends_on(update, products[0]), kernel.path
+        assert depends_on(update, products[0]), kernel.path
     waiting = [op for op in graph.get_operations() if op.type == "MatMul"
                and set(op.control_inputs) & set(updates.values())]
     assert len(waiting) == 3  # the last kernel's gradient, the backward's first, waits for none
 
-
-def _depends_on(op, target):
-    seen, pending = set(), [op]
-    while pending:
-        current = pending.pop()
-        if current is target:
-            return True
-        if current.name not in seen:
-            seen.add(current.name)
-            pending.extend([t.op for t in current.inputs] + list(current.control_inputs))
-    return False
 
 
 @pytest.mark.parametrize("extra", [{"clipnorm": 0.01}, {"weight_decay": 0.1}, {"use_ema": True}])

@@ -86,11 +86,11 @@ def one_kernel_gradient_at_a_time(variables, gradients, updates):
         op = gradient.op
         while op.type in ("Cast", "Identity"):  # bf16: the product itself waits, not its cast
             op = op.inputs[0].op
-        if not _depends_on(later_update, op):
+        if not depends_on(later_update, op):
             op._add_control_input(later_update)  # tf.control_dependencies reaches new ops only
 
 
-def _depends_on(op, target):
+def depends_on(op, target):
     """Whether ``target`` is ``op`` or one of its ancestors (data or control inputs)."""
     seen, pending = set(), [op]
     while pending:
