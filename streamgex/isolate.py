@@ -44,10 +44,10 @@ def call(function, *args, environ=None, what=None):
     its result. ``what`` names the work in errors (default: the function's name)."""
     what = what or function.__name__
     payload = pickle.dumps((sys.path, logging.getLogger("streamgex").getEffectiveLevel(),
-                            progress.shows_bars(), os.getpid(), pickle.dumps((function, args))))
+                            progress.shows_bars(), pickle.dumps((function, args))))
     read_end, write_end = os.pipe()
     try:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(write_end)],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(write_end), str(os.getpid())],
                                  stdin=subprocess.PIPE, pass_fds=(write_end,),
                                  env={**os.environ, **(environ or {})})
     finally:
@@ -112,9 +112,9 @@ def _stop(child):
 
 def _child():
     """The child's side (``CHILD``): read the call from stdin, make it, send the outcome."""
+    _die_with(int(sys.argv[2]))
     messages = os.fdopen(int(sys.argv[1]), "wb")
-    path, level, bars, parent, call = pickle.loads(sys.stdin.buffer.read())
-    _die_with(parent)
+    path, level, bars, call = pickle.loads(sys.stdin.buffer.read())
     sys.path[:] = path
     handler = _ToParent(messages, bars)
     logger = logging.getLogger("streamgex")
