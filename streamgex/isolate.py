@@ -11,17 +11,19 @@ and gives all of it back when it ends; the stages between (encode, evaluate)
 run in the parent with malloc.
 
 The child is a fresh interpreter (``python -c``: nothing of the parent's
-TensorFlow state, and unlike ``multiprocessing``'s spawn it never re-runs
-the caller's main script, so a script calling ``run_experiment`` at its top
-level works), started with ``environ`` in its environment, this process's
-``sys.path``, and the function and its arguments pickled through its stdin;
-its messages come back through a pipe. It dies with its parent on Linux (a killed ``run`` leaves no
-trainer behind holding its run folder), logs where the parent's ``streamgex``
-logger does at the same levels (progress bars included), and its outcome
-comes back: the return value; a ``StreamgexError``, ``OSError`` or Ctrl-C
-raised here as the same kind of exception; anything else (a bug, its
-traceback printed by the child) as a ``RuntimeError``; a child killed by a
-signal (the kernel's out-of-memory killer) as a ``StreamgexError`` saying so.
+TensorFlow state, and unlike ``multiprocessing``'s spawn it never re-runs the
+caller's main script, so a script calling ``run_experiment`` at its top level
+works), started with ``environ`` in its environment, this process's
+``sys.path``, and the function and its arguments pickled through its stdin
+(unpickled there after the environment is set, so before TensorFlow is
+imported); its messages come back through a pipe. It dies with its parent on
+Linux (a killed ``run`` leaves no trainer behind holding its run folder),
+hands its log records to the parent's loggers (and shows progress bars where
+the parent would), and its outcome comes back: the return value; a
+``StreamgexError``, ``OSError`` or Ctrl-C raised here as the same kind of
+exception; anything else (a bug, its traceback printed by the child) as a
+``RuntimeError``; a child killed by a signal (the kernel's out-of-memory
+killer) as a ``StreamgexError`` saying so.
 """
 
 import logging
