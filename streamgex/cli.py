@@ -1,7 +1,6 @@
 """The ``streamgex`` command: argument parsing only; each command calls one public function."""
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -10,6 +9,7 @@ import sys
 from . import __version__, allocators
 from .errors import StreamgexError
 from .paths import check_local
+from .quiet import import_tensorflow as _import_tensorflow_quietly
 
 
 def _simulate(args):
@@ -508,27 +508,6 @@ EXAMPLES = {
 #: Commands that load TensorFlow before they start (the others never pay for importing
 #: it; ``train``, ``run`` and ``demo`` import it themselves once their options are checked).
 USES_TENSORFLOW = {"encode", "evaluate", "report", "predict", "export"}
-
-
-def _import_tensorflow_quietly():
-    """Import TensorFlow with file descriptor 2 silenced.
-
-    Its "oneDNN custom operations are on" notes are written by C++ before its
-    logging is set up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hold them back.
-    Python errors still surface: an exception raised by the import is
-    reported after stderr is restored.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        importlib.import_module("tensorflow")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def setup_logging(*, quiet=False, verbose=False, log_file=None):

@@ -144,8 +144,12 @@ def _train(config, name, retrain):
 
 
 def _train_here(name, split, run, options, codes, source, restart):
-    """``training.train.train`` without its result (a ``Run``: it need not cross processes)."""
+    """``training.train.train`` without its result (a ``Run``: it need not cross processes);
+    TensorFlow imported quietly first, as the CLI does."""
+    from .quiet import import_tensorflow
     from .training.train import train
+
+    import_tensorflow()
 
     train(name, split, run, options=options, codes=codes, source=source, restart=restart)
 
