@@ -420,3 +420,44 @@ def test_an_exported_bundle_predicts_as_the_run_with_the_workdir_gone(demo, tmp_
     (bundle / "pipeline.npz").write_bytes(b"altered")
     assert main(["predict", str(bundle), str(landmark_only), "--out",
                  str(tmp_path / "again.zarr")]) == 1
+
+
+def test_an_up_to_date_prediction_loads_no_model_and_follows_a_moved_bundle(demo, tmp_path,
+                                                                            capsys, monkeypatch):
+    """An up-to-date predict loaded the whole model first (7-9 s for the full E-MLP +
+    decoder), and its identity held the model folder's path: a moved bundle predicted again.
+    Now the identity is the model's content (a bundle's SHA-256s; a run's data and model file
+    times), read without loading it; a changed model is predicted again."""
+    import shutil
+
+    from streamgex.inference import predict as predict_module
+
+    work = tmp_path / "work"
+    shutil.copytree(demo["workdir"] / "work", work,
+                    ignore=shutil.ignore_patterns("stores", "pca", "report"))
+    run = work / "runs" / "linear"
+    assert main(["export", str(run), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    out = tmp_path / "o.zarr"
+    for model in (run, tmp_path / "b"):
+        assert main(["predict", str(model), str(demo["raw"]), "--out", str(out),
+                     "--overwrite", "--quiet"]) == 0
+    expected = open_store(out).expression.values
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an up-to-date prediction loaded its model")
+
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "b", moved)
+    with monkeypatch.context() as patch:
+        patch.setattr(predict_module.bundle, "load", refuse)
+        patch.setattr(predict_module, "load_predictor", refuse)
+        assert main(["predict", str(moved), str(demo["raw"]), "--out", str(out)]) == 0
+        assert "up to date" in capsys.readouterr().err
+        # the run holds the same model but is not the bundle: predicted again, with its load
+        with pytest.raises(AssertionError, match="loaded its model"):
+            main(["predict", str(run), str(demo["raw"]), "--out", str(out), "--overwrite",
+                  "--quiet"])
+    os.utime(run / "best" / "linear.npy", ns=(1, 1))  # as if retrained
+    assert main(["predict", str(run), str(demo["raw"]), "--out", str(out), "--overwrite"]) == 0
+    assert "up to date" not in capsys.readouterr().err
+    np.testing.assert_allclose(open_store(out).expression.values, expected, atol=1e-5)

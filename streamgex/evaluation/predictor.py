@@ -73,10 +73,6 @@ class Predictor:
         """The split folder the run was trained on."""
         return self.run.data
 
-    def model_files(self):
-        """The files whose change makes earlier results stale."""
-        return self.kind.model_files(self.run)
-
 
 def load_predictor(run):
     """Load the best model of a finished run folder (any registered kind)."""

@@ -129,9 +129,6 @@ class BundlePredictor:
     targets: np.ndarray
     predict: object
 
-    def model_files(self):
-        return [self.path / name for name in read_json(self.path / MANIFEST)["files"]]
-
 
 def load(path):
     """``(predictor, pipeline state)`` of a bundle; an error naming a missing or altered file."""

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import store
-from ..atomic import atomic_path
+from ..atomic import atomic_path, read_json
 from ..errors import StreamgexError
+from ..evaluation.evaluate import models_identity
 from ..evaluation.predictor import BATCH, load_predictor
 from ..formats import writers
+from ..training.run import Run
 from .profiles import open_profiles, source_identity
 from . import bundle
 from .geneids import input_ids
@@ -65,23 +67,18 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     out = Path(out)
     if gctx:
         check_gctx(Path(gctx), source, out, overwrite)
+    parameters = {"model": model_identity(run), "units": units, "genes_by": genes_by,
+                  "samples_as": samples_as, "expression": expression}
+    if store.matches(out, step="predict", parameters=parameters, source=source_identity(source)):
+        log.info("%s: up to date", out)  # before the model is loaded or a text input converted
+        if gctx:
+            write_gctx(out, gctx)
+        return out
     if bundle.is_bundle(run):  # an export: nothing of the workdir is read
         predictor, state = bundle.load(run)
     else:
         predictor = load_predictor(run)
-        if not predictor.kind.infers_targets:
-            raise StreamgexError(f"{run}: an {predictor.kind.title.lower()} predicts nothing "
-                                 f"from landmarks; pass a run of a model that infers targets")
         state = pipeline_state(predictor.data)
-    parameters = {"run": str(Path(run).resolve()), "units": units,
-                  "genes_by": genes_by, "samples_as": samples_as,
-                  "expression": expression,
-                  "models": {str(f): f.stat().st_mtime_ns for f in predictor.model_files()}}
-    if store.matches(out, step="predict", parameters=parameters, source=source_identity(source)):
-        log.info("%s: up to date", out)  # before a text input is converted again
-        if gctx:
-            write_gctx(out, gctx)
-        return out
     scratch = out.with_name(out.name + ".input")
     profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
@@ -138,6 +135,22 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     if gctx:
         write_gctx(out, gctx)
     return out
+
+
+def model_identity(run):
+    """What makes a prediction, read without loading the model: a bundle's files by the
+    SHA-256 its manifest gives (checked when it is loaded), or a finished run's kind,
+    training data (content) and model files with their times (as ``evaluate`` records
+    them). Neither names the folder, so a moved bundle or run folder is the same model."""
+    if bundle.is_bundle(run):
+        manifest = read_json(Path(run) / bundle.MANIFEST)
+        return {"model": manifest.get("model"), "files": manifest["files"]}
+    found = Run.open(run).check_done()
+    if not found.kind.infers_targets:
+        raise StreamgexError(f"{run}: an {found.kind.title.lower()} predicts nothing "
+                             f"from landmarks; pass a run of a model that infers targets")
+    return {"model": found.kind.name, "training_data": read_json(found.inputs_file).get("content"),
+            "files": models_identity(found)}
 
 
 def check_gctx(gctx, source, out, overwrite):
