@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 
 from ..errors import StreamgexError
-from .source import SampleMajorSource
+from .source import SampleMajorSource, decoded
 from .text import check_unique
 
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "feature_name")
@@ -104,7 +104,7 @@ def _index(path, frame):
     name = frame.attrs.get("_index", "_index")
     if name not in frame:
         raise StreamgexError(f"{path}: {frame.name} has no index column {name!r}")
-    return _strings(frame[name])
+    return decoded(frame[name][...])
 
 
 def _columns(frame, length):
@@ -116,19 +116,12 @@ def _columns(frame, length):
         if name == index:
             continue
         if isinstance(column, GROUPS) and column.attrs.get("encoding-type") == "categorical":
-            categories, codes = _strings(column["categories"]), column["codes"][...]
+            categories, codes = decoded(column["categories"][...]), column["codes"][...]
             values = np.where(codes >= 0, categories[np.clip(codes, 0, None)], "")
         elif isinstance(column, ARRAYS) and column.shape == (length,):
-            values = _strings(column)
+            values = decoded(column[...])
         else:
             continue
         out[name] = np.asarray(values, dtype=object)
     return out
 
-
-def _strings(dataset):
-    values = np.asarray(dataset[...])
-    if values.dtype.kind in "SOT":  # bytes (HDF5), objects, numpy 2 strings (zarr)
-        return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v)
-                         for v in values.tolist()], dtype=object)
-    return values.astype(str).astype(object)

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ..errors import StreamgexError
-from .source import SampleMajorSource
+from .source import SampleMajorSource, decoded
 from .text import check_unique
 
 MATRIX = "/0/DATA/0/matrix"
@@ -64,8 +64,8 @@ def _source(path, handle):
             f"{path}: HDF5 {MATRIX} must be a 2-D numeric matrix, found shape {matrix.shape} "
             f"of {matrix.dtype}"
         )
-    genes = _strings(handle[ROW_IDS])
-    samples = _strings(handle[COL_IDS])
+    genes = decoded(handle[ROW_IDS][()], strip=True)
+    samples = decoded(handle[COL_IDS][()], strip=True)
     if matrix.shape != (len(samples), len(genes)):
         raise StreamgexError(
             f"{path}: HDF5 {MATRIX} has shape {matrix.shape} but {COL_IDS} and {ROW_IDS} "
@@ -107,18 +107,8 @@ def metadata(handle, group, length):
     for name in (meta if isinstance(meta, h5py.Group) else {}):
         if name != "id" and isinstance(meta[name], h5py.Dataset) and \
                 meta[name].shape == (length,):
-            values = meta[name][()]
-            fields[name] = (_strings(meta[name]) if values.dtype.kind in "SOU"
-                            else values.astype(str))
+            fields[name] = decoded(meta[name][()], strip=True)
     return fields
-
-
-def _strings(dataset):
-    values = dataset[()]
-    return np.array(
-        [v.decode("utf-8").strip() if isinstance(v, bytes) else str(v).strip() for v in values],
-        dtype=object,
-    )
 
 
 def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None, row_meta=None,

@@ -7,6 +7,17 @@ import numpy as np
 from .text import TableLayout
 
 
+def decoded(values, *, strip=False):
+    """Stored strings as an object array of ``str``: HDF5's bytes decoded as UTF-8, numpy 2
+    strings (zarr 3) and numbers written out; ``strip``: without surrounding blanks (GCTX's
+    fixed-width ids)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "SOTU":
+        return values.astype(str).astype(object)
+    text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+    return np.array([t.strip() for t in text] if strip else text, dtype=object)
+
+
 @dataclass(frozen=True)
 class GeneMajorSource:
     """A text table with one gene per line (GCT, GEUVADIS, TSV/CSV).
