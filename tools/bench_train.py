@@ -12,7 +12,14 @@ For each model and precision, in a fresh process of its own:
 - achieved GFLOP/s (6 FLOPs per weight per sample: forward, two backward
   products; 4 for the first layer, whose input needs no gradient), its ratio
   to the matmul rate, the Zarr / in-memory ratio;
-- the process's peak RSS, beside the estimate ``streamgex train`` checks.
+- the process's peak RSS, beside the estimate ``streamgex train`` checks;
+- the seconds per step of the step's memory-bound work alone (``update``: the
+  momentum update of every variable, and under bf16 the kernels' casts) and the
+  ``ceiling`` it leaves the ratio: matmul time / (matmul time + that time), the
+  ratio a step would reach if its matmuls ran at the measured rate and nothing
+  else took time but that work, run after them. A measured ratio above it means
+  some of that work overlapped the matmuls (TensorFlow runs independent ops
+  side by side).
 
 Every process takes TensorFlow's CPU tensors from the allocator a training
 process has (``allocators.for_training``: the best-fit arena) unless the
@@ -127,6 +134,7 @@ def run_one(workdir, model_name, precision, steps, batch):
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # training only
     matmul_rate = matmul_gflops(precision, batch, largest)
+    memory_bound = memory_bound_seconds(model, precision)
     print(json.dumps({
         "model": model_name, "precision": precision, "batch": batch,
         "parameters": int(sum(int(np.prod(v.shape)) for v in model.trainable_variables)),
@@ -134,8 +142,45 @@ def run_one(workdir, model_name, precision, steps, batch):
         "zarr_samples_per_s": zarr_rate, "gflops": zarr_rate * flops_per_sample / 1e9,
         "memory_gflops": memory_rate * flops_per_sample / 1e9,
         "estimate_bytes": parts["total"],
-        "peak_rss": peak,
+        "peak_rss": peak, "flops_per_step": flops_per_sample * batch,
+        "memory_bound_seconds": memory_bound,
     }))
+
+
+def memory_bound_seconds(model, precision):
+    """Seconds per step of the step's memory-bound work alone, best of three rounds of five:
+    the fused momentum update of every variable as ``make_train_step`` applies it (read
+    weight, gradient and momentum, write weight and momentum: 20 bytes per float32
+    parameter) and, under bf16, each kernel's cast to bfloat16 for the forward pass and its
+    bfloat16 gradient's cast back. Measured after training, with a zero rate and momentum
+    (the same traffic, the weights unchanged)."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    kernels = [v for v in variables if len(v.shape) == 2]
+    low = tf.bfloat16 if precision == "bf16" else tf.float32
+    gradients = [tf.zeros(v.shape, low if len(v.shape) == 2 else tf.float32) for v in variables]
+    slots = [tf.Variable(tf.zeros(v.shape, tf.float32)) for v in variables]
+    zero = tf.constant(0.0)
+
+    @tf.function(autograph=False)
+    def memory_bound():
+        casts = [tf.cast(v.value, tf.bfloat16)[0, 0] for v in kernels] if precision == "bf16" else []
+        updates = [tf.raw_ops.ResourceApplyKerasMomentum(
+            var=v.value.handle, accum=slot.handle, lr=zero, grad=tf.cast(g, tf.float32),
+            momentum=zero, use_locking=False, use_nesterov=False)
+            for v, slot, g in zip(variables, slots, gradients)]
+        with tf.control_dependencies(updates):
+            return tf.add_n([tf.cast(c, tf.float32) for c in casts] + [zero])
+
+    memory_bound().numpy()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(5):
+            memory_bound().numpy()
+        best = min(best, (time.perf_counter() - start) / 5)
+    return best
 
 
 def main():
@@ -172,18 +217,21 @@ def main():
             # training: the higher one is the reference, so the ratio is not flattered.
             result["fresh_matmul_gflops"] = fresh["matmul_gflops"]
             result["reference_gflops"] = max(fresh["matmul_gflops"], result["matmul_gflops"])
+            matmuls = result["flops_per_step"] / (result["reference_gflops"] * 1e9)
+            result["ceiling"] = matmuls / (matmuls + result["memory_bound_seconds"])
             results.append(result)
     gib = 2**30
     print("allocator: " + ", ".join(f"{k}={os.environ.get(k, '')}" for k in
                                     ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ONEDNN_USE_SYSTEM_ALLOCATOR")))
     print(f"{'model':>11} {'prec':>7} {'batch':>5} {'params':>7} {'zarr s/s':>9} {'mem s/s':>8} "
-          f"{'GFLOP/s':>8} {'matmul':>7} {'fresh':>7} {'ratio':>6} {'zarr/mem':>8} {'peak RSS':>9} "
-          f"{'estimate':>9}")
+          f"{'GFLOP/s':>8} {'matmul':>7} {'fresh':>7} {'ratio':>6} {'update':>7} {'ceiling':>7} "
+          f"{'zarr/mem':>8} {'peak RSS':>9} {'estimate':>9}")
     for r in results:
         print(f"{r['model']:>11} {r['precision']:>7} {r['batch']:>5} {r['parameters'] / 1e6:>6.1f}M "
               f"{r['zarr_samples_per_s']:>9.1f} {r['memory_samples_per_s']:>8.1f} {r['gflops']:>8.1f} "
               f"{r['matmul_gflops']:>7.1f} {r['fresh_matmul_gflops']:>7.1f} "
               f"{r['gflops'] / r['reference_gflops']:>6.2f} "
+              f"{r['memory_bound_seconds']:>6.3f}s {r['ceiling']:>7.2f} "
               f"{r['zarr_samples_per_s'] / r['memory_samples_per_s']:>8.3f} "
               f"{r['peak_rss'] / gib:>8.2f}G {r['estimate_bytes'] / gib:>8.2f}G")
     by = {(r["model"], r["precision"]): r for r in results}
