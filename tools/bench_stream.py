@@ -13,7 +13,9 @@ CRC-32C, read by ``streamgex.chunkread`` on the reader threads); the
 compressed codecs go through Zarr. Cold: each chunk file's pages are dropped from the
 page cache first (``posix_fadvise(DONTNEED)``, no root needed), one epoch;
 warm: two more epochs from the page cache. Prints profiles/s, GB/s of float32 delivered and the
-store's size on disk, and checks that the batches of (seed, epoch, step) are
+store's size on disk, the disk's own rate (``files/N``: every chunk file read whole
+from a cold cache on N threads, nothing checked or copied; its GB/s are of the
+file bytes), and checks that the batches of (seed, epoch, step) are
 the same for every codec and reader setting.
 
     python tools/bench_stream.py                           # 12,800 profiles, lz4 / zstd / none
@@ -74,6 +76,7 @@ def drop_cache(path):
         if file.is_file():
             fd = os.open(file, os.O_RDONLY)
             try:
+                os.fsync(fd)  # pages not yet written back stay cached whatever the advice
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
@@ -81,6 +84,30 @@ def drop_cache(path):
 
 def disk_bytes(path):
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def read_files(path, threads):
+    """Seconds to read every file of the store whole, on ``threads`` threads, nothing
+    checked or copied: what the disk (or page cache) delivers, the ceiling of a cold epoch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = sorted(f for f in Path(path).rglob("*") if f.is_file())
+    buffers = {}
+
+    def read(file):
+        import threading
+
+        size = file.stat().st_size
+        buffer = buffers.get(threading.get_ident())
+        if buffer is None or len(buffer) < size:
+            buffer = buffers[threading.get_ident()] = bytearray(size)
+        with open(file, "rb", buffering=0) as f:
+            f.readinto(memoryview(buffer)[:size])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(read, files))
+    return time.perf_counter() - start
 
 
 def epoch(stream, *, reader):
@@ -115,7 +142,7 @@ def main():
     parser.add_argument("--json", action="store_true", help="one JSON line per measurement")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from streamgex.streams import Source, Stream, keep_freed_memory
+    from streamgex.streams import READERS, Source, Stream, keep_freed_memory
 
     keep_freed_memory()  # as training does when a GPU consumes the batches
 
@@ -125,6 +152,16 @@ def main():
         path = args.workdir / f"{codec}-{args.profiles}.zarr"
         make_store(path, codec, args.profiles)
         stream = Stream((Source(path), Source(path)), batch=BATCH, seed=0)
+        for threads in (1, READERS, 8):  # the disk's own rate, cold: the files read whole
+            drop_cache(path)
+            seconds = read_files(path, threads)
+            rows.append({"codec": codec, "reader": f"files/{threads}", "cache": "cold",
+                         "profiles_per_s": args.profiles / seconds,
+                         "gb_per_s": disk_bytes(path) / seconds / 1e9,
+                         "disk_mb": disk_bytes(path) / 1e6,
+                         "ratio": args.profiles * GENES * 4 / disk_bytes(path)})
+            if args.json:
+                print(json.dumps(rows[-1]), flush=True)
         for reader in ("numpy", "tensors", "tf.data"):
             for cache in ("cold", "warm"):
                 if cache == "cold":
