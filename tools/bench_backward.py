@@ -2,7 +2,9 @@
 
 First the products of one training step of the E-MLP's largest layer
 (11,850 x 11,826 at batch 200), each as TensorFlow computes it for ``x @ W``
-and in the order ``fast_backward`` makes it use, in GFLOP/s; then full-size
+and in the order ``fast_backward`` makes it use, in GFLOP/s; then every
+product of one step of each model at its own shapes, timed alone (the step's
+matmul time: shapes other than the largest run at other rates); then full-size
 training steps (``training.loop.make_train_step`` on random data) of each
 model with TensorFlow's own order and with ``fast_backward``, each in a fresh
 process, with the losses of both (they must agree).
@@ -39,16 +41,52 @@ def products():
         ("kernel gradient x^T dY (both)", lambda: tf.matmul(x, dy, transpose_a=True)),
     ]
     for name, product in cases:
-        product = tf.function(product)
-        product().numpy()
-        best = float("inf")
+        print(f"{name:<52} {flops / seconds(product) / 1e9:7.1f} GFLOP/s", flush=True)
+
+
+def seconds(product):
+    """Seconds per call of ``product`` compiled, best of three rounds of three."""
+    import tensorflow as tf
+
+    product = tf.function(product)
+    product().numpy()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
         for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(3):
-                out = product()
-            out.numpy()
-            best = min(best, (time.perf_counter() - start) / 3)
-        print(f"{name:<52} {flops / best / 1e9:7.1f} GFLOP/s", flush=True)
+            out = product()
+        out.numpy()
+        best = min(best, (time.perf_counter() - start) / 3)
+    return best
+
+
+#: Layer widths of the full-size models.
+WIDTHS = {"emlp": (978, 11_850, 11_826, 2000), "autoencoder": (21_290, 8000, 2000, 8000, 21_290)}
+
+
+def step_products(model_name):
+    """Every product of one training step of the full model as ``fast_backward`` orders
+    them (forward ``x W``, kernel gradient ``x^T dY``, input gradient ``(W dY^T)^T`` past the
+    first layer), each timed alone: the step's matmul time at its own shapes."""
+    import tensorflow as tf
+
+    widths = WIDTHS[model_name]
+    total = flops = 0.0
+    for i, (n, m) in enumerate(zip(widths, widths[1:])):
+        x, dy = tf.random.normal((BATCH, n)), tf.random.normal((BATCH, m))
+        w = tf.Variable(tf.random.normal((n, m)) * 0.01)
+        cases = [("forward", lambda: tf.matmul(x, w)),
+                 ("kernel gradient", lambda: tf.matmul(x, dy, transpose_a=True))]
+        if i > 0:
+            cases.append(("input gradient",
+                          lambda: tf.transpose(tf.matmul(w, tf.transpose(dy)))))
+        for name, product in cases:
+            took = seconds(product)
+            total, flops = total + took, flops + 2 * BATCH * n * m
+            print(f"{model_name} {n:>6} x {m:<6} {name:<16} {took * 1e3:7.1f} ms "
+                  f"{2 * BATCH * n * m / took / 1e9:7.1f} GFLOP/s", flush=True)
+    print(f"{model_name}: all products {total * 1e3:.0f} ms per step, "
+          f"{flops / total / 1e9:.1f} GFLOP/s overall", flush=True)
 
 
 def step(model_name, order, steps):
@@ -91,6 +129,8 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"products of one step, batch {BATCH}, {os.cpu_count()} cores:")
     products()
+    for model in args.models.split(","):
+        step_products(model)
     print(f"\n{'model':<12} {'TensorFlow order':>17} {'fast_backward':>14} {'speed-up':>9}  losses")
     for model in args.models.split(","):
         plain, fast = (run_child(__file__, "--step", model, order, "--steps", str(args.steps))
