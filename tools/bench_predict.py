@@ -1,11 +1,12 @@
-"""Benchmark: ``streamgex predict`` with the full-size E-MLP + decoder on a large landmark file.
+"""Benchmark: ``streamgex predict`` with a full-size network on a large landmark file.
 
 Builds, under --workdir, what a finished full-size experiment leaves behind —
 a split whose genes are 978 landmarks + 21,290 targets (a few profiles; only
 its coordinates, statistics and quantile reference matter), an autoencoder
 run (8000-2000-8000, ~373M parameters; its encoder and decoder) and an E-MLP
-run (978-11,850-11,826-2,000, ~175M parameters), random weights — and an
-L1000-like GCTX holding raw values of the 978 landmark probes only. Then, in a
+run (978-11,850-11,826-2,000, ~175M parameters), random weights, or with
+``--model dgex`` a D-GEX run of five 978-9000-9000-9000-4,258 partitions
+(~1,045M parameters, as the paper's) — and an L1000-like GCTX holding raw values of the 978 landmark probes only. Then, in a
 fresh process, times ``predict`` (landmark-only quantile normalization,
 standardization, E-MLP, decoder, Zarr output) and prints its streaming rate
 (after the one-off model loading, which it reports apart) in profiles/s, achieved
@@ -16,6 +17,7 @@ process's after it predicted), their ratio (target: at least
 
     python tools/bench_predict.py                       # 20,000 profiles
     python tools/bench_predict.py --profiles 100000
+    python tools/bench_predict.py --model dgex
 """
 
 import argparse
@@ -31,18 +33,28 @@ from _bench import matmul_gflops, run_child
 
 LANDMARKS, TARGETS = 978, 21_290
 EMLP, AUTOENCODER = (11_850, 11_826), (8000, 2000, 8000)
-LARGEST = (AUTOENCODER[2], TARGETS)  # the decoder's output layer
+DGEX_HIDDEN, DGEX_PARTITIONS = (9000, 9000, 9000), 5
+#: Each model's largest layer: the decoder's output layer; a D-GEX hidden layer.
+LARGEST = {"emlp": (AUTOENCODER[2], TARGETS), "dgex": (9000, 9000)}
 
 
-def make_fixture(workdir, profiles):
+def weights(model):
+    """The model's weights (its matmuls do 2 FLOPs per weight per profile)."""
+    if model == "emlp":
+        widths = [(LANDMARKS, *EMLP, AUTOENCODER[1]), (AUTOENCODER[1], AUTOENCODER[2], TARGETS)]
+    else:
+        widths = [(LANDMARKS, *DGEX_HIDDEN, TARGETS // DGEX_PARTITIONS)] * DGEX_PARTITIONS
+    return sum(a * b for w in widths for a, b in zip(w, w[1:]))
+
+
+def make_fixture(workdir, profiles, model):
     """The stores, runs and GCTX described in the module doc (skipped when present)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import h5py
     import numpy as np
 
     from streamgex import store
-    from streamgex.formats.gctx import create_gctx
     from streamgex.models.autoencoder import build_autoencoder, export_coders
+    from streamgex.models.dgex import build_dgex, partitions
     from streamgex.models.emlp import build_emlp
     from streamgex.models import registry
     from streamgex.preprocess.quantile import QuantileNormalize
@@ -51,7 +63,7 @@ def make_fixture(workdir, profiles):
     from streamgex.training.run import Run
 
     done = workdir / "fixture.json"
-    if done.exists() and json.loads(done.read_text()) == {"profiles": profiles}:
+    if done.exists() and json.loads(done.read_text()) == {"profiles": profiles, "model": model}:
         return
     rng = np.random.default_rng(0)
     genes = LANDMARKS + TARGETS
@@ -93,6 +105,19 @@ def make_fixture(workdir, profiles):
           {"gene_mean": ("gene", mean), "gene_std": ("gene", std)},
           fitted=(normalizer, statistics))
 
+    if model == "dgex":
+        dgex = registry.get("dgex")
+        run = Run.create(workdir / "runs" / "dgex", dgex,
+                         dgex.Options(partitions=DGEX_PARTITIONS), data=split, restart=True)
+        run.best_dir.mkdir(exist_ok=True)
+        for index, (start, stop) in enumerate(partitions(TARGETS, DGEX_PARTITIONS)):
+            registry.save_keras(build_dgex(LANDMARKS, stop - start, DGEX_HIDDEN, seed=index),
+                                run.best(dgex.file(index)))
+            run.network_dir(index).mkdir(exist_ok=True)
+            run.mark_done(index)
+        write_gctx(workdir / "l1000.gctx", probes[:LANDMARKS], profiles, rng)
+        done.write_text(json.dumps({"profiles": profiles, "model": model}))
+        return
     autoencoder, emlp = registry.get("autoencoder"), registry.get("emlp")
     ae_run = Run.create(workdir / "runs" / "autoencoder", autoencoder,
                         autoencoder.Options(hidden=AUTOENCODER), data=split)
@@ -110,16 +135,25 @@ def make_fixture(workdir, profiles):
     registry.save_keras(build_emlp(LANDMARKS, AUTOENCODER[1], EMLP), emlp_run.best(emlp.FILE))
     emlp_run.mark_done()
 
-    with h5py.File(workdir / "l1000.gctx", "w") as f:
+    write_gctx(workdir / "l1000.gctx", probes[:LANDMARKS], profiles, rng)
+    done.write_text(json.dumps({"profiles": profiles, "model": model}))
+
+
+def write_gctx(path, probes, profiles, rng):
+    """An L1000-like GCTX: raw values of the landmark probes only."""
+    import h5py
+
+    from streamgex.formats.gctx import create_gctx
+
+    with h5py.File(path, "w") as f:
         matrix = create_gctx(f, sample_ids=[f"L1000_{i}" for i in range(profiles)],
-                             gene_ids=probes[:LANDMARKS])
+                             gene_ids=probes)
         for start in range(0, profiles, 10_000):
             rows = min(10_000, profiles - start)
-            matrix[start:start + rows] = (rng.standard_normal((rows, LANDMARKS)) * 2 + 8)
-    done.write_text(json.dumps({"profiles": profiles}))
+            matrix[start:start + rows] = (rng.standard_normal((rows, len(probes))) * 2 + 8)
 
 
-def run_one(workdir):
+def run_one(workdir, model):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import shutil
 
@@ -132,59 +166,62 @@ def run_one(workdir):
     out = workdir / "predicted.zarr"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    predict(workdir / "runs" / "emlp", workdir / "l1000.gctx", out)
+    predict(workdir / "runs" / model, workdir / "l1000.gctx", out)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     import zarr
 
     streamed = zarr.open_group(out, mode="r").attrs["predict"]["streamed"]
-    weights = (LANDMARKS * EMLP[0] + EMLP[0] * EMLP[1] + EMLP[1] * AUTOENCODER[1]
-               + AUTOENCODER[1] * AUTOENCODER[2] + AUTOENCODER[2] * TARGETS)
-    matmul_rate = matmul_gflops("float32", batch, LARGEST)
+    matmul_rate = matmul_gflops("float32", batch, LARGEST[model])
     print(json.dumps({"profiles": streamed["profiles"], "seconds": seconds,
-                      "streaming": streamed["seconds"], "weights": weights,
+                      "streaming": streamed["seconds"], "weights": weights(model),
                       "batch": batch, "matmul_gflops": matmul_rate, "peak_rss": peak}))
 
 
-def run_matmul():
+def run_matmul(model):
     from streamgex.evaluation.predictor import BATCH
     from streamgex.store import default_chunk_samples
 
     chunk = default_chunk_samples(TARGETS)
     print(json.dumps({"matmul_gflops": matmul_gflops("float32", max(1, BATCH // chunk) * chunk,
-                                                     LARGEST)}))
+                                                     LARGEST[model])}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=20_000)
     parser.add_argument("--workdir", default="bench-out/predict")
+    parser.add_argument("--model", choices=sorted(LARGEST), default="emlp")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--make", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--matmul", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = Path(args.workdir)
     if args.make:
-        return make_fixture(workdir, args.profiles)
+        return make_fixture(workdir, args.profiles, args.model)
     if args.one:
-        return run_one(workdir)
+        return run_one(workdir, args.model)
     if args.matmul:
-        return run_matmul()
+        return run_matmul(args.model)
     workdir.mkdir(parents=True, exist_ok=True)
     # Each phase in a child of this small parent, so the timed run's peak RSS is its own.
+    model = ["--model", args.model]
     subprocess.run([sys.executable, __file__, "--make", "--profiles", str(args.profiles),
-                    "--workdir", str(workdir)], check=True)
-    fresh = run_child(__file__, "--matmul")["matmul_gflops"]
-    r = run_child(__file__, "--one", "--workdir", str(workdir))
+                    "--workdir", str(workdir), *model], check=True)
+    fresh = run_child(__file__, "--matmul", *model)["matmul_gflops"]
+    r = run_child(__file__, "--one", "--workdir", str(workdir), *model)
     # The matmul rate of a fresh process and of the predicting process after it
     # predicted: the higher one is the reference, so the ratio is not flattered.
     reference = max(fresh, r["matmul_gflops"])
     rate = r["profiles"] / r["streaming"]
     gflops = rate * 2 * r["weights"] / 1e9
-    print(f"predict, E-MLP + decoder ({r['weights'] / 1e6:.0f}M weights), {r['profiles']:,} "
+    title = {"emlp": "E-MLP + decoder", "dgex": f"D-GEX, {DGEX_PARTITIONS} partitions"}
+    print(f"predict, {title[args.model]} ({r['weights'] / 1e6:.0f}M weights), {r['profiles']:,} "
           f"landmark profiles from GCTX to Zarr, batch {r['batch']}:")
+    lazily = " (D-GEX's partitions load at the first block: in the streaming time)" \
+        if args.model == "dgex" else ""
     print(f"  {r['seconds']:.1f} s in all ({r['seconds'] - r['streaming']:.1f} s loading the "
-          f"models and the pipeline's state, once); streaming {rate:,.0f} profiles/s, "
+          f"models and the pipeline's state, once{lazily}); streaming {rate:,.0f} profiles/s, "
           f"{gflops:.1f} GFLOP/s")
     print(f"  matmul of the largest layer {reference:.1f} GFLOP/s (fresh process {fresh:.1f}, "
           f"after predicting {r['matmul_gflops']:.1f}); ratio {gflops / reference:.2f}; "
