@@ -27,8 +27,7 @@ def shows_bars():
     """Whether bars show here: stderr is a terminal and the ``streamgex`` logger has a console
     handler showing INFO (not ``--quiet``), or a handler that says so for a parent process
     (``isolate``: ``shows_bars = True``)."""
-    handlers = logging.getLogger("streamgex").handlers
-    if any(getattr(h, "shows_bars", False) for h in handlers):
-        return sys.stderr.isatty()
-    return sys.stderr.isatty() and any(type(h) is logging.StreamHandler and h.level <= logging.INFO
-                                       for h in handlers)
+    return sys.stderr.isatty() and any(
+        getattr(h, "shows_bars", False) or (type(h) is logging.StreamHandler
+                                            and h.level <= logging.INFO)
+        for h in logging.getLogger("streamgex").handlers)

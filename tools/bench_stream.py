@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,8 +96,6 @@ def read_files(path, threads):
     buffers = {}
 
     def read(file):
-        import threading
-
         size = file.stat().st_size
         buffer = buffers.get(threading.get_ident())
         if buffer is None or len(buffer) < size:
