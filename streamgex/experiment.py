@@ -16,13 +16,15 @@ discards and retrains them.
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import allocators, isolate, locks, store
+from . import allocators, isolate, locks
 from .errors import StreamgexError
 from .models import registry
-from .preprocess.pipeline import check_inputs, steps, stores_of
+from .preprocess.pipeline import check_inputs, stores_of
+from .preprocess.pipeline import stages as chain_stages
+from .stages import Line, Stage, make_all
+from .stages import status as stage_status
 from .training.run import Run
 
 log = logging.getLogger(__name__)
@@ -61,44 +63,53 @@ def run_experiment(config, *, retrain=False):
 
     ``retrain``: discard and retrain the runs made with other data or options (without it,
     such runs are an error naming them)."""
-    with locks.hold(config.workdir, what="this experiment's workdir"):
-        return _run_experiment(config, retrain=retrain)
-
-
-def _run_experiment(config, *, retrain):
     check_models(config)
     check_inputs(config)
-    for _, make in stages(config, retrain=retrain):
-        make()
-    return folders_of(config)["report"] / "report.md"
+    with locks.hold(config.workdir, what="this experiment's workdir"):
+        make_all(stages(config, retrain=retrain))
+        return folders_of(config)["report"] / "report.md"
 
 
 def stages(config, *, retrain=False):
-    """Every stage of the experiment in order, as ``[(name, make)]``: the preprocessing chain
-    (``preprocess.pipeline.steps``), then per model ``encode`` (before a model on codes) and
+    """Every stage of the experiment in order, as ``stages.Stage``s: the preprocessing chain
+    (``preprocess.pipeline.stages``), then per model ``encode`` (before a model on codes) and
     ``train NAME``, then ``evaluate NAME`` (validation, test, 1000G), then ``report``.
 
-    ``run_experiment`` calls each ``make()`` in turn; each finds its output up to date,
-    resumes it or makes it, so a stage can as well run in a process of its own, after the
-    ones before it (``tools/bench_fullsize.py`` measures them that way). A ``train`` stage
-    trains in a fresh process of its own with TensorFlow's best-fit arena
-    (``isolate``, ``allocators``), which gives its memory back when the model is done.
+    ``run_experiment`` makes each that ``status`` would not call done (``stages.make_all``);
+    each ``make()`` also finds its output up to date, resumes it or makes it, so a stage can
+    as well run in a process of its own, after the ones before it
+    (``tools/bench_fullsize.py`` measures them that way). A ``train`` stage trains in a
+    fresh process of its own with TensorFlow's best-fit arena (``isolate``,
+    ``allocators``), which gives its memory back when the model is done.
     """
     from .evaluation.report import report
 
     paths, folders = stores_of(config), folders_of(config)
-    found = list(steps(config))
-    for name in folders["runs"]:
-        if registry.get(name).codes_from:
-            found.append(("encode", lambda name=name: _encode(config, name)))
-        found.append((f"train {name}", lambda name=name: _train(config, name, retrain)))
+    datasets = datasets_of(config)
+    found = list(chain_stages(config))
     for name, path in folders["runs"].items():
-        found.append((f"evaluate {name}", lambda path=path: evaluate_run(
-            Run(path), datasets_of(config), partitions=config.evaluate.partitions)))
-    found.append(("report", lambda: report(
-        [Run(path) for path in folders["runs"].values()], folders["report"],
-        pca=paths["pca"] if config.pca.enabled else None,
-        title=f"streamgex report: {config.name}")))
+        kind = registry.get(name)
+        if kind.codes_from:
+            found.append(Stage("encode", lambda name=name: _encode(config, name),
+                               lambda name=name: [_codes_line(config, name)],
+                               (f"train {kind.codes_from}", "split")))
+        found.append(Stage(f"train {name}",
+                           lambda name=name: _train(config, name, retrain),
+                           lambda name=name: [training_line(config, name)],
+                           ("split",) + (("encode",) if kind.codes_from else ())
+                           + ((f"train {kind.starts_from}",) if kind.starts_from else ())))
+    for name, path in folders["runs"].items():
+        found.append(Stage(f"evaluate {name}", lambda path=path: evaluate_run(
+            Run(path), datasets, partitions=config.evaluate.partitions),
+            lambda name=name, path=path: _evaluation_lines(config, name, Run(path)),
+            (f"train {name}", "split") + (("rnaseq_std",) if "1000g" in datasets else ())))
+    runs = [Run(path) for path in folders["runs"].values()]
+    pca = paths["pca"] if config.pca.enabled else None
+    title = f"streamgex report: {config.name}"
+    found.append(Stage("report", lambda: report(runs, folders["report"], pca=pca, title=title),
+                       lambda: [report_stage(config, runs, folders["report"], pca, title)],
+                       tuple(f"evaluate {name}" for name in folders["runs"])
+                       + (("pca",) if pca else ())))
     return found
 
 
@@ -108,6 +119,15 @@ def _encode(config, name):
     folders = folders_of(config)
     encode(Run(folders["runs"][registry.get(name).codes_from]), stores_of(config)["split"],
            folders["codes"])
+
+
+def _codes_line(config, name):
+    """The codes' status line by ``encode``'s own rule (``training.encode.status``)."""
+    from .training.encode import status as codes_status
+
+    folders = folders_of(config)
+    return Line("encode", *codes_status(folders["runs"][registry.get(name).codes_from],
+                                        stores_of(config)["split"], folders["codes"]))
 
 
 def _train(config, name, retrain):
@@ -188,54 +208,50 @@ def evaluate_run(run, datasets, *, partitions=0):
             log.info("%s", format_result(result))
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One line of ``status``: a stage, ``done`` / ``partial`` / ``stale`` / ``to do``, and details."""
-
-    name: str
-    state: str
-    detail: str = ""
-
-
 def status(config):
-    """The state of every stage of ``config``, in pipeline order; runs nothing."""
-    from .preprocess.pipeline import status as chain_status
+    """The state of every stage of ``config``, in pipeline order (``stages.Line``s), by the
+    rule ``run`` makes them by; runs nothing. The config's input files and workdir are
+    checked first, with ``run``'s own errors."""
+    check_models(config)
+    check_inputs(config)
+    return stage_status(stages(config))
 
-    stages = [Stage(*found) for found in chain_status(config)]
+
+def training_line(config, name):
+    """A run's status line: ``training_stage``, stale when it was made with other data,
+    codes, options or source run than the config gives now."""
     folders = folders_of(config)
-    split = stores_of(config)["split"]
-    for name, path in folders["runs"].items():
-        codes = None
-        if registry.get(name).codes_from:
-            codes = folders["codes"]
-            parts = [store.status(codes / p)[0] for p in ("train", "val", "test")]
-            stages.append(Stage("encode", _combine(parts, codes.exists())))
-        stage = training_stage(name, Run(path))
-        starts_from = registry.get(name).starts_from
-        changed = Run(path).differences(registry.get(name), config.train[name], data=split,
-                                        codes=codes,
-                                        source=folders["runs"][starts_from] if starts_from
-                                        else None)
-        if changed and stage.state != "to do":
-            stage = Stage(stage.name, "stale", f"made with other {', '.join(changed)}; "
-                                               f"`streamgex run --retrain` retrains it")
-        stages.append(stage)
-    for name, path in folders["runs"].items():
-        for dataset, data in datasets_of(config).items():
-            stages.append(evaluation_stage(name, Run(path), dataset, data,
-                                           config.evaluate.partitions))
-    stages.append(report_stage(folders))
-    return stages
+    kind, run = registry.get(name), Run(folders["runs"][name])
+    codes = folders["codes"] if kind.codes_from else None
+    line = training_stage(name, run)
+    changed = run.differences(kind, config.train[name], data=stores_of(config)["split"],
+                              codes=codes, source=folders["runs"][kind.starts_from]
+                              if kind.starts_from else None)
+    if changed and line.state != "to do":
+        return Line(line.name, "stale", f"made with other {', '.join(changed)}; "
+                                        f"`streamgex run --retrain` retrains it")
+    return line
 
 
-def report_stage(folders):
-    """The report is current when it is newer than every evaluation it lays out."""
-    report = folders["report"] / "report.md"
-    if not report.exists():
-        return Stage("report", "to do", str(report))
-    results = [f for path in folders["runs"].values() for f in Run(path).result_files()]
-    newer = [f for f in results if f.stat().st_mtime_ns > report.stat().st_mtime_ns]
-    return Stage("report", "stale" if newer else "done", str(report))
+def report_stage(config, runs, folder, pca, title):
+    """The report is current when every evaluation is and it lays out the evaluations (and
+    PCA) there are now (``report.current``)."""
+    from .evaluation.report import current
+
+    path = folder / "report.md"
+    if not path.exists():
+        return Line("report", "to do", str(path))
+    evaluations = [line for name, run in zip(folders_of(config)["runs"], runs)
+                   for line in _evaluation_lines(config, name, run)]
+    if all(line.state == "done" for line in evaluations) and current(runs, folder, pca=pca,
+                                                                     title=title):
+        return Line("report", "done", str(path))
+    return Line("report", "stale", f"{path}: its evaluations changed since; `run` redoes it")
+
+
+def _evaluation_lines(config, name, run):
+    return [evaluation_stage(name, run, dataset, data, config.evaluate.partitions)
+            for dataset, data in datasets_of(config).items()]
 
 
 def evaluation_stage(name, run, dataset, data, partitions):
@@ -247,17 +263,17 @@ def evaluation_stage(name, run, dataset, data, partitions):
     result = current_result(run, data, name=dataset, partitions=partitions) \
         if run.is_done() else None
     if result is not None:
-        return Stage(label, "done", f"MAE {result['mae']:.4f}")
+        return Line(label, "done", f"MAE {result['mae']:.4f}")
     if run.result_file(dataset).exists():
-        return Stage(label, "stale", "the model or the store changed since")
-    return Stage(label, "to do")
+        return Line(label, "stale", "the model or the store changed since")
+    return Line(label, "to do")
 
 
 def training_stage(name, run):
     """A run's ``Stage``: epochs done, the best validation error so far, done or not."""
     states = run.progress() if run.config_file.exists() else []
     if not states:
-        return Stage(f"train {name}", "to do")
+        return Line(f"train {name}", "to do")
     kind, details = run.kind, []
     for i, s in enumerate(states if kind.iterative else []):
         best = ((s.get("hooks") or {}).get("schedule") or {}).get("best")
@@ -273,17 +289,11 @@ def training_stage(name, run):
         if left is not None:
             details.append(f"about {format_duration(left)} left at most (to max_epochs, at "
                            f"the speed measured)")
-        return Stage(f"train {name}", "partial", "; ".join(details))
-    return Stage(f"train {name}", "done", "; ".join(details))
+        return Line(f"train {name}", "partial", "; ".join(details))
+    return Line(f"train {name}", "done", "; ".join(details))
 
 
 def format_status(stages):
     """``status`` as aligned text lines."""
     width = max(len(s.name) for s in stages)
     return "\n".join(f"{s.name:<{width}}  {s.state:<7}  {s.detail}".rstrip() for s in stages)
-
-
-def _combine(states, started):
-    if all(s == "done" for s in states):
-        return "done"
-    return "partial" if started or "partial" in states or "done" in states else "to do"

@@ -16,9 +16,7 @@ Every chunk written is recorded in the store's attrs, so an ingest killed at
 any point resumes where it stopped when re-run with the same command.
 """
 
-import hashlib
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from zarr.codecs import BloscCodec
 
 from . import store
+from .digest import file_stat, same_file, sha256_of
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
 from .formats.tables import unquote
@@ -114,7 +113,7 @@ def ingest(
     checksum = _Checksum(source)
     try:
         identity_now = _identity(source, src, chunk_samples, allow_missing)
-        _recognise_same_content(out, identity_now)
+        recognise(out, identity_now)
         group = store.begin(out, **identity_now, overwrite=overwrite)
         if group is None:
             return out
@@ -134,14 +133,22 @@ def ingest(
     return out
 
 
-def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allow_missing=None):
-    """The step, parameters and source an ingest of ``source`` records (``store.begin``)."""
+def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allow_missing=None,
+             out=None):
+    """The step, parameters and source an ingest of ``source`` records (``store.begin``).
+
+    ``out``: the store it would write. When that store was made from a file of the same
+    content that has moved, been copied or touched since, its record is given back
+    (``recognise``: the question ``ingest`` asks before it skips), so ``status`` finds it
+    up to date exactly when ``run`` does."""
     src = open_source(source, format, samples_as=samples_as)
     try:
-        return _identity(source, src, chunk_samples, allow_missing)
+        found = _identity(source, src, chunk_samples, allow_missing)
     finally:
         if isinstance(src, SampleMajorSource):
             src.close()
+    recorded = recognise(out, found) if out is not None else None
+    return {**found, "source": {**found["source"], **recorded}} if recorded else found
 
 
 def _identity(source, src, chunk_samples, allow_missing):
@@ -155,60 +162,30 @@ def _identity(source, src, chunk_samples, allow_missing):
             "source": recorded}
 
 
-def _recognise_same_content(out, identity):
-    """When ``out`` was ingested from a file of the same size whose path, times or inode
-    changed since (moved, touched, copied back), compare its SHA-256 with the one recorded:
-    the same content makes the store current again (its record is updated), other content
-    leaves it stale."""
+#: The fields of an ingest's record that say where its file is, not what it holds.
+PLACE = ("path", "mtime_ns", "ctime_ns", "inode")
+
+
+def recognise(out, identity):
+    """When ``out`` is a complete store ingested with these options from a file of this
+    content whose place, times or inode changed since (``digest.same_file``: the SHA-256
+    decides), record the file's new place in ``out`` (so the next call needs no hash; a
+    store locked by a running command keeps its old record) and return the place fields
+    ``out`` records now; else None."""
     recorded = store.recorded_source(out, step=identity["step"],
                                      parameters=identity["parameters"])
     now = identity["source"]
     if (recorded is None or all(recorded.get(k) == v for k, v in now.items())
-            or "sha256" not in recorded
-            or any(recorded.get(k) != now[k] for k in ("format", "size"))):
-        return
-    log.info("%s: its place, times or inode changed since %s was made; comparing its content",
+            or any(recorded.get(k) != now.get(k) for k in ("format", "samples_as"))
+            or not same_file(recorded, now["path"])):
+        return None
+    log.info("%s: its place, times or inode changed since %s was made; same content",
              now["path"], out)
-    if sha256_of(now["path"]) == recorded["sha256"]:
-        store.update_source(out, {k: now[k] for k in ("path", "mtime_ns", "ctime_ns", "inode")})
-
-
-def source_files(path):
-    """A file, or a folder's files (an AnnData-Zarr store) in a fixed order."""
-    path = Path(path)
-    if path.is_dir():
-        return sorted(f for f in path.rglob("*") if f.is_file())
-    return [path]
-
-
-def file_stat(path):
-    """Size, modification and change times, inode of a file; of a folder's files: their
-    total size and newest times (the folder's own inode)."""
-    stats = [os.stat(f) for f in source_files(path)]
-    return {"size": sum(s.st_size for s in stats),
-            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
-            "ctime_ns": max((s.st_ctime_ns for s in stats), default=0),
-            "inode": os.stat(path).st_ino}
-
-
-def sha256_of(path, *, stop=None, bar=True):
-    """The SHA-256 of a file (of a folder: of its files' relative names and contents in
-    order), read in 8 MiB pieces with a progress bar; None when ``stop`` is set first."""
-    root, digest = Path(path), hashlib.sha256()
-    files = source_files(root)
-    shown = progress(total=sum(f.stat().st_size for f in files), desc="sha256", unit="B",
-                     unit_scale=True, hidden=not bar)
-    for file in files:
-        if root.is_dir():
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-        with open(file, "rb") as f:
-            while piece := f.read(8 * 2**20):
-                if stop is not None and stop.is_set():
-                    return None
-                digest.update(piece)
-                shown.update(len(piece))
-    shown.close()
-    return digest.hexdigest()
+    try:
+        store.update_source(out, {k: now[k] for k in PLACE})
+        return {k: now[k] for k in PLACE}
+    except (StreamgexError, OSError):
+        return {k: recorded[k] for k in PLACE if k in recorded}
 
 
 def _ingest_samples(group, src, chunk_samples, allow_missing):

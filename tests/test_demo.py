@@ -37,7 +37,7 @@ def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, ca
     second = capsys.readouterr()
     assert "simulating" not in second.err + second.out and "epoch 1:" not in second.err
     assert second.err.count("up to date") >= 20, second.err
-    assert "training finished" in second.err
+    assert "train linear: up to date" in second.err
 
 
 def mean_predictor_mae(path, train):

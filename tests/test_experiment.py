@@ -97,7 +97,7 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
     resumed = capsys.readouterr()
     assert f"resuming {run} from ckpt-" in resumed.err  # messages go to stderr, results to stdout
     assert "epoch 1:" not in resumed.err + resumed.out  # nothing trained twice from the start
-    assert "training finished" in resumed.err  # linear: skipped
+    assert "train linear: up to date" in resumed.err  # skipped
     assert resumed.err.count("up to date") >= 8  # every preprocessing store
     assert "report:" in resumed.out
 

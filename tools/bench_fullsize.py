@@ -43,7 +43,7 @@ from streamgex.config import load_config
 from streamgex.experiment import stages
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 config = load_config(sys.argv[1], sys.argv[3:])
-found = dict(stages(config))
+found = {stage.name: stage.make for stage in stages(config)}
 found[sys.argv[2]]()
 """
 
@@ -172,7 +172,7 @@ def main():
     from streamgex.experiment import folders_of, stages
 
     loaded = load_config(config, sets)
-    names = [name for name, _ in stages(loaded)]
+    names = [stage.name for stage in stages(loaded)]
     paper_epochs = {m: load_config(args.config, []).train[m].max_epochs
                     for m in models if m != "linear"}
     for name in names:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import locks, steps, store
+from .. import digest, locks, steps, store
 from ..atomic import atomic_path, read_json, write_json
 from ..errors import StreamgexError
 from ..paths import relative
@@ -175,9 +175,10 @@ def _identity(run, data, partitions):
 
 
 def models_identity(run):
-    """The run's model files and their times, as an evaluation records them: a result whose
-    record differs was made by another model."""
-    return {relative(f, run.path): f.stat().st_mtime_ns for f in run.kind.model_files(run)}
+    """The run's model files and their SHA-256s, as an evaluation records them: a result whose
+    record differs was made by another model (a copied or moved run folder has the same)."""
+    return {relative(f, run.path): digest.sha256(f, remember=True)
+            for f in run.kind.model_files(run)}
 
 
 def current_results(run):

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, read_json, write_text
+from .. import digest
+from ..atomic import atomic_path, read_json, write_json, write_text
 from ..errors import StreamgexError
 from ..models import registry
 from ..training.run import Run
@@ -73,7 +74,32 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     ):
         if draw(out / name):
             lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
-    return write_text(out / "report.md", "\n".join(lines))
+    written = write_text(out / "report.md", "\n".join(lines))
+    write_json(out / IDENTITY, identity(runs, pca=pca, title=title))  # last: it says done
+    return written
+
+
+#: The file in a report's folder that records what it lays out (``identity``).
+IDENTITY = "identity.json"
+
+
+def identity(runs, *, pca=None, title):
+    """What a report lays out, by content: each run's evaluation results (the SHA-256 of each
+    ``eval/*.json``, which names its model files and store by content), the PCA summary's,
+    the title. Not the runs' folders: a copied workdir's report is the same report."""
+    runs = [Run(run) if not isinstance(run, Run) else run for run in runs]
+    summary = Path(pca) / "summary.json" if pca else None
+    return {"title": title,
+            "results": sorted([f"{run.path.name}/{file.name}", digest.sha256(file)]
+                              for run in runs for file in run.result_files()),
+            "pca": digest.sha256(summary) if summary and summary.exists() else None}
+
+
+def current(runs, out, *, pca=None, title):
+    """Whether the report in ``out`` lays out what ``identity`` gives now."""
+    recorded = Path(out) / IDENTITY
+    return (Path(out) / "report.md").exists() and recorded.exists() \
+        and read_json(recorded) == identity(runs, pca=pca, title=title)
 
 
 def _predictors(results):

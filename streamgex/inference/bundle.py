@@ -36,8 +36,8 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_path, read_json
+from ..digest import sha256_of
 from ..errors import StreamgexError
-from ..ingest import sha256_of
 
 FORMAT = "streamgex-bundle"
 #: Extra servable graphs ``export`` can add beside the bundle's own files.

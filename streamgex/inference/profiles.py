@@ -16,9 +16,10 @@ import numpy as np
 import zarr
 
 from .. import store
+from ..digest import file_stat
 from ..errors import StreamgexError
 from ..formats import SampleMajorSource, detect_format, is_anndata_zarr, open_source
-from ..ingest import file_stat, ingest, strip_version
+from ..ingest import ingest, strip_version
 
 log = logging.getLogger(__name__)
 

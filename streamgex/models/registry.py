@@ -129,10 +129,11 @@ class ModelKind:
 
     def model_files(self, run):
         """The files whose change makes its evaluations stale (default: every best model file,
-        not a ``*.partial.*`` left by a kill mid-save)."""
+        not a ``*.partial.*`` left by a kill mid-save nor ``digest.DIGESTS``)."""
         from ..atomic import is_partial
 
-        return sorted(p for p in run.best_dir.glob("*") if p.is_file() and not is_partial(p))
+        return sorted(p for p in run.best_dir.glob("*") if p.is_file() and not is_partial(p)
+                      and not p.name.startswith("."))
 
     def describe(self, options):
         """A few words on its shape for the report (Table 1: hidden sizes)."""

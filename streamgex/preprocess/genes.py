@@ -9,10 +9,11 @@ map order, with coordinates ``is_landmark``, ``gene_symbol``,
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .. import steps
+from .. import digest, steps
 from ..errors import StreamgexError
 from .fitted import FittedStep, run_step
 from .maps import read_map, row_keys
@@ -62,6 +63,21 @@ def plan_collapse(rows, store_ids, *, by):
     return plan, kept, missing
 
 
+def map_record(path):
+    """A map file as a step records it: its place (``path``: a location, not compared) and
+    its content (``sha256``)."""
+    try:
+        return {"path": str(Path(path).resolve()), "sha256": digest.sha256(path)}
+    except FileNotFoundError:
+        raise StreamgexError(f"{path}: no such gene map") from None
+
+
+def map_path(record):
+    """The map file a recorded ``map_record`` (or a bare path, as stores made before maps
+    were known by content record) names."""
+    return record["path"] if isinstance(record, dict) else record
+
+
 class SelectGenes(FittedStep):
     """The fitted step: which input columns average into each mapped gene (``plan_``),
     learned by matching the maps' probes or Ensembl ids to the store's gene ids."""
@@ -76,13 +92,15 @@ class SelectGenes(FittedStep):
         self.by, self.drop_missing = by, drop_missing
 
     def parameters(self):
-        return {"landmarks": str(self.landmarks), "targets": str(self.targets), "by": self.by,
-                "drop_missing": self.drop_missing, "dropped": len(self.missing_)}
+        """The maps by content (``map_record``: a map given by another path is the same map,
+        an edited one another), the matching rule, the rows left out."""
+        return {"landmarks": map_record(self.landmarks), "targets": map_record(self.targets),
+                "by": self.by, "drop_missing": self.drop_missing, "dropped": len(self.missing_)}
 
     @classmethod
     def from_parameters(cls, parameters):
-        return cls(parameters["landmarks"], parameters["targets"], by=parameters["by"],
-                   drop_missing=parameters["drop_missing"])
+        return cls(*(map_path(parameters[role]) for role in ("landmarks", "targets")),
+                   by=parameters["by"], drop_missing=parameters["drop_missing"])
 
     def prepare(self, ds, source):
         """Match the map rows to the store's genes (no pass over the data needed)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import dask
 import numpy as np
 
-from .. import steps
+from .. import steps, store
 from ..atomic import atomic_path, read_json, write_json, write_text
 from ..errors import StreamgexError
 from ..progress import progress
@@ -136,7 +136,9 @@ def _current(out, **identity):
     if not previous.exists():
         return None
     old = read_json(previous)
-    return old if all(old.get(key) == value for key, value in identity.items()) else None
+    same = all(store.content(old.get(key)) == store.content(value)
+               for key, value in identity.items())
+    return old if same else None
 
 
 def pca(source, out, *, genes="targets", components=None, seed=0, scheduler=None):

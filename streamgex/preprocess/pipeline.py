@@ -6,10 +6,10 @@ split, and pca of the targets. 1000G (when ``inputs.rnaseq`` is set): ingest
 one) -> standardize with GEO's statistics. Every step is skipped when its
 output is complete and made from the same input with the same options, and
 resumed when it was cut short; a step whose options changed is redone.
-The stages are declared once (``_stages``; ``steps`` adds the split and
-PCA): ``preprocess`` runs them and ``status`` asks each whether its store is
-current by its step's own identity rule (the step, its parameters, its
-input's fingerprint).
+The stages are declared once (``_stages``; ``stages`` adds the split and
+PCA, as ``stages.Stage``s): ``preprocess`` makes those that are not done and
+``status`` (``experiment.status``) reports each by the same rule, its step's
+own identity (the step, its parameters, its input's content).
 """
 
 import logging
@@ -22,6 +22,7 @@ from ..errors import StreamgexError
 from ..ingest import identity as ingest_identity
 from ..ingest import ingest
 from ..resources import map_path
+from ..stages import Line, Stage, make_all
 from ..store import open_store
 from .dedup import dedup
 from .dedup import identity as dedup_identity
@@ -65,7 +66,12 @@ def maps_of(config):
 
 
 def check_inputs(config):
-    """Every raw file the config names exists, or an error naming the config key to set."""
+    """Every raw file the config names exists and the workdir is a folder (or nothing yet),
+    or an error naming the config key to set."""
+    work = Path(config.workdir)
+    if work.exists() and not work.is_dir():
+        raise StreamgexError(f"workdir = {work}: is a file, not a folder; pass --set "
+                             f"workdir=FOLDER")
     for key in ("geo", "rnaseq", "landmarks", "targets"):
         path = getattr(config.inputs, key)
         if key in ("landmarks", "targets"):
@@ -84,6 +90,7 @@ class StoreStage:
     path: Path
     make: object  # () -> the store, made, resumed or found up to date
     identity: object  # () -> store.begin's step, parameters and source (inputs complete)
+    after: tuple = ()  # the stages whose stores it reads
 
     def status(self):
         """``store.status`` by the step's own rule: done, stale, partial or to do."""
@@ -104,12 +111,13 @@ def _stages(config):
     def raw(name, file):
         return StoreStage(name, paths[name],
                           lambda: ingest(file, paths[name], chunk_samples=chunk, overwrite=True),
-                          lambda: ingest_identity(file, chunk_samples=chunk))
+                          lambda: ingest_identity(file, chunk_samples=chunk, out=paths[name]))
 
-    def fitted(name, make_step, source):
+    def fitted(name, make_step, source, also=()):
         return StoreStage(name, paths[name],
-                          lambda: run_step(make_step(), source, paths[name], **dask_options),
-                          lambda: step_identity(make_step(), source))
+                          lambda: run_step(make_step(), paths[source], paths[name],
+                                           **dask_options),
+                          lambda: step_identity(make_step(), paths[source]), (source, *also))
 
     stages = [raw("geo", inputs.geo)]
     if config.dedup.enabled:
@@ -118,44 +126,49 @@ def _stages(config):
         stages.append(StoreStage(
             "geo_dedup", paths["geo_dedup"],
             lambda: dedup(paths["geo"], paths["geo_dedup"], **options, **dask_options),
-            lambda: dedup_identity(paths["geo"], **options)))
-    geo = paths["geo_dedup"] if config.dedup.enabled else paths["geo"]
+            lambda: dedup_identity(paths["geo"], **options), ("geo",)))
+    geo = "geo_dedup" if config.dedup.enabled else "geo"
     reference = config.normalize.reference
     drop = config.genes.drop_missing
     stages += [
         fitted("geo_genes", lambda: SelectGenes(**maps, by="probe", drop_missing=drop), geo),
-        fitted("geo_norm", lambda: QuantileNormalize(reference), paths["geo_genes"]),
-        fitted("geo_std", Standardize, paths["geo_norm"]),
+        fitted("geo_norm", lambda: QuantileNormalize(reference), "geo_genes"),
+        fitted("geo_std", Standardize, "geo_norm"),
     ]
     if inputs.rnaseq:
         reference_from = paths["geo_norm"] if reference == "mean" else None
         stages += [
             raw("rnaseq", inputs.rnaseq),
             fitted("rnaseq_genes", lambda: SelectGenes(**maps, by="ensembl", drop_missing=drop),
-                   paths["rnaseq"]),
+                   "rnaseq"),
             fitted("rnaseq_norm", lambda: QuantileNormalize(reference, reference_from),
-                   paths["rnaseq_genes"]),
-            fitted("rnaseq_std", lambda: Standardize(paths["geo_std"]), paths["rnaseq_norm"]),
+                   "rnaseq_genes", ("geo_norm",) if reference_from else ()),
+            fitted("rnaseq_std", lambda: Standardize(paths["geo_std"]), "rnaseq_norm",
+                   ("geo_std",)),
         ]
     return stages
 
 
-def steps(config):
-    """The chain as ``[(name, make)]`` in order: every store stage, with GEO's split and pca
-    right after ``geo_std`` (before 1000G, as the chain reads). ``make()`` makes, resumes or
-    finds up to date that one output."""
+def stages(config):
+    """The chain as ``stages.Stage``s in order: every store stage, with GEO's split and pca
+    right after ``geo_std`` (before 1000G, as the chain reads). Each says its state by its
+    step's own identity rule and makes, resumes or finds up to date that one output."""
     paths, scheduler = stores_of(config), config.dask.scheduler or None
     found = []
     for stage in _stages(config):
-        found.append((stage.name, _logged(config, stage)))
+        found.append(Stage(stage.name, _logged(config, stage),
+                           lambda stage=stage: [Line(f"{stage.name} store", *stage.status())],
+                           stage.after))
         if stage.name == "geo_std":
-            found.append(("split", lambda: log.info("%s", format_split(read_json(split(
+            found.append(Stage("split", lambda: log.info("%s", format_split(read_json(split(
                 paths["geo_std"], paths["split"], **asdict(config.split), scheduler=scheduler,
-                overwrite=True)["summary"])))))
+                overwrite=True)["summary"]))),
+                lambda: [Line("split", *_split_status(config, paths))], ("geo_std",)))
             if config.pca.enabled:
-                found.append(("pca", lambda: log.info("%s", format_pca(pca(
+                found.append(Stage("pca", lambda: log.info("%s", format_pca(pca(
                     paths["geo_std"], paths["pca"], genes=config.pca.genes,
-                    components=config.pca.components, scheduler=scheduler)))))
+                    components=config.pca.components, scheduler=scheduler))),
+                    lambda: [Line("pca", *_pca_status(config, paths))], ("geo_std",)))
     return found
 
 
@@ -174,27 +187,18 @@ def _logged(config, stage):
 def preprocess(config):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
     check_inputs(config)
-    for _, make in steps(config):
-        make()
+    make_all(stages(config))
     return stores_of(config)
 
 
-def status(config):
-    """``[(name, state, detail)]`` of the chain's outputs by each step's own identity rule."""
-    paths = stores_of(config)
-    found = []
-    for stage in _stages(config):
-        found.append((f"{stage.name} store", *stage.status()))
-        if stage.name == "geo_std":
-            found.append(("split", *_split_status(config, paths)))
-            if config.pca.enabled:
-                current = pca_current(paths["geo_std"], paths["pca"], genes=config.pca.genes,
-                                      components=config.pca.components) \
-                    if store.status(paths["geo_std"])[0] == "done" else None
-                state = "done" if current else "stale" if (paths["pca"] / "summary.json").exists() \
-                    else "to do"
-                found.append(("pca", state, ""))
-    return found
+def _pca_status(config, paths):
+    current = pca_current(paths["geo_std"], paths["pca"], genes=config.pca.genes,
+                          components=config.pca.components) \
+        if store.status(paths["geo_std"])[0] == "done" else None
+    if current:
+        return "done", ""
+    return ("stale", "its input or options changed since; `run` redoes it") \
+        if (paths["pca"] / "summary.json").exists() else ("to do", "")
 
 
 def _split_status(config, paths):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import store
+from .. import digest, store
 from ..steps import fingerprint
 from ..errors import StreamgexError
 from ..paths import relative
@@ -34,27 +34,51 @@ def encode(autoencoder_run, data, out, *, extra=None):
     if run.kind.infers_targets or not run.is_done():
         raise StreamgexError(f"{run.path}: not a finished autoencoder run; run `streamgex train "
                              f"autoencoder` first")
-    model_path = run.best(run.kind.ENCODER)
-    encoder = keras.saving.load_model(model_path)
+    encoder = keras.saving.load_model(run.best(run.kind.ENCODER))
     sources = {part: Path(data) / part for part in PARTS}
     sources.update({name: Path(path) for name, path in (extra or {}).items()})
     outputs = {}
     for name, source in sources.items():
-        outputs[name] = _encode_store(encoder, source, Path(out) / name, run, model_path)
+        outputs[name] = _encode_store(encoder, source, Path(out) / name, run)
     return outputs
 
 
-def _encode_store(encoder, source, out, run, model_path):
+def identity(run, source, out):
+    """The step, parameters and source the codes store ``out`` of ``source`` records
+    (``store.begin``): the input's content and the encoder's (by SHA-256, so a copied
+    workdir's codes stay current and a retrained autoencoder's are redone)."""
+    run = Run(run) if not isinstance(run, Run) else run
+    model_path = run.best(run.kind.ENCODER)
+    return {"step": "encode", "parameters": {}, "source": {
+        "store": str(Path(source).resolve()), "fingerprint": fingerprint(source),
+        "run": str(run.path.resolve()), "encoder": str(model_path.resolve()),
+        "encoder_sha256": digest.sha256(model_path, remember=True),
+        # what the codes folder's readers follow: a workdir moved whole still works
+        "relative": {"run": relative(run.path, Path(out).parent)}}}
+
+
+def status(autoencoder_run, data, out):
+    """``(state, detail)`` of the codes folder ``out`` by ``encode``'s own rule (the parts of
+    the split ``data``; ``store.status``)."""
+    run = Run(autoencoder_run)
+    if not run.is_done():
+        states = [store.status(Path(out) / part)[0] for part in PARTS]
+        return ("to do" if all(s == "to do" for s in states) else "stale"), \
+            "its autoencoder is not trained yet"
+    states = [store.status(Path(out) / part, identity(run, Path(data) / part, Path(out) / part))
+              for part in PARTS]
+    for wanted in ("stale", "partial"):
+        found = [detail for state, detail in states if state == wanted]
+        if found:
+            return wanted, found[0]
+    return ("done", "") if all(s == "done" for s, _ in states) else ("to do", "")
+
+
+def _encode_store(encoder, source, out, run):
     ds = store.open_store(source)
     _, targets = split_columns(source)
     width = encoder.output_shape[-1]
-    origin = {"store": str(source.resolve()), "fingerprint": fingerprint(source),
-              "run": str(run.path.resolve()),
-              "encoder": str(model_path.resolve()),
-              "encoder_mtime_ns": model_path.stat().st_mtime_ns,
-              # what the codes folder's readers follow: a workdir moved whole still works
-              "relative": {"run": relative(run.path, out.parent)}}
-    group = store.begin(out, step="encode", parameters={}, source=origin, overwrite=True)
+    group = store.begin(out, **identity(run, source, out), overwrite=True)
     if group is None:
         return out
     array = zarr.open_group(source, mode="r")[store.EXPRESSION]

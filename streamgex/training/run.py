@@ -30,6 +30,7 @@ from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
+from .. import digest
 from ..atomic import read_json, write_json
 from ..errors import StreamgexError
 from ..paths import locate, relative
@@ -155,8 +156,9 @@ class Run:
                 else:  # a run folder from before content fingerprints: its paths only
                     differs = old.get(key) != inputs[key]
                 changed += [key] if differs else []
-            old_source = old.get("source") or {}
-            if old_source.get("models") != (inputs["source"] or {}).get("models"):
+            old_models = (old.get("source") or {}).get("models")
+            if old_models != (inputs["source"] or {}).get("models") and not _same_times(
+                    old_models, source):
                 changed.append("source")
         return changed
 
@@ -265,13 +267,27 @@ def _content(folder):
 
 
 def _source(source, folder):
-    """A source run and the times of its model files (retraining it makes this run stale)."""
+    """A source run and the SHA-256s of its model files (retraining it makes this run
+    stale; copying or moving it does not)."""
     if source is None:
         return None
     source = source if isinstance(source, Run) else Run(source)
-    files = source.kind.model_files(source) if source.config_file.exists() else []
     return {"run": relative(source.path, folder),
-            "models": {f.name: f.stat().st_mtime_ns for f in files if f.exists()}}
+            "models": {f.name: digest.sha256(f, remember=True) for f in _model_files(source)}}
+
+
+def _model_files(source):
+    files = source.kind.model_files(source) if source.config_file.exists() else []
+    return [f for f in files if f.exists()]
+
+
+def _same_times(recorded, source):
+    """A record made before model files were known by content (their modification times):
+    the same while those times are (as it was then)."""
+    if not recorded or not all(isinstance(v, int) for v in recorded.values()) or not source:
+        return False
+    source = source if isinstance(source, Run) else Run(source)
+    return recorded == {f.name: f.stat().st_mtime_ns for f in _model_files(source)}
 
 
 def _plain(values):
