@@ -555,10 +555,13 @@ def _main(argv):
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
     logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
-    if args.command in USES_TENSORFLOW:
-        _import_tensorflow_quietly()
     try:
+        if args.command in USES_TENSORFLOW:
+            _import_tensorflow_quietly()
         return _call(args)
+    except StreamgexError as exc:  # TensorFlow not installed (_call reports the others)
+        print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         for handler in list(logger.handlers):  # a library caller after us sees no CLI handlers
             logger.removeHandler(handler)

@@ -70,3 +70,34 @@ def test_stores_say_what_their_values_are(tmp_path, capsys):
     assert units == ["as in the source file", "quantile-normalized", "z-score"]
     assert main(["info", str(tmp_path / "s.zarr")]) == 0
     assert "values      z-score" in capsys.readouterr().out
+
+
+#: Run before the CLI in a fresh interpreter: an install with neither TensorFlow extra.
+WITHOUT_TENSORFLOW = """
+import sys
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def run_without_tensorflow(args):
+    import subprocess
+    import sys
+
+    code = WITHOUT_TENSORFLOW + f"import streamgex.cli as cli; sys.exit(cli.main({args!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_a_tensorflow_command_without_tensorflow_names_both_extras(tmp_path):
+    """Issue 26.1: TensorFlow is an extra (cpu or gpu); without either, a command that needs it
+    says what to install in one line instead of an ImportError's traceback."""
+    out = run_without_tensorflow(["evaluate", str(tmp_path / "run"), str(tmp_path / "store")])
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "streamgex: error: TensorFlow is not installed: pip install 'streamgex[cpu]' "
+        "(or 'streamgex[gpu]' for an NVIDIA GPU)"], out.stderr
