@@ -58,9 +58,11 @@ def atomic_path(path):
 
     The writer may open the temporary path itself (h5py, matplotlib, numpy) or
     create a folder there (a checkpoint): a folder is renamed the same way.
+    Missing parent folders are created, as for every output streamgex writes.
     """
     path = Path(path)
     tmp = partial_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     remove(tmp)
     try:
         yield tmp

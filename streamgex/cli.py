@@ -218,6 +218,12 @@ def _done(args, out):
 
 
 def _info(args):
+    if args.devices:
+        _devices(args)
+        return
+    if args.store is None:
+        raise StreamgexError("info: name a store to describe, e.g. streamgex info "
+                             "stores/geo.zarr, or give --devices for this machine's devices")
     from .store import describe, summary, verify
 
     checked = verify(args.store) if args.verify else None  # first: it names damaged chunks
@@ -227,6 +233,19 @@ def _info(args):
     print(summary(args.store))
     if checked is not None:
         print(f"  verified    all {checked:,} chunks read back intact")
+
+
+def _devices(args):
+    from . import devices
+
+    if args.store or args.verify:
+        raise StreamgexError("info --devices describes this machine, not a store: drop the "
+                             "store and --verify")
+    found = devices.describe()
+    if args.json:
+        print(json.dumps({"devices": found, "training_uses": devices.default(found)}, indent=1))
+        return
+    print(devices.format_devices(found))
 
 
 def _completion(args):
@@ -449,8 +468,12 @@ def build_parser():
                      ".gctx, .csv or .tsv")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
-    sub = command("info", _info, "describe a store")
-    sub.add_argument("store", help="a streamgex store")
+    sub = command("info", _info, "describe a store, or with --devices the devices TensorFlow "
+                  "sees and the one training uses")
+    sub.add_argument("store", nargs="?", help="a streamgex store")
+    sub.add_argument("--devices", action="store_true",
+                     help="list the CPU and GPUs TensorFlow sees, the one training uses, and "
+                     "whether bf16 is faster there (instead of a store)")
     sub.add_argument("--verify", action="store_true",
                      help="read every chunk back: an error names each missing or damaged one")
     sub.add_argument("--json", action="store_true", help="print the description as JSON")
@@ -496,7 +519,7 @@ EXAMPLES = {
     "report": ["streamgex report runs/linear runs/emlp runs/dgex --out report"],
     "predict": ["streamgex predict runs/emlp data/l1000.gctx --out predicted.zarr "
                 "--gctx predicted.gctx"],
-    "info": ["streamgex info stores/geo.zarr --verify --json"],
+    "info": ["streamgex info stores/geo.zarr --verify --json", "streamgex info --devices"],
     "export": ["streamgex export runs/emlp --out emlp-bundle"],
     "export-store": ["streamgex export-store predicted.zarr --out predicted.h5ad"],
     "demo": ["streamgex demo --workdir streamgex-demo"],
@@ -555,10 +578,13 @@ def _main(argv):
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
     logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
-    if args.command in USES_TENSORFLOW:
-        _import_tensorflow_quietly()
     try:
+        if args.command in USES_TENSORFLOW:
+            _import_tensorflow_quietly()
         return _call(args)
+    except StreamgexError as exc:  # TensorFlow not installed (_call reports the others)
+        print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         for handler in list(logger.handlers):  # a library caller after us sees no CLI handlers
             logger.removeHandler(handler)

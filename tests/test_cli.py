@@ -70,3 +70,68 @@ def test_stores_say_what_their_values_are(tmp_path, capsys):
     assert units == ["as in the source file", "quantile-normalized", "z-score"]
     assert main(["info", str(tmp_path / "s.zarr")]) == 0
     assert "values      z-score" in capsys.readouterr().out
+
+
+#: Run before the CLI in a fresh interpreter: an install with neither TensorFlow extra.
+WITHOUT_TENSORFLOW = """
+import sys
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def run_without_tensorflow(args):
+    import subprocess
+    import sys
+
+    code = WITHOUT_TENSORFLOW + f"import streamgex.cli as cli; sys.exit(cli.main({args!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_a_tensorflow_command_without_tensorflow_names_both_extras(tmp_path):
+    """Issue 26.1: TensorFlow is an extra (cpu or gpu); without either, a command that needs it
+    says what to install in one line instead of an ImportError's traceback."""
+    for args in (["evaluate", str(tmp_path / "run"), str(tmp_path / "store")],
+                 ["info", "--devices"]):
+        out = run_without_tensorflow(args)
+        assert out.returncode == 1, args
+        assert out.stderr.splitlines() == [
+            "streamgex: error: TensorFlow is not installed: pip install 'streamgex[cpu]' "
+            "(or 'streamgex[gpu]' for an NVIDIA GPU)"], out.stderr
+    values, samples, genes = small_matrix(40, 6)  # a store needs no TensorFlow
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    out = run_without_tensorflow(["ingest", str(tmp_path / "x.gctx"), "--out",
+                                  str(tmp_path / "x.zarr"), "--quiet"])
+    assert out.returncode == 0, out.stderr
+
+
+def test_info_devices_lists_the_cpu_and_the_device_training_uses(capsys):
+    """Issue 26.1: `info --devices` says what TensorFlow sees and where training runs: the first
+    GPU where there is one, else the CPU (this machine: the CPU)."""
+    assert main(["info", "--devices", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    kinds = [d["kind"] for d in found["devices"]]
+    assert kinds[0] == "CPU" and found["devices"][0]["device"] == "cpu"
+    assert found["training_uses"] == ("gpu:0" if "GPU" in kinds else "cpu")
+    assert main(["info", "--devices"]) == 0
+    assert f"training uses {found['training_uses']} " in capsys.readouterr().out
+    assert main(["info"]) == 1  # neither a store nor --devices
+    assert "--devices" in capsys.readouterr().err
+
+
+def test_bf16_is_faster_only_on_hardware_that_multiplies_it():
+    from streamgex import devices
+
+    found = [devices.cpu_device(("a CPU", {"avx2", "avx512f"})),
+             devices.gpu_device(0, "T4", (7, 5)), devices.gpu_device(1, "A100", (8, 0))]
+    assert [d["bf16"] for d in found] == [False, False, True]
+    assert devices.default(found) == "gpu:0"
+    assert devices.format_devices(found).splitlines()[-1] == (
+        "training uses gpu:0 (its first GPU); float32 (the default) is as fast there")
+    assert devices.cpu_device(("a CPU", {"avx512_bf16", "amx_bf16"}))["bf16"] is True
+    assert devices.cpu_device((None, None))["bf16"] is None  # no /proc/cpuinfo: not said

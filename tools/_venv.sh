@@ -9,6 +9,6 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[cpu,test]"
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"
