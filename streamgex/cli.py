@@ -115,7 +115,7 @@ def _train(args):
     from .training.train import train
 
     train(args.model, args.data, args.run_dir, options=options, codes=args.codes,
-          source=args.source, restart=args.restart)
+          source=args.source, restart=args.restart, placement=_placement(args))
 
 
 def _encode(args):
@@ -272,6 +272,29 @@ def samples_as(sub):
                      "ids, an error where they cannot tell")
 
 
+def placement_options(sub):
+    """Where a training command's steps run: ``training.placement``."""
+    sub.add_argument("--device", default="auto", metavar="auto|cpu|gpu[:N]",
+                     help="the device each worker trains on (default auto: the first GPU "
+                     "TensorFlow sees, else the CPU; `streamgex info --devices`)")
+    sub.add_argument("--cluster", metavar="HOST:PORT,HOST:PORT[,...]",
+                     help="train together with these workers (data-parallel on "
+                     "tf.distribute's MultiWorkerMirroredStrategy; D-GEX's partitions a "
+                     "whole one per worker): every worker runs the same command with its "
+                     "own --rank. Default: TF_CONFIG when set (Slurm, Kubernetes, Ray)")
+    sub.add_argument("--rank", type=int, help="this worker's place in --cluster (0: the "
+                     "first, which writes the run folder)")
+    sub.add_argument("--peer-timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="how long a worker waits for its peers to join or answer")
+
+
+def _placement(args):
+    from .training.placement import placement
+
+    return placement(device=args.device, cluster=args.cluster, rank=args.rank,
+                     timeout=args.peer_timeout)
+
+
 def build_parser():
     from .formats import FORMATS
     from .ingest import MISSING_POLICIES
@@ -394,6 +417,7 @@ def build_parser():
     sub.add_argument("--precision", choices=("float32", "bf16"),
                      help="bf16: Keras mixed bfloat16 (faster only with AVX512_BF16 or a GPU)")
     sub.add_argument("--memory-budget", help="e.g. 8GB (default: 80%% of the machine's memory)")
+    placement_options(sub)
 
     sub = command("encode", _encode, "write the autoencoder codes of a split (and other stores)")
     sub.add_argument("autoencoder_run", help="run folder of a trained autoencoder")

@@ -179,7 +179,8 @@ def recognise(out, identity):
             or any(recorded.get(k) != now.get(k) for k in ("format", "samples_as"))
             or not same_file(recorded, now["path"])):
         return None
-    log.info("%s: its place, times or inode changed since %s was made; same content",
+    log.info("%s: its place, times or inode changed since %s was made; comparing its "
+             "content: the same",
              now["path"], out)
     try:
         store.update_source(out, {k: now[k] for k in PLACE})

@@ -72,7 +72,7 @@ def test_chain_skips_finished_steps_and_redoes_changed_ones(tmp_path, demo_raw, 
 
     assert main(["preprocess", str(config), "--set", "split.seed=5"]) == 0
     err = capsys.readouterr().err
-    assert "geo_std.zarr: up to date" in err and "1000g_std.zarr: up to date" in err
+    assert "geo_std: up to date" in err and "rnaseq_std: up to date" in err
     for key in ("geo", "geo_dedup", "geo_genes", "geo_norm", "geo_std", "rnaseq_std"):
         assert (paths[key] / "zarr.json").stat().st_mtime_ns == stamp[key], key
     assert (paths["split"] / "train" / "zarr.json").stat().st_mtime_ns != stamp["train"]

@@ -91,11 +91,11 @@ class Dgex(ModelKind):
         return f"dgex_part{index + 1}.keras"
 
     def train(self, job):
-        import keras
-
         options = job.options
         job.setup_backend()
         for index, (start, stop) in enumerate(partitions(len(job.targets), options.partitions)):
+            if not job.trains(index):  # another worker of a cluster trains it
+                continue
             model = build_dgex(len(job.landmarks), stop - start, options.hidden or HIDDEN,
                                activation=options.activation, dropout=options.dropout,
                                seed=options.seed + index, linear_skip=options.linear_skip)
@@ -109,7 +109,7 @@ class Dgex(ModelKind):
             # Keras's global state and its compiled functions' reference cycles kept every
             # trained partition alive (5 full-size ones: 10.6 GiB peak, bench_fullsize.py).
             del model
-            keras.backend.clear_session(free_memory=True)
+            job.free_memory()
 
     def load(self, run):
         """The partitions as pieces, each loaded when asked for (evaluate holds one at a

@@ -221,3 +221,9 @@ def training_hooks(rate, schedule, *, log_file, tensorboard, validation, on_best
     return [rate, EarlyStopping(schedule, validation, on_best),
             CsvLog(log_file), TensorBoard(tensorboard), Console(),
             Checkpointer(steps=checkpoint_steps, minutes=checkpoint_minutes)]
+
+
+def worker_hooks(rate, schedule, validation):
+    """The hooks of a worker other than the chief of a cluster: the same rate, validation and
+    stopping decisions, no files and no console lines (the chief's)."""
+    return [rate, EarlyStopping(schedule, validation)]

@@ -105,7 +105,7 @@ def depends_on(op, target):
     return False
 
 
-def make_train_step(model, optimizer, gradient_scales=None):
+def make_train_step(model, optimizer, gradient_scales=None, placement=None):
     """A compiled step: MSE loss (D-GEX's cost), gradients scaled per variable, update.
 
     For plain momentum SGD (``fusable``) the update is TensorFlow's fused,
@@ -121,19 +121,37 @@ def make_train_step(model, optimizer, gradient_scales=None):
     from starting the next kernel gradient before that update. Any other optimizer uses its own ``apply`` after all
     gradients. Dense layers take their input gradients in the faster order of
     ``backward.fast_backward``.
+
+    On the workers of a cluster (``placement.distributed``) the step is
+    ``step(x, y, rows)``: each worker's loss is its rows' squared errors over the
+    global batch's ``rows`` (so the sum over workers is the one-process loss), the
+    gradients are all-reduced (SUM) before anything uses them, and each worker
+    applies the same update to its copy: clipping (AdamW's global norm) sees the
+    global gradient, as in one process, not each worker's part.
     """
     fast_backward(model)
     scales = [float((gradient_scales or {}).get(v.path, 1.0)) for v in model.trainable_variables]
     optimizer.build(model.trainable_variables)
     fused = fusable(optimizer)
+    strategy = placement.strategy() if placement is not None else None
+    if strategy is not None and not fused:
+        # The gradients reaching ``apply`` are already all-reduced; Keras would sum them
+        # again (it all-reduces inside ``apply`` when in a replica context).
+        optimizer._all_reduce_sum_gradients = list
 
-    @tf.function(jit_compile=False, reduce_retracing=True)
-    def step(x, y):
+    def one_step(x, y, rows=None):
         with tf.GradientTape() as tape:
             prediction = model(x, training=True)
-            loss = tf.reduce_mean(tf.square(tf.cast(prediction, tf.float32) - y))
+            errors = tf.square(tf.cast(prediction, tf.float32) - y)
+            if rows is None:
+                loss = tf.reduce_mean(errors)
+            else:
+                loss = tf.reduce_sum(errors) / tf.cast(rows * tf.shape(y)[1], tf.float32)
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_variables)
+        if strategy is not None:
+            gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, gradients)
         if not fused:
             gradients = [g * s if s != 1.0 else g for g, s in zip(gradients, scales)]
             optimizer.apply(gradients, model.trainable_variables)
@@ -153,6 +171,14 @@ def make_train_step(model, optimizer, gradient_scales=None):
         one_kernel_gradient_at_a_time(model.trainable_variables, gradients, updates)
         optimizer.iterations.assign_add(1)
         return loss
+
+    if strategy is None:
+        return tf.function(one_step, jit_compile=False, reduce_retracing=True)
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def step(x, y, rows):
+        losses = strategy.run(one_step, args=(x, y, rows))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     return step
 
@@ -194,15 +220,18 @@ class Loop:
     hook's saved state by name).
     """
 
-    def __init__(self, model, optimizer, *, predict, checkpoints, hooks):
+    def __init__(self, model, optimizer, *, predict, checkpoints, hooks, chief=True):
         self.model, self.optimizer, self.predict = model, optimizer, predict
-        self.checkpoints, self.hooks = checkpoints, hooks
+        self.checkpoints, self.hooks, self.chief = checkpoints, hooks, chief
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "stopped_early": False,
                       "done": False, "hooks": {}}
         self.stop_training = False
 
     def save(self):
-        """Write a checkpoint of the model, the optimizer, the position and every hook's state."""
+        """Write a checkpoint of the model, the optimizer, the position and every hook's state
+        (the chief alone, on a cluster: every worker holds the same)."""
+        if not self.chief:
+            return
         self.state["hooks"] = {h.name: h.get_state() for h in self.hooks if h.name}
         checkpoint.save(self.checkpoints, self.model, self.optimizer, self.state)
 
@@ -252,8 +281,32 @@ def diverged(loop, loss, epoch):
         f"gradients) and retrain with --restart")
 
 
+def on_device(batches, placement):
+    """The batches as tensors on ``placement``'s GPU, each copied while the step before runs
+    (one batch ahead, on a thread), so the stream's host-to-device copy is off the step's
+    path; on the CPU the numpy batches as they are."""
+    if not placement.device.startswith("gpu"):
+        yield from batches
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def copy(batch):
+        with tf.device(placement.tf_device()):
+            return tuple(tf.identity(tf.convert_to_tensor(a)) for a in batch)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="streamgex-h2d") as copier:
+        pending = None
+        for batch in batches:
+            ahead = copier.submit(copy, batch)
+            if pending is not None:
+                yield pending.result()
+            pending = ahead
+        if pending is not None:
+            yield pending.result()
+
+
 def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000,
-        gradient_scales=None):
+        gradient_scales=None, placement=None):
     """Train ``model``, resuming from the newest checkpoint in ``checkpoints``.
 
     Parameters
@@ -268,14 +321,21 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
     monitor : int
         Training profiles whose error is measured after each epoch (D-GEX
         monitored 5,000): ``train_mae`` for the hooks.
+    placement : placement.Placement, optional
+        Where the steps run (default: this process's CPU). On a cluster every worker
+        runs ``fit`` with the same arguments; it steps on its rows of each global batch,
+        and only the chief writes checkpoints and shows progress.
 
     Returns
     -------
     dict
         The final loop state (epoch, global_step, stopped_early, done).
     """
+    from .placement import Placement, peer_error
+
+    placement = placement or Placement()
     loop = Loop(model, optimizer, predict=make_predict(model), checkpoints=checkpoints,
-                hooks=hooks)
+                hooks=hooks, chief=placement.chief)
     resumed = loop.restore()
     if resumed:
         log.info("resuming %s from %s: epoch %d, step %d", checkpoints.parent, resumed,
@@ -284,8 +344,8 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
         hook.on_train_begin(loop)
     if loop.state["done"]:
         return loop.state
-    train_step = make_train_step(model, optimizer, gradient_scales)
-    if tf.config.list_physical_devices("GPU"):
+    train_step = make_train_step(model, optimizer, gradient_scales, placement)
+    if placement.device.startswith("gpu"):
         keep_freed_memory()  # the stream must keep up with the GPU
     state = loop.state
     state["steps_per_epoch"] = train.steps_per_epoch
@@ -293,15 +353,24 @@ def fit(checkpoints, model, optimizer, train, *, hooks, max_epochs, monitor=5000
     for epoch in range(state["epoch"], max_epochs):
         started, samples = time.monotonic(), 0
         bar = progress(total=train.steps_per_epoch, initial=state["step"],
-                       desc=f"epoch {epoch + 1}/{max_epochs}", unit="step")
+                       desc=f"epoch {epoch + 1}/{max_epochs}", unit="step",
+                       hidden=not placement.chief)
         # numpy batches straight into the compiled step: tf.data's from_generator moved
         # ~2,700 full profiles/s (tools/bench_stream.py), the stream itself several times more
-        for x, y in train.batches(epoch, state["step"]):
-            loss = float(train_step(x, y))
+        for batch in on_device(train.batches(epoch, state["step"]), placement):
+            part, rows = placement.shard(batch)
+            try:
+                loss = float(train_step(*part, rows) if placement.distributed
+                             else train_step(*part))
+            except tf.errors.OpError as exc:
+                if not placement.distributed:
+                    raise
+                bar.close()
+                raise peer_error(placement, exc) from None
             if not math.isfinite(loss):
                 bar.close()
                 raise diverged(loop, loss, epoch)
-            samples += int(x.shape[0])
+            samples += rows
             state["step"] += 1
             state["global_step"] += 1
             speed.step()

@@ -162,6 +162,13 @@ class Run:
                 changed.append("source")
         return changed
 
+    def identity(self, kind, options, *, data, codes=None, source=None):
+        """What a run of ``kind`` with ``options`` on ``data`` is, by content (no folder):
+        its ``config.json`` and the content of its data, codes and source models."""
+        config, inputs = _identity(kind, options, data, codes, source, folder=self.path)
+        return {"config": config, "content": inputs["content"],
+                "source": (inputs["source"] or {}).get("models")}
+
     @cached_property
     def config(self):
         """``config.json``: ``{"model": kind name, option: value, ...}`` (read once; a run's

@@ -8,7 +8,9 @@ check, ``fit`` with the paper's hooks). Re-running the same command continues
 from the newest checkpoint; a finished run is skipped.
 """
 
+import dataclasses
 import logging
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,43 @@ class TrainJob:
     landmarks: np.ndarray
     targets: np.ndarray
     source: Run = None
+    #: Where its steps run (``training.placement``); default this process's CPU.
+    placement: object = None
+    #: The networks this worker trains (None: every one): a cluster that trains a kind's
+    #: independent networks side by side gives each worker whole networks.
+    assigned: tuple = None
+
+    def __post_init__(self):
+        if self.placement is None:
+            from .placement import Placement
+
+            self.placement = Placement()
+
+    @contextmanager
+    def placed(self):
+        """Within this, models and optimizers are built where the steps run (the device,
+        or mirrored on a cluster's workers: ``Placement.scope``)."""
+        self._scope = self.placement.scope()
+        self._scope.__enter__()
+        try:
+            yield self
+        finally:
+            self._scope.__exit__(None, None, None)
+
+    def free_memory(self):
+        """Drop every network built so far before the next (Keras's global state and its
+        compiled functions' reference cycles would keep them alive), staying placed: Keras's
+        ``clear_session`` also clears the distribution strategy a scope entered."""
+        import keras
+
+        self._scope.__exit__(None, None, None)
+        keras.backend.clear_session(free_memory=True)
+        self._scope = self.placement.scope()
+        self._scope.__enter__()
+
+    def trains(self, index):
+        """Whether this worker trains network ``index`` of the run."""
+        return self.assigned is None or index in self.assigned
 
     def streams(self, x_columns, y_columns, *, y_store=None):
         """Training and validation streams: ``x_columns`` of the split, ``y_columns`` of the
@@ -107,11 +146,11 @@ class TrainJob:
         options give none (default: the recipe's).
         """
         from . import recipes
-        from .hooks import training_hooks
+        from .hooks import training_hooks, worker_hooks
         from .loop import fit, fusable
 
         train, validation = streams
-        run, options = self.run, self.options
+        run, options, chief = self.run, self.options, self.placement.chief
         recipe = recipes.get(options.recipe)
         optimizer = recipe.optimizer(options, paper_optimizer, learning_rate)
         self.check_memory(model, train, what, slots=recipe.optimizer_slots,
@@ -119,30 +158,38 @@ class TrainJob:
         run.best_dir.mkdir(exist_ok=True)
         run.network_dir(index).mkdir(exist_ok=True)
         schedule = recipe.schedule(optimizer, options)
-        hooks = training_hooks(recipe.rate_hook(schedule, options, train.steps_per_epoch),
-                               schedule, log_file=run.log_file(index),
+        rate = recipe.rate_hook(schedule, options, train.steps_per_epoch)
+        # Every worker decides the rate, validation and stopping alike (the same weights,
+        # the same errors); only the chief writes files.
+        hooks = training_hooks(rate, schedule, log_file=run.log_file(index),
                                tensorboard=run.tensorboard_dir(index), validation=validation,
                                on_best=lambda epoch: save_best(),
                                checkpoint_steps=options.checkpoint_steps,
-                               checkpoint_minutes=options.checkpoint_minutes)
+                               checkpoint_minutes=options.checkpoint_minutes) if chief \
+            else worker_hooks(rate, schedule, validation)
         fit(run.checkpoint_dir(index), model, optimizer, train, hooks=hooks,
             max_epochs=options.max_epochs, monitor=options.monitor,
-            gradient_scales=gradient_scales if recipe.gradient_scales else None)
-        if schedule.best is None:  # validation never ran: the final model is the one kept
+            gradient_scales=gradient_scales if recipe.gradient_scales else None,
+            placement=self.placement)
+        if schedule.best is None and chief:  # validation never ran: the final model is kept
             save_best()
 
 
 def train(kind, data, run, *, overrides=(), options=None, codes=None, source=None,
-          restart=False):
+          restart=False, placement=None):
     """Train a model of ``kind`` (a registered name) on the split folder ``data`` in ``run``.
 
     ``options``: the kind's typed ``Options`` (from a config); else built from
     ``overrides`` (``key=value`` strings), validated before anything is
     written. ``codes``: for a kind trained on codes (E-MLP), the folder
     ``streamgex encode`` wrote; ``source``: for a kind that starts from
-    another's run (the fine-tuned E-MLP), that run's folder. Returns the ``Run``.
+    another's run (the fine-tuned E-MLP), that run's folder. ``placement``
+    (``training.placement``): the device, or this worker's place in a cluster that
+    trains the run together (every worker calls ``train`` with the same arguments but
+    its rank; they must share the run folder's filesystem). Returns the ``Run``.
     """
     from ..models import registry
+    from .placement import Placement
 
     try:
         model_kind = registry.get(kind)
@@ -163,14 +210,59 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, source=Non
             raise StreamgexError(f"{source.path}: a run of {source.kind.title}; "
                                  f"{model_kind.title} starts from a run of "
                                  f"{registry.get(model_kind.starts_from).title}")
-    data = Path(data)
+    data, placement = Path(data), placement or Placement()
     landmarks, targets = split_columns(data / "train")
-    with locks.hold(run, what="this run folder"):
+    if not placement.distributed:
+        with locks.hold(run, what="this run folder"):
+            return _train(model_kind, options, data, run, codes, source, restart, landmarks,
+                          targets, placement)
+    placement.agree({"world": placement.world,
+                     **Run(run).identity(model_kind, options, data=data, codes=codes,
+                                         source=source)})
+    with locks.hold(run, what="this run folder") if placement.chief else nullcontext():
+        if placement.chief:  # prepares the run folder while the others wait
+            Run.create(run, model_kind, options, data=data, codes=codes, source=source,
+                       restart=restart)
+        placement.barrier()
+        return _train(model_kind, options, data, run, codes, source, False, landmarks,
+                      targets, placement)
+
+
+def _train(model_kind, options, data, run, codes, source, restart, landmarks, targets,
+           placement):
+    """Make or reopen the run folder (the chief) and train what this worker trains of it:
+    alone, every network; on a cluster, one network data-parallel, or whole networks
+    each (``assignment``)."""
+    if placement.chief:
         run = Run.create(run, model_kind, options, data=data, codes=codes, source=source,
                          restart=restart)
-        if run.is_done():
-            log.info("%s: up to date (training finished)", run.path)
+    else:
+        run = Run.open(run)
+    if run.is_done():
+        log.info("%s: up to date (training finished)", run.path)
+        return run
+    networks, assigned = model_kind.networks(options), None
+    if placement.distributed and not model_kind.iterative:
+        if not placement.chief:  # solved in one pass over the data: the chief's alone
+            log.info("worker %d: %s is solved by worker 0 alone", placement.rank,
+                     model_kind.title)
             return run
-        model_kind.train(TrainJob(run, options, data, Path(codes) if codes else None,
-                                  landmarks, targets, source))
+        placement = dataclasses.replace(placement, workers=(), rank=0)
+    elif placement.distributed and networks >= placement.world:
+        # Independent networks (D-GEX's partitions): each worker trains whole ones on its
+        # own device, with no all-reduce at all, instead of all of them together.
+        assigned = tuple(range(placement.rank, networks, placement.world))
+        log.info("worker %d of %d trains network(s) %s of %d (one network per worker at a "
+                 "time: they are independent, so no gradients cross the network)",
+                 placement.rank, placement.world, ", ".join(str(i + 1) for i in assigned),
+                 networks)
+        placement = dataclasses.replace(placement, workers=(), rank=0)
+    elif placement.distributed:
+        log.info("worker %d of %d: data-parallel, %d profiles of each batch of %d",
+                 placement.rank, placement.world, options.batch // placement.world,
+                 options.batch)
+    job = TrainJob(run, options, data, Path(codes) if codes else None, landmarks, targets,
+                   source, placement, assigned)
+    with job.placed():
+        model_kind.train(job)
     return run
