@@ -139,8 +139,9 @@ def _run(args):
 
     config = load_config(args.config, args.set)
     _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
-    _print_report(run_experiment(config, retrain=args.retrain), folders_of(config)["runs"].values(),
-                  headline)
+    report = run_experiment(config, retrain=args.retrain, placement=_placement(args))
+    if report is not None:  # worker 0's (the others only train)
+        _print_report(report, folders_of(config)["runs"].values(), headline)
 
 
 #: ``status``'s exit status while a stage is to do, partial or stale (0: all done).
@@ -432,7 +433,7 @@ def build_parser():
                      help="override a config value, e.g. --set train.emlp.precision=\"bf16\"")
     sub.add_argument("--retrain", action="store_true",
                      help="discard and retrain models made with other data or options")
-
+    placement_options(sub)
     sub = command("status", _status, "list an experiment's stages: done, partial, stale or to "
                   f"do (exit status {WORK_LEFT} while any is not done)")
     sub.add_argument("config", help="TOML file of the experiment")

@@ -58,19 +58,69 @@ def check_models(config):
                                      f"[train.{source}] table to the config")
 
 
-def run_experiment(config, *, retrain=False):
+def run_experiment(config, *, retrain=False, placement=None):
     """Run every stage of ``config`` (a ``config.Experiment``); returns the report's path.
 
     ``retrain``: discard and retrain the runs made with other data or options (without it,
-    such runs are an error naming them)."""
+    such runs are an error naming them). ``placement`` (``training.placement``): the
+    device training uses, or this worker's place in a cluster that trains every model
+    together: worker 0 runs every stage, each other worker waits for what a training stage
+    reads, joins it, and returns None when the last one is done."""
+    from .training.placement import Placement
+
     check_models(config)
     check_inputs(config)
+    placement = placement or Placement()
+    if not placement.chief:
+        return _join_training(config, placement)
     with locks.hold(config.workdir, what="this experiment's workdir"):
-        make_all(stages(config, retrain=retrain))
+        make_all(stages(config, retrain=retrain, placement=placement))
         return folders_of(config)["report"] / "report.md"
 
 
-def stages(config, *, retrain=False):
+#: Seconds between two looks at the workdir of a worker waiting for another.
+POLL_SECONDS = 2.0
+
+
+def _join_training(config, placement):
+    """Worker ``placement.rank`` of ``run --cluster``: for each training stage in order, wait
+    until worker 0 has made what it reads (while worker 0 holds the workdir), then train it
+    together (``train``'s own rules: the same options and data, or it is refused)."""
+    found = stages(config, placement=placement)
+    by_name = {stage.name: stage for stage in found}
+    for stage in found:
+        if not stage.name.startswith("train ") or not registry.get(stage.name[6:]).iterative:
+            continue
+        _wait_for(config, [by_name[name] for name in stage.after], placement)
+        if stage.done():
+            continue
+        stage.make()
+    log.info("worker %d: every training stage of %s is done", placement.rank, config.name)
+
+
+def _wait_for(config, inputs, placement):
+    """Until every stage of ``inputs`` is done; an error once worker 0 no longer holds the
+    workdir (it stopped before making them) or has not taken it within the peer timeout."""
+    import time
+
+    lock, started, seen, told = (locks.lock_file(config.workdir), time.monotonic(), False,
+                                 False)
+    while not all(stage.done() for stage in inputs):
+        seen = seen or lock.exists()
+        waiting = ", ".join(s.name for s in inputs if not s.done())
+        if seen and not lock.exists() or not seen and \
+                time.monotonic() - started > placement.timeout:
+            raise StreamgexError(
+                f"worker {placement.rank}: worker 0 is not running `streamgex run` on "
+                f"{config.workdir} ({'it stopped' if seen else 'it never started'} before "
+                f"{waiting} was done); start it there first, with --rank 0")
+        if not told:
+            log.info("worker %d: waiting for worker 0 to make %s", placement.rank, waiting)
+            told = True
+        time.sleep(POLL_SECONDS)
+
+
+def stages(config, *, retrain=False, placement=None):
     """Every stage of the experiment in order, as ``stages.Stage``s: the preprocessing chain
     (``preprocess.pipeline.stages``), then per model ``encode`` (before a model on codes) and
     ``train NAME``, then ``evaluate NAME`` (validation, test, 1000G), then ``report``.
@@ -94,7 +144,7 @@ def stages(config, *, retrain=False):
                                lambda name=name: [_codes_line(config, name)],
                                (f"train {kind.codes_from}", "split")))
         found.append(Stage(f"train {name}",
-                           lambda name=name: _train(config, name, retrain),
+                           lambda name=name: _train(config, name, retrain, placement),
                            lambda name=name: [training_line(config, name)],
                            ("split",) + (("encode",) if kind.codes_from else ())
                            + ((f"train {kind.starts_from}",) if kind.starts_from else ())))
@@ -130,7 +180,7 @@ def _codes_line(config, name):
                                         stores_of(config)["split"], folders["codes"]))
 
 
-def _train(config, name, retrain):
+def _train(config, name, retrain, placement=None):
     """Train one run of the config (the runs before it in training order are done: its
     stage comes after theirs), in a fresh process of its own with TensorFlow's best-fit
     arena (``isolate``, ``allocators``); a finished, unchanged run is skipped here.
@@ -159,19 +209,46 @@ def _train(config, name, retrain):
         return
     log.info("[%s] training %s in %s", config.name, name, run)
     isolate.call(_train_here, name, split, run, config.train[name], codes,
-                 source and source.path, bool(changed), environ=allocators.for_training(),
-                 what=f"training {name}")
+                 source and source.path, bool(changed), placement,
+                 environ=allocators.for_training(), what=f"training {name}")
+    if placement is not None and placement.distributed:
+        _wait_until_trained(Run(run), placement)
 
 
-def _train_here(name, split, run, options, codes, source, restart):
+def _train_here(name, split, run, options, codes, source, restart, placement):
     """``training.train.train`` without its result (a ``Run``: it need not cross processes);
     TensorFlow imported quietly first, as the CLI does."""
     from .quiet import import_tensorflow
     from .training.train import train
 
     import_tensorflow()
+    train(name, split, run, options=options, codes=codes, source=source, restart=restart,
+          placement=placement)
 
-    train(name, split, run, options=options, codes=codes, source=source, restart=restart)
+
+#: Seconds without a file of a run folder changing after which the networks other workers
+#: train are taken as stopped (they write a log row and a checkpoint at every epoch's end).
+STALLED_SECONDS = 1800.0
+
+
+def _wait_until_trained(run, placement):
+    """Worker 0, after its networks of a run whose networks the workers train one each
+    (D-GEX's partitions): until every network is done; an error once no file of the run
+    has changed for ``STALLED_SECONDS`` (a worker stopped: re-run it)."""
+    import time
+
+    told = False
+    while not run.is_done():
+        newest = max((f.stat().st_mtime for f in run.path.rglob("*") if f.is_file()),
+                     default=0.0)
+        if time.time() - newest > STALLED_SECONDS:
+            raise StreamgexError(f"{run.path}: the networks other workers train have not "
+                                 f"progressed for {STALLED_SECONDS / 60:.0f} min; re-run "
+                                 f"`streamgex run --cluster ...` on every worker to resume")
+        if not told:
+            log.info("worker 0: waiting for the other workers' networks of %s", run.path)
+            told = True
+        time.sleep(POLL_SECONDS)
 
 
 def stale_runs(config, split):

@@ -172,3 +172,28 @@ def test_a_worker_with_other_options_is_refused_before_training(tmp_path, split_
     assert codes_ == [1, 1], errors
     assert all("started with other options, data or model" in e for e in errors), errors
     assert not (tmp_path / "run").exists()
+
+
+def test_run_on_two_workers_makes_the_experiment_worker_0_makes_alone(tmp_path, demo_raw):
+    """``run --cluster``: worker 0 makes every stage, worker 1 waits for the split and joins
+    each training stage; then ``status`` finds every stage done."""
+    from streamgex.cli import main
+    from test_experiment import LINEAR_ONLY
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(LINEAR_ONLY.format(work=tmp_path / "work", raw=demo_raw) + """
+[train.dgex]
+hidden = [32]
+batch = 64
+max_epochs = 2
+dropout = 0.0
+""")
+    addresses = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    processes = [start([sys.executable, "-m", "streamgex", "run", str(config), "--cluster",
+                        addresses, "--rank", str(rank), "--peer-timeout", "60"], rank)
+                 for rank in (1, 0)]
+    codes_, errors = finish(processes)
+    assert codes_ == [0, 0], errors
+    assert "waiting for worker 0 to make" in errors[0] and "joining" in errors[0]
+    assert "data-parallel" in errors[1]
+    assert main(["status", str(config)]) == 0

@@ -212,6 +212,12 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, source=Non
                                  f"{registry.get(model_kind.starts_from).title}")
     data, placement = Path(data), placement or Placement()
     landmarks, targets = split_columns(data / "train")
+    if placement.distributed and not model_kind.iterative:
+        if not placement.chief:  # solved in one pass over the data: worker 0's alone
+            log.info("worker %d: %s is solved by worker 0 alone", placement.rank,
+                     model_kind.title)
+            return Run(run)
+        placement = dataclasses.replace(placement, workers=(), rank=0)
     if not placement.distributed:
         with locks.hold(run, what="this run folder"):
             return _train(model_kind, options, data, run, codes, source, restart, landmarks,
@@ -242,13 +248,7 @@ def _train(model_kind, options, data, run, codes, source, restart, landmarks, ta
         log.info("%s: up to date (training finished)", run.path)
         return run
     networks, assigned = model_kind.networks(options), None
-    if placement.distributed and not model_kind.iterative:
-        if not placement.chief:  # solved in one pass over the data: the chief's alone
-            log.info("worker %d: %s is solved by worker 0 alone", placement.rank,
-                     model_kind.title)
-            return run
-        placement = dataclasses.replace(placement, workers=(), rank=0)
-    elif placement.distributed and networks >= placement.world:
+    if placement.distributed and networks >= placement.world:
         # Independent networks (D-GEX's partitions): each worker trains whole ones on its
         # own device, with no all-reduce at all, instead of all of them together.
         assigned = tuple(range(placement.rank, networks, placement.world))
