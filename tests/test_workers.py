@@ -6,7 +6,6 @@ starts is one line within the timeout, not a hang."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from streamgex.training.checkpoint import latest
+from streamgex.training.placement import local_ports
 from streamgex.training.run import Run
 from test_training import split_dir  # noqa: F401  (the module's small split, as a fixture)
 
@@ -22,16 +22,6 @@ OPTIONS = ["hidden=32,32", "max_epochs=3", "batch=64", "dropout=0", "determinist
            "monitor=200", "checkpoint_steps=5"]
 #: Seconds every wait of these tests is bounded by (a worker's peers, a process's end).
 TIMEOUT = 60
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def command(model, split, run, options, *extra):
@@ -50,7 +40,7 @@ def start(args, core):
 
 def cluster(model, split, run, options, *extra, timeout=TIMEOUT):
     """Two workers of one cluster running the same command; their processes."""
-    addresses = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    addresses = ",".join(f"127.0.0.1:{p}" for p in local_ports(2))
     return [start(command(model, split, run, options, *extra, "--cluster", addresses,
                           "--rank", str(rank), "--peer-timeout", str(timeout)), rank)
             for rank in range(2)]
@@ -151,7 +141,7 @@ def test_a_killed_worker_stops_its_peer_and_both_resume_to_the_same_model(
 
 
 def test_a_peer_that_never_starts_is_one_line_within_the_timeout(tmp_path, split_dir):  # noqa: F811
-    address = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    address = ",".join(f"127.0.0.1:{p}" for p in local_ports(2))
     started = time.monotonic()
     alone = start(command("dgex", split_dir, tmp_path / "alone", OPTIONS, "--cluster", address,
                           "--rank", "0", "--peer-timeout", "5"), 0)
@@ -164,7 +154,7 @@ def test_a_peer_that_never_starts_is_one_line_within_the_timeout(tmp_path, split
 
 
 def test_a_worker_with_other_options_is_refused_before_training(tmp_path, split_dir):  # noqa: F811
-    addresses = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    addresses = ",".join(f"127.0.0.1:{p}" for p in local_ports(2))
     processes = [start(command("dgex", split_dir, tmp_path / "run", OPTIONS + [f"seed={rank}"],
                                "--cluster", addresses, "--rank", str(rank),
                                "--peer-timeout", "30"), rank) for rank in range(2)]
@@ -188,7 +178,7 @@ batch = 64
 max_epochs = 2
 dropout = 0.0
 """)
-    addresses = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    addresses = ",".join(f"127.0.0.1:{p}" for p in local_ports(2))
     processes = [start([sys.executable, "-m", "streamgex", "run", str(config), "--cluster",
                         addresses, "--rank", str(rank), "--peer-timeout", "60"], rank)
                  for rank in (1, 0)]

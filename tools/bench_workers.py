@@ -25,27 +25,17 @@ written once under --workdir. Every figure is a ratio or pace measured in this o
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_train import CODES, LANDMARKS, TARGETS, make_data
+from bench_train import CODES, LANDMARKS, TARGETS
 
 from streamgex import allocators
+from streamgex.training.placement import local_ports
 
 PARTITION_TARGETS = 4_258  # D-GEX's full GEO partition (21,290 / 5)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def build(model_name):
@@ -86,9 +76,9 @@ def worker(model_name, rank, world, ports, steps, batch, threads, together):
 
     addresses = tuple(f"127.0.0.1:{p}" for p in ports) if together and world > 1 else ()
     placement = Placement("cpu", addresses, rank if addresses else 0, timeout=600)
-    with placement.scope():
+    with placement.scope():  # the optimizer's slots are built by make_train_step
         model, optimizer, sources = build(model_name)
-    step = make_train_step(model, optimizer, placement=placement)
+        step = make_train_step(model, optimizer, placement=placement)
     stream = Stream(sources, batch=batch, seed=0)
     batches = stream.batches(epoch=0)
 
@@ -104,7 +94,10 @@ def worker(model_name, rank, world, ports, steps, batch, threads, together):
     loss.numpy()
     seconds = (time.perf_counter() - start) / steps
     reduce_seconds = all_reduce_seconds(model, placement) if placement.distributed else 0.0
-    print(json.dumps({"step_seconds": seconds, "samples_per_s": batch / seconds,
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"step_seconds": seconds, "peak_rss": peak, "samples_per_s": batch / seconds,
                       "all_reduce_seconds": reduce_seconds,
                       "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
                       "bytes_reduced": int(sum(np.prod(v.shape) * 4
@@ -112,31 +105,34 @@ def worker(model_name, rank, world, ports, steps, batch, threads, together):
 
 
 def all_reduce_seconds(model, placement, rounds=3):
-    """Seconds to sum a gradient of every variable's shape over the workers (best of three)."""
+    """Seconds to sum a gradient of every variable's shape over the workers, one variable at
+    a time as the fused step does (best of three)."""
     import tensorflow as tf
 
     strategy = placement.strategy()
-    zeros = [tf.zeros(v.shape, tf.float32) for v in model.trainable_variables]
+    best = 0.0
+    for variable in model.trainable_variables:
+        zeros = tf.zeros(variable.shape, tf.float32)
 
-    @tf.function
-    def reduce():
-        def replica():
-            return tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, zeros)
-        return strategy.run(replica)[0][0, ...]
+        @tf.function
+        def reduce():
+            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, zeros))
 
-    reduce()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        tf.reduce_sum(reduce()).numpy()
-        best = min(best, time.perf_counter() - start)
+        reduce()
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            tf.reduce_sum(reduce()).numpy()
+            times.append(time.perf_counter() - start)
+        best += min(times)
+        del zeros
     return best
 
 
 def launch(model_name, world, steps, batch, together):
     """``world`` workers, each pinned to its own core when more than one; their JSON."""
-    ports = free_ports(world)
+    ports = local_ports(world)
     cores = sorted(os.sched_getaffinity(0))
     threads = 1 if world > 1 else len(cores)
     processes = []
@@ -180,7 +176,7 @@ def main():
                     "--make-data", str((args.steps + 4) * args.batch), "--workdir",
                     str(WORKDIR)], check=True)
     print(f"{'model':>11} {'params':>7} {'1x2 s/s':>8} {'2x1 s/s':>8} {'2x1/1x2':>8} "
-          f"{'step 2x1':>9} {'all-reduce':>10} {'share':>6}")
+          f"{'step 2x1':>9} {'all-reduce':>10} {'share':>6} {'peak 1x2':>9} {'peak 2x1':>9}")
     for model in args.models.split(","):
         if model == "dgex":
             continue
@@ -191,7 +187,8 @@ def main():
         step = max(r["step_seconds"] for r in pair)
         print(f"{model:>11} {alone['parameters'] / 1e6:>6.1f}M {alone['samples_per_s']:>8.1f} "
               f"{rate:>8.1f} {rate / alone['samples_per_s']:>8.2f} {step:>8.3f}s "
-              f"{reduce:>9.3f}s {reduce / step:>6.2f}")
+              f"{reduce:>9.3f}s {reduce / step:>6.2f} {alone['peak_rss'] / 2**30:>8.2f}G "
+              f"{max(r['peak_rss'] for r in pair) / 2**30:>8.2f}G")
     if "dgex" in args.models.split(","):
         alone = launch("dgex", 1, args.steps, args.batch, together=False)[0]
         pair = launch("dgex", 2, args.steps, args.batch, together=False)

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 
@@ -41,6 +42,19 @@ log = logging.getLogger(__name__)
 #: Seconds a worker waits for its peers (to join, or to answer in a collective): longer
 #: than the slowest step plus the chief's checkpoint write at full size (~10 s).
 TIMEOUT = 120.0
+
+
+def local_ports(count):
+    """``count`` free TCP ports on 127.0.0.1, for a cluster of workers on this machine (tests,
+    benchmarks, trying ``--cluster`` out): taken by binding to port 0, then released."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def parse_cluster(text):
@@ -96,11 +110,6 @@ class Placement:
     def chief(self):
         """Whether this worker writes the run folder (worker 0, or a process alone)."""
         return self.rank == 0
-
-    def describe(self):
-        where = self.device.upper()
-        return (f"worker {self.rank} of {self.world} ({where})" if self.distributed
-                else where)
 
     def tf_device(self):
         """The TensorFlow device name: ``/CPU:0``, ``/GPU:N``."""
