@@ -289,6 +289,14 @@ def placement_options(sub):
                      help="how long a worker waits for its peers to join or answer")
 
 
+def device_option(sub):
+    """``--device`` of a command that runs a model (default: TensorFlow's own placement, the
+    first GPU it sees, else the CPU)."""
+    sub.add_argument("--device", dest="on_device", metavar="cpu|gpu[:N]",
+                     help="run the model there (default: the first GPU TensorFlow sees, "
+                     "else the CPU)")
+
+
 def _placement(args):
     from .training.placement import placement
 
@@ -415,8 +423,10 @@ def build_parser():
                      help="override an option: recipe=adam hidden=6000,2000,6000 batch=200 "
                      "max_epochs=250 precision=bf16 tied=true checkpoint_steps=500 ...")
     sub.add_argument("--restart", action="store_true", help="discard an existing run folder")
-    sub.add_argument("--precision", choices=("float32", "bf16"),
-                     help="bf16: Keras mixed bfloat16 (faster only with AVX512_BF16 or a GPU)")
+    sub.add_argument("--precision", choices=("float32", "bf16", "float16"),
+                     help="bf16: Keras mixed bfloat16 (faster only with AVX512_BF16, AMX or a "
+                     "GPU of compute capability 8.0 on); float16: mixed float16 with loss "
+                     "scaling, for older GPUs")
     sub.add_argument("--memory-budget", help="e.g. 8GB (default: 80%% of the machine's memory)")
     placement_options(sub)
 
@@ -426,7 +436,7 @@ def build_parser():
     sub.add_argument("--out", required=True, help="codes folder (train/, val/, test/)")
     sub.add_argument("--store", action="append", default=[], metavar="NAME=STORE",
                      help="also encode another store, e.g. 1000g=stores/1000g_std.zarr")
-
+    device_option(sub)
     sub = command("run", _run, "run a whole experiment from a config: raw files to report")
     sub.add_argument("config", help="TOML file, e.g. configs/cross_platform.toml")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -451,7 +461,7 @@ def build_parser():
     sub.add_argument("--against", metavar="RUN",
                      help="also evaluate this run and compare: relative improvement, share of "
                      "genes better")
-
+    device_option(sub)
     sub = command("report", _report, "the paper's tables and figures from evaluated runs")
     sub.add_argument("runs", nargs="+", help="evaluated run folders")
     sub.add_argument("--out", required=True, help="report folder")
@@ -476,7 +486,7 @@ def build_parser():
                      "landmarks")
     samples_as(sub)
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
+    device_option(sub)
     sub = command("export", _export, "write a trained model and its fitted preprocessing to "
                   "one folder that predict runs anywhere")
     sub.add_argument("run", help="a finished E-MLP, fine-tuned E-MLP, D-GEX or linear run folder")
@@ -637,6 +647,11 @@ def _check_paths(args):
 
 def _call(args):
     try:
+        if getattr(args, "on_device", None):  # encode, evaluate, predict: --device given
+            from .training.placement import on_device
+
+            with on_device(args.on_device):
+                return args.func(args) or 0
         return args.func(args) or 0
     except StreamgexError as exc:
         print(f"streamgex: error: {exc}", file=sys.stderr)

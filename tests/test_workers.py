@@ -187,3 +187,28 @@ dropout = 0.0
     assert "waiting for worker 0 to make" in errors[0] and "joining" in errors[0]
     assert "data-parallel" in errors[1]
     assert main(["status", str(config)]) == 0
+
+
+def test_float16_trains_with_loss_scaling_and_a_device_not_there_is_one_line(
+        tmp_path, split_dir, capsys):  # noqa: F811
+    """``--precision float16`` (a GPU without bf16) trains through Keras's loss-scale
+    optimizer to a finite model; ``--device gpu:99`` is refused in one line, for training
+    and for a command that only runs a model."""
+    import json
+
+    from streamgex.cli import main
+
+    args = command("dgex", split_dir, tmp_path / "half", ["hidden=16,16", "max_epochs=2",
+                                                           "batch=64"])[3:]
+    assert main(args + ["--precision", "float16", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["precision"] == "float16"
+    assert main(["evaluate", str(tmp_path / "half"), str(split_dir / "test"), "--device",
+                 "cpu"]) == 0
+    assert np.isfinite(json.loads((tmp_path / "half" / "eval" / "test.json").read_text())["mae"])
+    capsys.readouterr()
+    for command_line in (args + ["--device", "gpu:99"],
+                         ["evaluate", str(tmp_path / "half"), str(split_dir / "test"),
+                          "--device", "gpu:99"]):
+        assert main(command_line) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--device gpu:99: TensorFlow sees" in err[0], err

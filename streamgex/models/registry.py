@@ -50,7 +50,9 @@ class SGDOptions(StreamOptions):
     patience: int = positive(10)
     #: adam recipe: AdamW's decoupled weight decay.
     weight_decay: float = non_negative(0.0)
-    precision: str = choice("float32", ("float32", "bf16"))
+    #: Keras mixed precision: "bf16" (AVX512_BF16 / AMX CPUs, GPUs of compute capability
+    #: 8.0 on), "float16" (older GPUs; with dynamic loss scaling), or "float32".
+    precision: str = choice("float32", ("float32", "bf16", "float16"))
     checkpoint_steps: int = non_negative(0)
     checkpoint_minutes: float = non_negative(10.0)
     monitor: int = positive(5000)

@@ -53,11 +53,12 @@ def estimate(model, *, batch, stream_bytes, precision, slots=1, each_gradient=Fa
     gradients = 4 * (max(sizes, default=0) if each_gradient else parameters)
     units = sum(int(layer.output.shape[-1]) for layer in model.layers[1:]
                 if hasattr(layer, "output") and layer.output is not None)
-    activation_bytes = 2 if precision == "bf16" else 4
+    half = precision in ("bf16", "float16")  # 16-bit activations and a copy of the weights
+    activation_bytes = 2 if half else 4
     parts = {
         "parameters": parameters,
         "weights, gradients, optimizer":
-            parameters * (4 + 4 * slots + (2 if precision == "bf16" else 0)) + gradients,
+            parameters * (4 + 4 * slots + (2 if half else 0)) + gradients,
         "activations": batch * units * activation_bytes * 4,
         "stream buffers": stream_bytes,
         "runtime": RUNTIME,

@@ -31,6 +31,7 @@ import logging
 import os
 import socket
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -275,6 +276,16 @@ def resolve_device(spec, gpus=None):
                              f"); install streamgex[gpu] on a machine with one, or pass "
                              f"--device cpu")
     return f"gpu:{index}"
+
+
+@contextmanager
+def on_device(spec):
+    """Within this, TensorFlow runs on ``--device`` ``spec`` (``resolve_device``): encode,
+    evaluate and predict, which need no more of a placement than a device."""
+    import tensorflow as tf
+
+    with tf.device(Placement(resolve_device(spec)).tf_device()):
+        yield
 
 
 def placement(*, device="auto", cluster=None, rank=None, timeout=TIMEOUT):

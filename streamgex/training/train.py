@@ -118,7 +118,8 @@ class TrainJob:
         if self.options.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.mixed_precision.set_global_policy(
-            "mixed_bfloat16" if self.options.precision == "bf16" else "float32")
+            {"bf16": "mixed_bfloat16", "float16": "mixed_float16"}.get(self.options.precision,
+                                                                       "float32"))
 
     def check_memory(self, model, stream, what, slots=1, each_gradient=False):
         """Refuse before training when the estimate exceeds the budget (``memory``)."""
@@ -153,6 +154,10 @@ class TrainJob:
         run, options, chief = self.run, self.options, self.placement.chief
         recipe = recipes.get(options.recipe)
         optimizer = recipe.optimizer(options, paper_optimizer, learning_rate)
+        if options.precision == "float16":  # float16's range needs the loss scaled
+            import keras
+
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.check_memory(model, train, what, slots=recipe.optimizer_slots,
                           each_gradient=fusable(optimizer))
         run.best_dir.mkdir(exist_ok=True)
