@@ -72,7 +72,7 @@ def run_experiment(config, *, retrain=False, placement=None):
     check_inputs(config)
     placement = placement or Placement()
     if not placement.chief:
-        return _join_training(config, placement)
+        return _join_training(config, placement, retrain)
     with locks.hold(config.workdir, what="this experiment's workdir"):
         make_all(stages(config, retrain=retrain, placement=placement))
         return folders_of(config)["report"] / "report.md"
@@ -82,11 +82,11 @@ def run_experiment(config, *, retrain=False, placement=None):
 POLL_SECONDS = 2.0
 
 
-def _join_training(config, placement):
+def _join_training(config, placement, retrain):
     """Worker ``placement.rank`` of ``run --cluster``: for each training stage in order, wait
     until worker 0 has made what it reads (while worker 0 holds the workdir), then train it
     together (``train``'s own rules: the same options and data, or it is refused)."""
-    found = stages(config, placement=placement)
+    found = stages(config, retrain=retrain, placement=placement)
     by_name = {stage.name: stage for stage in found}
     for stage in found:
         if not stage.name.startswith("train ") or not registry.get(stage.name[6:]).iterative:
