@@ -17,7 +17,7 @@ BAD_TABLES = [
     ("train.emlp.batchsize=3", "--set 'train.emlp.batchsize=3': unknown key train.emlp.batchsize"),
     ("train.bogus.batch=3", "unknown model table [train.bogus]; known models: linear, dgex, emlp"),
     ("train.autoencoder.tied=ture", "train.autoencoder.tied must be true or false, got 'ture'"),
-    ('train.emlp.precision="fp8"', "train.emlp.precision must be one of float32, bf16, got 'fp8'"),
+    ('train.emlp.precision="fp8"', "train.emlp.precision must be one of float32, bf16, float16, got 'fp8'"),
     ("train.autoencoder.hidden=64,16",
      "train.autoencoder.hidden must be symmetric around the code"),
     ("train.dgex.partitions=0", "train.dgex.partitions must be at least 1"),
@@ -48,7 +48,7 @@ def test_run_and_status_refuse_a_bad_model_table_before_anything(tmp_path, capsy
 @pytest.mark.parametrize("model,override,message", [
     ("autoencoder", "tied=ture", "tied must be true or false, got 'ture'"),
     ("autoencoder", "hidden=64,16", "hidden must be symmetric around the code"),
-    ("emlp", "precision=fp8", "precision must be one of float32, bf16, got 'fp8'"),
+    ("emlp", "precision=fp8", "precision must be one of float32, bf16, float16, got 'fp8'"),
     ("emlp", "batchsize=3", "unknown key batchsize; known keys: batch, checkpoint_minutes"),
     ("linear", "learning_rate=0.1", "unknown key learning_rate; known keys: batch, ridge"),
     ("dgex", "memory_budget=lots", "memory_budget"),

@@ -223,36 +223,34 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, source=Non
                      model_kind.title)
             return Run(run)
         placement = dataclasses.replace(placement, workers=(), rank=0)
+    job = TrainJob(None, options, data, Path(codes) if codes else None, landmarks, targets,
+                   source, placement)
+
+    def create():
+        return Run.create(run, model_kind, options, data=data, codes=codes, source=source,
+                          restart=restart)
+
     if not placement.distributed:
         with locks.hold(run, what="this run folder"):
-            return _train(model_kind, options, data, run, codes, source, restart, landmarks,
-                          targets, placement)
+            return _train(model_kind, dataclasses.replace(job, run=create()))
     placement.agree({"world": placement.world,
                      **Run(run).identity(model_kind, options, data=data, codes=codes,
                                          source=source)})
     with locks.hold(run, what="this run folder") if placement.chief else nullcontext():
         if placement.chief:  # prepares the run folder while the others wait
-            Run.create(run, model_kind, options, data=data, codes=codes, source=source,
-                       restart=restart)
+            create()
         placement.barrier()
-        return _train(model_kind, options, data, run, codes, source, False, landmarks,
-                      targets, placement)
+        return _train(model_kind, dataclasses.replace(job, run=Run.open(run)))
 
 
-def _train(model_kind, options, data, run, codes, source, restart, landmarks, targets,
-           placement):
-    """Make or reopen the run folder (the chief) and train what this worker trains of it:
-    alone, every network; on a cluster, one network data-parallel, or whole networks
-    each (``assignment``)."""
-    if placement.chief:
-        run = Run.create(run, model_kind, options, data=data, codes=codes, source=source,
-                         restart=restart)
-    else:
-        run = Run.open(run)
+def _train(model_kind, job):
+    """Train what this worker trains of ``job.run``: alone, every network; on a cluster,
+    one network data-parallel, or whole networks each (``job.assigned``)."""
+    run, options, placement = job.run, job.options, job.placement
     if run.is_done():
         log.info("%s: up to date (training finished)", run.path)
         return run
-    networks, assigned = model_kind.networks(options), None
+    networks = model_kind.networks(options)
     if placement.distributed and networks >= placement.world:
         # Independent networks (D-GEX's partitions): each worker trains whole ones on its
         # own device, with no all-reduce at all, instead of all of them together.
@@ -261,13 +259,13 @@ def _train(model_kind, options, data, run, codes, source, restart, landmarks, ta
                  "time: they are independent, so no gradients cross the network)",
                  placement.rank, placement.world, ", ".join(str(i + 1) for i in assigned),
                  networks)
-        placement = dataclasses.replace(placement, workers=(), rank=0)
+        job = dataclasses.replace(job, placement=dataclasses.replace(placement, workers=(),
+                                                                     rank=0),
+                                  assigned=assigned)
     elif placement.distributed:
         log.info("worker %d of %d: data-parallel, %d profiles of each batch of %d",
                  placement.rank, placement.world, options.batch // placement.world,
                  options.batch)
-    job = TrainJob(run, options, data, Path(codes) if codes else None, landmarks, targets,
-                   source, placement, assigned)
     with job.placed():
         model_kind.train(job)
     return run
