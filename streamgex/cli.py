@@ -300,8 +300,13 @@ def device_option(sub):
 def _placement(args):
     from .training.placement import placement
 
-    return placement(device=args.device, cluster=args.cluster, rank=args.rank,
-                     timeout=args.peer_timeout)
+    found = placement(device=args.device, cluster=args.cluster, rank=args.rank,
+                      timeout=args.peer_timeout)
+    if found.distributed:  # every message of a cluster's worker names it
+        for handler in logging.getLogger("streamgex").handlers:
+            handler.setFormatter(logging.Formatter(f"[worker {found.rank}] "
+                                                   f"{handler.formatter._fmt}"))
+    return found
 
 
 def build_parser():

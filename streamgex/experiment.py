@@ -95,7 +95,7 @@ def _join_training(config, placement, retrain):
         if stage.done():
             continue
         stage.make()
-    log.info("worker %d: every training stage of %s is done", placement.rank, config.name)
+    log.info("every training stage of %s is done", config.name)
 
 
 def _wait_for(config, inputs, placement):
@@ -115,7 +115,7 @@ def _wait_for(config, inputs, placement):
                 f"{config.workdir} ({'it stopped' if seen else 'it never started'} before "
                 f"{waiting} was done); start it there first, with --rank 0")
         if not told:
-            log.info("worker %d: waiting for worker 0 to make %s", placement.rank, waiting)
+            log.info("waiting for worker 0 to make %s", waiting)
             told = True
         time.sleep(POLL_SECONDS)
 

@@ -196,8 +196,8 @@ def _join(placement):
         task_id=placement.rank, rpc_layer="grpc")
     options = tf.distribute.experimental.CommunicationOptions(
         timeout_seconds=placement.timeout)
-    log.info("worker %d of %d: joining %s", placement.rank, placement.world,
-             ",".join(placement.workers))
+    log.info("joining %s as worker %d of %d", ",".join(placement.workers), placement.rank,
+             placement.world)
     with watchdog(placement):
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options)

@@ -219,8 +219,7 @@ def train(kind, data, run, *, overrides=(), options=None, codes=None, source=Non
     landmarks, targets = split_columns(data / "train")
     if placement.distributed and not model_kind.iterative:
         if not placement.chief:  # solved in one pass over the data: worker 0's alone
-            log.info("worker %d: %s is solved by worker 0 alone", placement.rank,
-                     model_kind.title)
+            log.info("%s is solved by worker 0 alone", model_kind.title)
             return Run(run)
         placement = dataclasses.replace(placement, workers=(), rank=0)
     job = TrainJob(None, options, data, Path(codes) if codes else None, landmarks, targets,
@@ -255,17 +254,15 @@ def _train(model_kind, job):
         # Independent networks (D-GEX's partitions): each worker trains whole ones on its
         # own device, with no all-reduce at all, instead of all of them together.
         assigned = tuple(range(placement.rank, networks, placement.world))
-        log.info("worker %d of %d trains network(s) %s of %d (one network per worker at a "
-                 "time: they are independent, so no gradients cross the network)",
-                 placement.rank, placement.world, ", ".join(str(i + 1) for i in assigned),
-                 networks)
+        log.info("training network(s) %s of %d here (whole networks per worker: they are "
+                 "independent, so no gradients cross the network)",
+                 ", ".join(str(i + 1) for i in assigned), networks)
         job = dataclasses.replace(job, placement=dataclasses.replace(placement, workers=(),
                                                                      rank=0),
                                   assigned=assigned)
     elif placement.distributed:
-        log.info("worker %d of %d: data-parallel, %d profiles of each batch of %d",
-                 placement.rank, placement.world, options.batch // placement.world,
-                 options.batch)
+        log.info("data-parallel on %d workers: %d profiles of each batch of %d here",
+                 placement.world, options.batch // placement.world, options.batch)
     with job.placed():
         model_kind.train(job)
     return run
