@@ -571,6 +571,7 @@ USES_TENSORFLOW = {"encode", "evaluate", "report", "predict", "export"}
 def setup_logging(*, quiet=False, verbose=False, log_file=None):
     """Messages of the ``streamgex`` logger to stderr (INFO; ``quiet``: warnings and errors
     only; ``verbose``: DEBUG), and with ``log_file`` every message, timestamped, to that file."""
+    file = _log_file_handler(log_file) if log_file else None  # refused before any change
     logger = logging.getLogger("streamgex")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -580,14 +581,30 @@ def setup_logging(*, quiet=False, verbose=False, log_file=None):
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
-    if log_file:
-        file = logging.FileHandler(log_file)
+    if file:
         file.setLevel(logging.DEBUG)
         file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(file)
     logger.setLevel(logging.DEBUG if verbose or log_file else level)
     logger.propagate = False
     return logger
+
+
+def _log_file_handler(path):
+    """A handler appending to ``path``, its missing parent folders made; a folder or an
+    unwritable file refused in one line before anything runs."""
+    if os.path.isdir(path):
+        raise StreamgexError(
+            f"--log-file {path}: is a folder; give a file in it, e.g. "
+            f"{os.path.join(path, 'streamgex.log')}"
+        )
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return logging.FileHandler(path)
+    except OSError as exc:
+        raise StreamgexError(
+            f"--log-file {path}: cannot write it ({exc.strerror}: {exc.filename}); choose a writable file"
+        ) from None
 
 
 def main(argv=None):
@@ -609,10 +626,10 @@ def _main(argv):
         allocators.use_for_everything_else()
     try:
         _check_paths(args)
+        logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     except StreamgexError as exc:
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
-    logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     try:
         if args.command in USES_TENSORFLOW:
             _import_tensorflow_quietly()

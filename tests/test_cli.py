@@ -135,3 +135,21 @@ def test_bf16_is_faster_only_on_hardware_that_multiplies_it():
         "training uses gpu:0 (its first GPU); float32 (the default) is as fast there")
     assert devices.cpu_device(("a CPU", {"avx512_bf16", "amx_bf16"}))["bf16"] is True
     assert devices.cpu_device((None, None))["bf16"] is None  # no /proc/cpuinfo: not said
+
+
+def test_log_file_in_a_missing_folder_is_made_and_a_folder_or_unwritable_path_refused(
+        tmp_path, capsys):
+    values, samples, genes = small_matrix(4, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    ingest = ["ingest", str(tmp_path / "x.gctx"), "--quiet", "--log-file"]
+    assert main([*ingest, str(tmp_path / "logs" / "day1" / "i.log"),
+                 "--out", str(tmp_path / "a.zarr")]) == 0
+    assert (tmp_path / "logs" / "day1" / "i.log").is_file()
+    capsys.readouterr()
+    (tmp_path / "plain").write_text("")
+    for path in (tmp_path / "logs", tmp_path / "plain" / "i.log"):
+        assert main([*ingest, str(path), "--out", str(tmp_path / "b.zarr")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamgex: error: --log-file ") and "\n" not in err, err
+        assert str(path) in err, err
+        assert not (tmp_path / "b.zarr").exists()
