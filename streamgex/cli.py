@@ -4,7 +4,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from . import __version__, allocators
 from .errors import StreamgexError
@@ -607,13 +609,34 @@ def _log_file_handler(path):
         ) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's cancel, ``kill``, a container stop), raised where the program is
+    so that it unwinds as after Ctrl-C: partial work kept for resuming, locks released."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _interrupted_status(exc):
+    """The shell's convention: 128 + the signal's number."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def main(argv=None):
-    """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted,
+    143 terminated)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal.signal's requirement
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # during start-up (TensorFlow's import takes seconds)
+    except KeyboardInterrupt as exc:  # during start-up (TensorFlow's import takes seconds)
         print("streamgex: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted_status(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv):
@@ -676,9 +699,9 @@ def _call(args):
     except OSError as exc:  # disk full, permission denied: the machine, not a bug
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted_status(exc)
 
 
 def entry_point():
