@@ -4,7 +4,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from . import __version__, allocators
 from .errors import StreamgexError
@@ -576,6 +578,7 @@ USES_TENSORFLOW = {"encode", "evaluate", "report", "predict", "export"}
 def setup_logging(*, quiet=False, verbose=False, log_file=None):
     """Messages of the ``streamgex`` logger to stderr (INFO; ``quiet``: warnings and errors
     only; ``verbose``: DEBUG), and with ``log_file`` every message, timestamped, to that file."""
+    file = _log_file_handler(log_file) if log_file else None  # refused before any change
     logger = logging.getLogger("streamgex")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -585,8 +588,7 @@ def setup_logging(*, quiet=False, verbose=False, log_file=None):
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
-    if log_file:
-        file = logging.FileHandler(log_file)
+    if file:
         file.setLevel(logging.DEBUG)
         file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(file)
@@ -595,13 +597,51 @@ def setup_logging(*, quiet=False, verbose=False, log_file=None):
     return logger
 
 
+def _log_file_handler(path):
+    """A handler appending to ``path``, its missing parent folders made; a folder or an
+    unwritable file refused in one line before anything runs."""
+    if os.path.isdir(path):
+        raise StreamgexError(
+            f"--log-file {path}: is a folder; give a file in it, e.g. "
+            f"{os.path.join(path, 'streamgex.log')}"
+        )
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return logging.FileHandler(path)
+    except OSError as exc:
+        raise StreamgexError(
+            f"--log-file {path}: cannot write it ({exc.strerror}: {exc.filename}); choose a writable file"
+        ) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's cancel, ``kill``, a container stop), raised where the program is
+    so that it unwinds as after Ctrl-C: partial work kept for resuming, locks released."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _interrupted_status(exc):
+    """The shell's convention: 128 + the signal's number."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def main(argv=None):
-    """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 user or system error, 130 interrupted,
+    143 terminated)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal.signal's requirement
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # during start-up (TensorFlow's import takes seconds)
+    except KeyboardInterrupt as exc:  # during start-up (TensorFlow's import takes seconds)
         print("streamgex: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted_status(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv):
@@ -614,10 +654,10 @@ def _main(argv):
         allocators.use_for_everything_else()
     try:
         _check_paths(args)
+        logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     except StreamgexError as exc:
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
-    logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     try:
         if args.command in USES_TENSORFLOW:
             _import_tensorflow_quietly()
@@ -664,9 +704,9 @@ def _call(args):
     except OSError as exc:  # disk full, permission denied: the machine, not a bug
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted_status(exc)
 
 
 def entry_point():

@@ -135,3 +135,57 @@ def test_bf16_is_faster_only_on_hardware_that_multiplies_it():
         "training uses gpu:0 (its first GPU); float32 (the default) is as fast there")
     assert devices.cpu_device(("a CPU", {"avx512_bf16", "amx_bf16"}))["bf16"] is True
     assert devices.cpu_device((None, None))["bf16"] is None  # no /proc/cpuinfo: not said
+
+
+def test_log_file_in_a_missing_folder_is_made_and_a_folder_or_unwritable_path_refused(
+        tmp_path, capsys):
+    values, samples, genes = small_matrix(4, 6)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    ingest = ["ingest", str(tmp_path / "x.gctx"), "--quiet", "--log-file"]
+    assert main([*ingest, str(tmp_path / "logs" / "day1" / "i.log"),
+                 "--out", str(tmp_path / "a.zarr")]) == 0
+    assert (tmp_path / "logs" / "day1" / "i.log").is_file()
+    capsys.readouterr()
+    (tmp_path / "plain").write_text("")
+    for path in (tmp_path / "logs", tmp_path / "plain" / "i.log"):
+        assert main([*ingest, str(path), "--out", str(tmp_path / "b.zarr")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamgex: error: --log-file ") and "\n" not in err, err
+        assert str(path) in err, err
+        assert not (tmp_path / "b.zarr").exists()
+
+
+def test_sigterm_stops_like_ctrl_c_in_one_line_and_releases_the_lock(tmp_path):
+    """Issue 27.7: a scheduler's cancel (SIGTERM) killed the process with no message; it now
+    unwinds as Ctrl-C does: one line, exit 143, the store's lock released for a re-run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from streamgex.locks import lock_file
+    from streamgex.store import building
+
+    values, samples, genes = small_matrix(20000, 50)
+    write_gctx(tmp_path / "x.gctx", values, samples, genes)
+    out = tmp_path / "x.zarr"
+    # chunks of 4 samples: 5,000 chunks, several seconds of writing to stop in the middle of
+    proc = subprocess.Popen([sys.executable, "-m", "streamgex", "ingest", str(tmp_path / "x.gctx"),
+                             "--out", str(out), "--chunk-samples", "4", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not building(out).exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the ingest ended before it could be stopped"
+        assert lock_file(out).exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "streamgex: interrupted; re-run the same command to resume", err
+    assert not lock_file(out).exists()

@@ -183,3 +183,20 @@ def test_a_dataset_name_cannot_write_outside_eval(known_case, tmp_path, capsys):
         assert main(["evaluate", str(run), str(split / "test"), "--name", name, "--quiet"]) == 1
         assert "a dataset name is a plain name" in capsys.readouterr().err
     assert not list(tmp_path.rglob("x.json")) and not (run.parent / "x.json").exists()
+
+
+def test_report_refuses_a_missing_pca_folder_and_a_run_folder_as_out(known_case, tmp_path,
+                                                                      capsys):
+    """Issue 27.7: a missing --pca folder gave a report without Figure 1; --out into a run
+    folder mixed the report's files with the run's."""
+    split, run, _ = known_case
+    assert main(["evaluate", str(run), str(split / "test"), "--quiet"]) == 0
+    capsys.readouterr()
+    for extra, named in ((["--out", str(tmp_path / "report"), "--pca", str(tmp_path / "nopca")],
+                          tmp_path / "nopca"),
+                         (["--out", str(run)], run)):
+        assert main(["report", str(run), *extra]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamgex: error: ") and "\n" not in err, err
+        assert str(named) in err, err
+    assert not (tmp_path / "report").exists() and not (run / "report.md").exists()

@@ -52,6 +52,12 @@ def test_hdf5_without_gctx_datasets(tmp_path, capsys):
     assert_rejected(capsys, tmp_path, tmp_path / "x.gctx", "/0/META/ROW/id")
 
 
+def test_gctx_without_samples(tmp_path, capsys):
+    _, _, genes = small_matrix(0, 5)
+    write_gctx(tmp_path / "x.gctx", np.zeros((0, 5), np.float32), [], genes, chunks=None)
+    assert_rejected(capsys, tmp_path, tmp_path / "x.gctx", "names no samples")
+
+
 def test_gctx_ids_disagree_with_matrix(tmp_path, capsys):
     values, samples, genes = small_matrix(4, 5)
     write_gctx(tmp_path / "x.gctx", values, samples[:3], genes)

@@ -46,6 +46,12 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     pca`` folder for Figure 1.
     """
     out = Path(out)
+    _check_out(out)
+    if pca is not None and not (Path(pca) / "explained_variance.csv").exists():
+        raise StreamgexError(
+            f"{pca}: not a `streamgex pca` folder (no explained_variance.csv), so no Figure 1; "
+            f"run `streamgex pca` into it first, or leave the PCA folder out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     runs = [Run.open(run) for run in runs]
     results = _load(runs)
@@ -77,6 +83,17 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     written = write_text(out / "report.md", "\n".join(lines))
     write_json(out / IDENTITY, identity(runs, pca=pca, title=title))  # last: it says done
     return written
+
+
+def _check_out(out):
+    """Refuse to write a report's files among a training run's (its folder holds config.json
+    and inputs.json), where they would mix with, and could be mistaken for, the run's."""
+    run = Run(out)
+    if run.config_file.exists() and run.inputs_file.exists():
+        raise StreamgexError(
+            f"{out}: is a training run folder; give the report a folder of its own, "
+            f"e.g. {out.parent / 'report'}"
+        )
 
 
 #: The file in a report's folder that records what it lays out (``identity``).

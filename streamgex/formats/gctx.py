@@ -71,6 +71,10 @@ def _source(path, handle):
             f"{path}: HDF5 {MATRIX} has shape {matrix.shape} but {COL_IDS} and {ROW_IDS} "
             f"name {len(samples)} samples and {len(genes)} genes"
         )
+    if len(samples) == 0:  # like a table with a header and no data: nothing to ingest
+        raise StreamgexError(
+            f"{path}: HDF5 {COL_IDS} names no samples; the file holds no profiles to ingest"
+        )
     check_unique(samples, what="sample", path=path, where=lambda i: f"HDF5 {COL_IDS}[{i}]")
     coords = {}
     fields = metadata(handle, ROW_META, len(genes))
