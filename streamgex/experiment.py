@@ -157,7 +157,7 @@ def stages(config, *, retrain=False, placement=None):
     pca = paths["pca"] if config.pca.enabled else None
     title = f"streamgex report: {config.name}"
     found.append(Stage("report", lambda: report(runs, folders["report"], pca=pca, title=title),
-                       lambda: [report_stage(config, runs, folders["report"], pca, title)],
+                       lambda: [report_stage(runs, folders["report"], pca, title)],
                        tuple(f"evaluate {name}" for name in folders["runs"])
                        + (("pca",) if pca else ())))
     return found
@@ -310,18 +310,16 @@ def training_line(config, name):
     return line
 
 
-def report_stage(config, runs, folder, pca, title):
-    """The report is current when every evaluation is and it lays out the evaluations (and
-    PCA) there are now (``report.current``)."""
+def report_stage(runs, folder, pca, title):
+    """The report is current when it lays out the evaluations (and PCA) there are now
+    (``report.current``); ``status`` marks it stale after a stale evaluation, which ``run``
+    makes again before it."""
     from .evaluation.report import current
 
     path = folder / "report.md"
     if not path.exists():
         return Line("report", "to do", str(path))
-    evaluations = [line for name, run in zip(folders_of(config)["runs"], runs)
-                   for line in _evaluation_lines(config, name, run)]
-    if all(line.state == "done" for line in evaluations) and current(runs, folder, pca=pca,
-                                                                     title=title):
+    if current(runs, folder, pca=pca, title=title):
         return Line("report", "done", str(path))
     return Line("report", "stale", f"{path}: its evaluations changed since; `run` redoes it")
 
