@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from .atomic import write_json
 from .progress import progress
 
 #: The file beside a run's model files that remembers their digests by ``stat_key``.
@@ -108,8 +109,6 @@ def _read_kept(folder):
 
 
 def _keep(folder, kept):
-    from .atomic import write_json
-
     try:
         write_json(folder / DIGESTS, kept)
     except OSError:

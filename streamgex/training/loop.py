@@ -166,10 +166,12 @@ def make_train_step(model, optimizer, gradient_scales=None, placement=None):
         rate = tf.cast(optimizer.learning_rate, tf.float32)
         momentum = tf.constant(optimizer.momentum, tf.float32)
         updates = {}
-        # Made last layer first, the order backward gives the gradients in: a cluster's
+        # On a cluster, made last layer first, the order backward gives the gradients in:
         # collectives run in the order they are made, and made first layer first they would
         # wait for the product that ``one_kernel_gradient_at_a_time`` holds back (a cycle).
-        for i in reversed(range(len(gradients))):
+        # Alone, in the order the step's memory figures were measured with.
+        order = range(len(gradients))
+        for i in reversed(order) if strategy is not None else order:
             variable, gradient, scale = model.trainable_variables[i], gradients[i], scales[i]
             if strategy is not None:  # each on its own: one gradient alive at a time still
                 gradient = all_reduce(gradient)
