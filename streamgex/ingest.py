@@ -28,7 +28,6 @@ from . import store
 from .digest import file_stat, same_file, sha256_of
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
-from .formats.tables import unquote
 from .formats.text import check_unique, gene_rows
 from .progress import progress
 
@@ -47,17 +46,18 @@ BLOCK_VALUES = 8 * 2**20
 SCRATCH_COLUMNS = store.CHUNK_ALIGN
 SCRATCH_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
-ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]+\d+)\.\d+$")
+ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]+\d+)(\.\d+)?$", re.IGNORECASE)
 
 
 def strip_version(gene_id):
-    """``ENSG00000152931.6`` -> ``ENSG00000152931``; other ids unchanged.
+    """``ENSG00000152931.6`` -> ``ENSG00000152931``; ``ensg00000152931`` (as some R
+    pipelines write them) -> ``ENSG00000152931``; other ids unchanged.
 
     Any Ensembl-style prefix counts: the real D-GEX maps hold pseudoautosomal
     ids such as ``ENSGR0000124334``.
     """
     match = ENSEMBL_VERSION.match(gene_id)
-    return match.group(1) if match else gene_id
+    return match.group(1).upper() if match else gene_id
 
 
 def ingest(
@@ -260,7 +260,7 @@ def _transpose_rows(group, src, allow_missing, block_values):
     for block in gene_rows(layout, block_rows=block_rows, parse_from=rows_done):
         start = len(raw)
         for line, fields in zip(block.lines, block.meta):
-            gene_raw = unquote(fields[0].strip())
+            gene_raw = fields[0].strip()
             gene = strip_version(gene_raw)
             if not gene:
                 raise StreamgexError(f"{layout.path}:{line}:1: empty gene id")
@@ -274,7 +274,7 @@ def _transpose_rows(group, src, allow_missing, block_values):
             lines.append(line)
             for name, value in zip(src.meta_names, fields):
                 if name is not None:
-                    meta_columns[name].append(unquote(value.strip()))
+                    meta_columns[name].append(value.strip())
         if block.values is not None:
             values = _check_values(
                 block.values,
