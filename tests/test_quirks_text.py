@@ -86,7 +86,13 @@ def test_annotation_columns_are_gene_fields_not_samples(tmp_path):
 
     gds = open_store(ingest(QUIRKS / "gds_identifier.txt", tmp_path / "g.zarr"))
     assert strings(gds.sample.values) == ["GSM11815", "GSM11832"]
+    np.testing.assert_array_equal(gds.expression.values,
+                                  np.array([[4254.0, 17996.2], [5991.0, 41678.8]], np.float32))
     assert strings(gds.gene_symbol.values) == ["PRPF8", "CAPN2"]  # GDS's IDENTIFIER
+    assert strings(gds.gene_id.values) == ["10594", "824"]
+    assert strings(gds.gene_chromosome_annotation.values)[0] == \
+        "Chromosome 17, NC_000017.11 (1650629..1684867, complement)"
+    assert strings(gds.gene_go_function.values) == ["RNA binding", "calcium ion binding"]
 
 
 def test_lower_case_ensembl_ids_are_matched(tmp_path):

@@ -92,14 +92,22 @@ def open_table(path, samples_as=None):
     return GeneMajorSource(format="tsv", layout=layout, meta_names=names)
 
 
-#: Header names of per-gene annotation columns (``normal_name``): GEO's GDS and GPL tables
-#: (``IDENTIFIER``, ``Gene Symbol``, ``Gene Title``, ``ENTREZ_GENE_ID``), GEO2R and R
-#: (``Gene.symbol``), GSEA (``Description``), Ensembl BioMart (``Gene name``).
-ANNOTATIONS = {"gene_symbol", "symbol", "gene_name", "description", "identifier",
-               "hgnc_symbol", "gene_title", "gene_description", "title", "entrez_gene_id",
-               "entrez_id", "entrez", "gene_id", "refseq", "refseq_transcript_id", "unigene",
-               "unigene_title", "gb_acc", "spot_id", "chromosome", "chr", "gene_type",
-               "gene_biotype", "biotype", "ensembl", "ensembl_gene_id", "ensembl_id"}
+#: Header names of per-gene annotation columns (``normal_name``): GEO's GDS value tables
+#: (``IDENTIFIER``, and after the samples ``Gene title`` ... ``GO:Component ID``), GPL
+#: annotation tables (``Gene Symbol``, ``Gene Title``, ``ENTREZ_GENE_ID``, ...), GEO2R and
+#: R (``Gene.symbol``), GSEA (``Description``), Ensembl BioMart (``Gene name``).
+ANNOTATIONS = {
+    "gene_symbol", "symbol", "gene_name", "description", "identifier", "hgnc_symbol",
+    "gene_title", "gene_description", "title", "entrez_gene_id", "entrez_id", "entrez",
+    "gene_id", "refseq", "refseq_transcript_id", "unigene", "unigene_title", "unigene_symbol",
+    "unigene_id", "nucleotide_title", "gi", "genbank_accession", "gb_acc", "spot_id",
+    "platform_cloneid", "platform_orf", "platform_spotid", "chromosome", "chr",
+    "chromosome_location", "chromosome_annotation", "go_function", "go_process",
+    "go_component", "go_function_id", "go_process_id", "go_component_id",
+    "gene_ontology_biological_process", "gene_ontology_cellular_component",
+    "gene_ontology_molecular_function", "target_description", "representative_public_id",
+    "sequence_type", "sequence_source", "species_scientific_name", "annotation_date",
+    "gene_type", "gene_biotype", "biotype", "ensembl", "ensembl_gene_id", "ensembl_id"}
 #: Annotations whose first one becomes ``gene_symbol`` (``predict --genes-by symbol``).
 SYMBOLS = ("gene_symbol", "symbol", "gene_name", "identifier", "hgnc_symbol", "description")
 

@@ -196,10 +196,11 @@ def split_row(line, layout, number):
     plain = '"' not in parts[-1] and all(
         '"' not in p or (len(p) >= 2 and p[0] == p[-1] == '"' and '"' not in p[1:-1])
         for p in parts[:-1])
-    if plain and not n_tail:
+    if plain:
         fields = line.count(delimiter) + 1
         if fields == width:
-            return [unquote(p) for p in parts[:n_meta]], parts[n_meta]
+            rest, *tail = parts[n_meta].rsplit(delimiter, n_tail) if n_tail else parts[n_meta:]
+            return [unquote(p) for p in parts[:n_meta]] + tail, rest
     else:
         fields = split_fields(line, delimiter, path=layout.path, number=number)
         if len(fields) == width:
