@@ -231,6 +231,9 @@ def test_series_that_cannot_share_a_store_are_refused_in_one_line(tmp_path, caps
     err = refused(capsys, "ingest", GSE1, QUIRKS / "blank_end.tsv", "--out", out)
     assert "ingest files of one format together" in err
     assert not out.exists()
+    copy = shutil.copy(GSE2, tmp_path / "GSE90002_series_matrix.txt")
+    err = refused(capsys, "ingest", GSE1, copy, "--out", copy)  # an input after the first
+    assert "is, holds or lies inside its input" in err and copy.read_text() == GSE2.read_text()
 
 
 def test_a_series_matrix_cut_short_is_refused(tmp_path, capsys):
