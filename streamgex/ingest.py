@@ -1,4 +1,5 @@
-"""``streamgex ingest``: one raw expression file -> one chunked Zarr store.
+"""``streamgex ingest``: one raw expression file (or several of one format and platform,
+``formats.several``) -> one chunked Zarr store.
 
 Paper section 2.1 describes the two inputs (the GEO Affymetrix compendium and
 the 1000G RNA-Seq table); this stage only changes their container, never a
@@ -10,10 +11,12 @@ Memory is bounded by one chunk, not by the file:
 - a GCTX matrix is read one chunk of samples at a time (an HDF5 hyperslab);
 - a gene-major text table is transposed out of core in two passes: blocks of
   gene rows go to a scratch array inside the store, chunked in narrow sample
-  stripes, then each chunk of samples is read back across all genes.
+  stripes, then each chunk of samples is read back across all genes (several
+  files: each fills its own columns of the scratch array, one after the other).
 
-Every chunk written is recorded in the store's attrs, so an ingest killed at
-any point resumes where it stopped when re-run with the same command.
+Every chunk written is recorded in the store's attrs (and, while transposing,
+the file and gene row reached), so an ingest killed at any point resumes where
+it stopped when re-run with the same command.
 """
 
 import logging
