@@ -312,3 +312,18 @@ def test_several_gctx_files_into_one_store(tmp_path, capsys):
     err = refused(capsys, "ingest", tmp_path / "a.gctx", tmp_path / "c.gctx", "--out",
                   tmp_path / "y.zarr")
     assert f"{tmp_path / 'c.gctx'}: its genes differ" in err and "same order" in err
+
+
+def test_a_gpl_annotation_table_given_as_a_map_says_what_it_lacks(tmp_path, capsys):
+    """A GEO platform table (``#`` notes, ``ID``, ``Gene Symbol``, ``ENTREZ_GENE_ID``) maps
+    probes to genes but not roles or Ensembl ids, so it is not a map (tests/quirks/README.md);
+    given as one, the error says so instead of only counting its fields."""
+    gpl = tmp_path / "GPL570-55999.txt"
+    gpl.write_text("#ID = Affymetrix Probe Set ID\n#Gene Symbol = gene symbol\n"
+                   "ID\tGene Symbol\tENTREZ_GENE_ID\n"
+                   "1007_s_at\tDDR1 /// MIR4640\t780 /// 100616237\n")
+    ingest(QUIRKS / "annotated.tsv", tmp_path / "a.zarr")
+    err = refused(capsys, "genes", tmp_path / "a.zarr", "--out", tmp_path / "g.zarr",
+                  "--landmarks", gpl, "--targets", gpl)
+    assert f"{gpl}:1: a map row is" in err and "GEO platform (GPL) annotation table" in err
+
