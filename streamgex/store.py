@@ -222,8 +222,7 @@ def check_output(path, source):
     writing it would destroy what it is made from."""
     out = Path(path).resolve()
     records = [source or {}, *(source or {}).get("files", [])]  # several files: each one
-    for key, record in ((key, record) for record in records for key in INPUT_KEYS):
-        value = record.get(key)
+    for value in (record.get(key) for record in records for key in INPUT_KEYS):
         if not isinstance(value, str):
             continue
         given = Path(value).resolve()
