@@ -348,14 +348,15 @@ def build_parser():
                           "streamgex.simulate.model)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing files")
 
-    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV/AnnData file into a Zarr "
-                  "store")
-    sub.add_argument("source", help="raw expression file (text may be gzipped) or AnnData-Zarr "
-                     "folder")
+    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEO series-matrix/GEUVADIS/TSV/AnnData "
+                  "file into a Zarr store")
+    sub.add_argument("source", nargs="+", help="raw expression file (text may be gzipped) or "
+                     "AnnData-Zarr folder; several files of one format and platform (GEO "
+                     "series matrices) go into one store, their samples in order")
     sub.add_argument("--out", required=True, help="Zarr store to write")
     sub.add_argument("--format", choices=FORMATS, default="auto",
                      help="input format; auto looks at the content (HDF5 signature, #1.2/#1.3, "
-                     "the GEUVADIS header, else a delimited table)")
+                     "!Series_, the GEUVADIS header, else a delimited table)")
     samples_as(sub)
     sub.add_argument("--chunk-samples", type=int, help="samples per chunk (default: ~32 MiB chunks)")
     sub.add_argument(

@@ -8,7 +8,8 @@ A store is a Zarr v3 group that ``xarray.open_zarr`` opens as a Dataset with
 - string coordinates ``sample`` and ``gene``, plus per-gene or per-sample
   coordinates a stage adds (``gene_raw``, ``gene_symbol``, ...);
 - group attrs ``streamgex`` (version, step, parameters, progress, ``complete``)
-  and ``source`` (path, format, size, sha256 of the raw file).
+  and ``source`` (path, format, size, sha256 of the raw file; of several files, ``files``
+  and their ``sha256`` in order).
 
 A stage builds its store under a temporary name beside the final one
 (``geo.partial.zarr`` for ``geo.zarr``: ``building(path)``), writes chunks in
@@ -220,8 +221,8 @@ def check_output(path, source):
     """Refuse an output that is, holds or lies inside one of its inputs (``source``'s paths):
     writing it would destroy what it is made from."""
     out = Path(path).resolve()
-    for key in INPUT_KEYS:
-        value = (source or {}).get(key)
+    records = [source or {}, *(source or {}).get("files", [])]  # several files: each one
+    for value in (record.get(key) for record in records for key in INPUT_KEYS):
         if not isinstance(value, str):
             continue
         given = Path(value).resolve()
@@ -233,7 +234,8 @@ def check_output(path, source):
 def describe_progress(done):
     """A progress record in words: ``120 chunks already written``."""
     if done.get("phase") == "transpose":
-        return f"{done['rows_done']:,} gene rows already transposed"
+        return f"{done['rows_done']:,} gene rows already transposed" + (
+            f" in file {done['file'] + 1}" if done.get("file") else "")
     if "chunks_done" in done:
         return f"{done['chunks_done']:,} chunks already written"
     return ", ".join(f"{k} {v}" for k, v in done.items())
@@ -633,9 +635,14 @@ def summary(path):
         f"  values      {d['units']}",
         f"  coordinates {', '.join(d['coordinates'])}",
     ]
-    step, origin = d["step"], source.get("path") or source.get("store")
-    details = ", ".join(filter(None, [source.get("format"), source.get("sha256") and
-                                      f"sha256 {source['sha256'][:12]}"]))
+    files = source.get("files") or []
+    step = d["step"]
+    origin = source.get("path") or source.get("store") or (
+        files and f"{files[0]['path']} and {len(files) - 1} more")
+    digests = source.get("sha256") or []
+    digests = [digests] if isinstance(digests, str) else digests  # several files: a list
+    details = ", ".join(filter(None, [source.get("format"), digests and
+                                      "sha256 " + " ".join(d[:12] for d in digests if d)]))
     if step == "ingest" and origin:
         lines.append(f"  source      {origin}" + (f" ({details})" if details else ""))
     elif origin:

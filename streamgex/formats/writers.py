@@ -150,10 +150,21 @@ def write_gctx(path, ds, out, *, row_meta=None):
 
 
 def write_table(path, ds, out):
+    """Ids quoted as RFC 4180 says where they need it (``"liver, rep1"``), so pandas, R and
+    ``streamgex ingest`` read every value under its own column."""
     delimiter = "\t" if Path(out).suffix.lower() == ".tsv" else ","
-    samples = store.strings(ds.sample.values)
+    samples = [quoted(s, delimiter) for s in store.strings(ds.sample.values)]
+    genes = [quoted(g, delimiter) for g in store.strings(ds.gene.values)]
     with open(out, "w", newline="") as f:
-        f.write("sample" + delimiter + delimiter.join(store.strings(ds.gene.values)) + "\n")
+        f.write("sample" + delimiter + delimiter.join(genes) + "\n")
         for start, block in _blocks(path, "writing table"):
             for sample, row in zip(samples[start:start + len(block)], block):
                 f.write(sample + delimiter + delimiter.join(map(repr, row.tolist())) + "\n")
+
+
+def quoted(field, delimiter):
+    """``field`` in double quotes (inner quotes doubled) when it holds the delimiter, a
+    quote or a line break; else as it is."""
+    if any(c in field for c in (delimiter, '"', "\n", "\r")):
+        return '"' + field.replace('"', '""') + '"'
+    return field
