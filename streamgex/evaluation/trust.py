@@ -5,9 +5,10 @@ row field of LINCS's GSE92742 ``gene_info``; the clue.io gene space), from how w
 was inferred on held-out profiles (Subramanian et al. 2017, Cell 171:1437). streamgex does
 the same for every run: a target is *well inferred* when its Pearson r between predicted
 and measured values on the validation split exceeds a cut-off, ``CUTOFF`` (0.3) unless
-``predict --well-inferred-r`` says otherwise. CMap's own rule compares a gene's inferred
-with its measured values across held-out profiles too, but not by this plain cut-off;
-0.3 is a documented default here, not CMap's number.
+``predict --well-inferred-r`` says otherwise. CMap judged its genes on held-out
+profiles too, but the sources at hand (clueR's ``clue_check_bing`` and ``gene_space``
+docs, GSE92742's ``gene_info``) give its flag, not a plain r cut-off: 0.3 is this
+project's documented default, not a number taken from CMap.
 
 The figures are the run's evaluation on ``val`` (``eval/val.json`` and
 ``eval/val_genes.csv``, ``evaluate``): one pass over the validation store a chunk at a
