@@ -190,7 +190,9 @@ def _predict(args):
 
     out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
                   gctx=args.gctx, overwrite=args.overwrite, genes_by=args.genes_by,
-                  samples_as=args.samples_as)
+                  samples_as=args.samples_as, only_well_inferred=args.only_well_inferred,
+                  **({} if args.well_inferred_r is None
+                     else {"well_inferred_r": args.well_inferred_r}))
     if not args.quiet:
         from .store import summary
 
@@ -493,6 +495,12 @@ def build_parser():
                      "named row-metadata field; auto: ids, then symbols if those find more "
                      "landmarks")
     samples_as(sub)
+    sub.add_argument("--well-inferred-r", type=float, metavar="R",
+                     help="a target is well inferred when its Pearson r on the run's "
+                     "validation split exceeds R (default 0.3, evaluation.trust.CUTOFF); "
+                     "every output flags it")
+    sub.add_argument("--only-well-inferred", action="store_true",
+                     help="write only the well-inferred targets")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
     device_option(sub)
     sub = command("export", _export, "write a trained model and its fitted preprocessing to "

@@ -390,7 +390,7 @@ def start_writing(group, **expression):
     return array
 
 
-def write_chunks(group, read, *, desc, chunks_per_read=1):
+def write_chunks(group, read, *, desc, chunks_per_read=1, genes=slice(None)):
     """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resuming after
     the chunks the progress attrs record as written.
 
@@ -398,7 +398,9 @@ def write_chunks(group, read, *, desc, chunks_per_read=1):
     next one (at most one write in flight), and recorded as done only once
     written, so a kill never records a chunk that is not on disk.
     ``chunks_per_read``: chunks asked of ``read`` at a time (a model
-    predicting them runs larger batches).
+    predicting them runs larger batches). ``genes``: the columns ``read``'s
+    blocks hold, a slice (a pass of ``predict`` that fills one model piece's
+    genes; each chunk is then read back and rewritten with them).
     """
     array = group[EXPRESSION]
     n_samples, size = array.shape[0], array.chunks[0]
@@ -421,8 +423,8 @@ def write_chunks(group, read, *, desc, chunks_per_read=1):
             block = read(start, stop)
             if pending is not None:
                 settle()
-            pending = (writer.submit(array.__setitem__, slice(start, stop), block), last,
-                       stop - start)
+            write = writer.submit(array.__setitem__, (slice(start, stop), genes), block)
+            pending = (write, last, stop - start)
         if pending is not None:
             settle()
     bar.close()

@@ -118,8 +118,9 @@ class Dgex(ModelKind):
             job.free_memory()
 
     def load(self, run):
-        """The partitions as pieces, each loaded when asked for (evaluate holds one at a
-        time: five full-size ones are 3.9 GiB of weights); ``predict`` loads them all."""
+        """The partitions as pieces, each loaded when asked for (evaluate and predict hold
+        one at a time: five full-size ones are 3.9 GiB of weights); ``predict`` of the
+        Predictor loads them all."""
         from ..evaluation.predictor import (Predictor, check_saved, gene_keys, load_keras,
                                             loaded_on_first_use, side_by_side)
 
