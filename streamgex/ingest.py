@@ -223,6 +223,7 @@ def _ingest_table(group, src, chunk_samples, allow_missing, block_values):
             genes=genes,
             coords={"gene_raw": raw, **coords},
             chunk_samples=chunk_samples,
+            sample_coords=src.sample_fields,
         )
 
     def read(start, stop):
@@ -296,13 +297,15 @@ def _transpose_rows(group, src, allow_missing, block_values):
     }
 
 
-def _define(group, *, samples, genes, coords, chunk_samples):
+def _define(group, *, samples, genes, coords, chunk_samples, sample_coords=None):
     """Create ``expression`` once the genes are known, and start counting chunks."""
     store.start_writing(
         group,
         samples=samples,
         genes=genes,
-        coords={name: ("gene", values) for name, values in coords.items()},
+        coords={**{name: ("gene", values) for name, values in coords.items()},
+                **{name: ("sample", np.array(values, dtype=object))
+                   for name, values in (sample_coords or {}).items()}},
         chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
     )
 

@@ -33,12 +33,16 @@ class GeneMajorSource:
         (None: dropped); the first field is always the gene id.
     nonnegative : bool
         Values are RPKM-like and must not be negative.
+    sample_fields : dict of str -> list of str
+        Per-sample fields of the header (GCT 1.3's column metadata), kept by
+        ingest as sample coordinates.
     """
 
     format: str
     layout: TableLayout
     meta_names: list
     nonnegative: bool = False
+    sample_fields: dict = field(default_factory=dict)
 
     @property
     def path(self):

@@ -1,0 +1,151 @@
+"""Real-world quirks of predict's inputs (issue 27 items 4, 5 and 8): a small file per case,
+read to exactly known values or refused in one line naming the file and the fix.
+
+The model is a hand-made linear export bundle of 3 landmarks and 2 targets whose
+normalization is worked out by hand below, so every prediction is a known number and no
+demo run is needed (seconds, not minutes).
+"""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from streamgex.cli import main  # noqa: E402
+from streamgex.digest import sha256_of  # noqa: E402
+from streamgex.formats.gctx import create_gctx  # noqa: E402
+from streamgex.ingest import ingest  # noqa: E402
+from streamgex.store import building, open_store, strings  # noqa: E402
+
+#: The model's genes, landmarks first: L0 averages two probes.
+KEYS = ["ENSG0", "ENSG1", "ENSG2", "ENSG3", "ENSG4"]
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+PROBES = ["p0a,p0b", "p1", "p2", "p3", "p4"]
+IS_LANDMARK = [True, True, True, False, False]
+#: z = (x - MEAN) / (STD + 1e-3) = (x - MEAN) / SCALE, exactly in float64.
+MEAN = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+SCALE = np.array([1.0, 2.0, 1.0, 1.0, 1.0])
+REFERENCE = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+LANDMARK_REFERENCE = np.array([10.0, 20.0, 30.0])
+WEIGHTS = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+INTERCEPT = np.array([0.5, -0.5])
+
+#: Two profiles of probe values, whole (the p0 pair averages to the gene's value).
+SAMPLES = ["S1", "S2"]
+PROBE_IDS = ["p0a", "p0b", "p1", "p2", "p3", "p4"]
+VALUES = np.array([[9.0, 11.0, 30.0, 20.0, 50.0, 40.0],    # genes 10 30 20 50 40
+                   [5.0, 5.0, 4.0, 3.0, 2.0, 1.0]], dtype=np.float32)  # genes 5 4 3 2 1
+
+
+def targets_of(z):
+    return z @ WEIGHTS + INTERCEPT
+
+
+#: Whole profiles: gene ranks [0 2 1 4 3] and [4 3 2 1 0] take the reference's values
+#: [0 2 1 4 3] and [4 3 2 1 0]; landmarks standardized: [-1 0 -2] and [3 0.5 -1].
+WHOLE = targets_of(np.array([[-1.0, 0.0, -2.0], [3.0, 0.5, -1.0]]))
+#: Landmarks alone: ranks [0 2 1] and [2 1 0] onto the landmark reference [10 20 30].
+LANDMARKS_ONLY = targets_of((np.array([[10.0, 30.0, 20.0], [30.0, 20.0, 10.0]])
+                             - MEAN[:3]) / SCALE[:3])
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A linear export bundle (``inference.bundle``'s layout) of the model above."""
+    path = tmp_path_factory.mktemp("bundle")
+    np.savez(path / "pipeline.npz", keys=np.array(KEYS), ensembl=np.array(KEYS),
+             symbols=np.array(SYMBOLS), probes=np.array(PROBES), is_landmark=IS_LANDMARK,
+             mean=MEAN, std=SCALE - 1e-3, reference=REFERENCE,
+             landmark_reference=LANDMARK_REFERENCE)
+    np.savez(path / "linear.npz", weights=WEIGHTS, intercept=INTERCEPT)
+    files = {name: sha256_of(path / name, bar=False) for name in ("pipeline.npz", "linear.npz")}
+    (path / "manifest.json").write_text(json.dumps(
+        {"format": "streamgex-bundle", "version": 1, "model": "linear", "files": files}))
+    return path
+
+
+def write_gctx(path, values=VALUES, genes=PROBE_IDS, row_meta=None, col_meta=None):
+    with h5py.File(path, "w") as f:
+        create_gctx(f, sample_ids=SAMPLES, gene_ids=genes, row_meta=row_meta,
+                    col_meta=col_meta)[:] = values
+    return path
+
+
+def predict(bundle, source, out, *options):
+    return main(["predict", str(bundle), str(source), "--out", str(out), *options])
+
+
+GCT13 = """#1.3
+3\t2\t3\t2
+id\tpr_gene_symbol\tpr_gene_id\tpr gene/title\tS1\tS2
+cell_id\t-666\t-666\t-666\tA375\tMCF7
+sample\t-666\t-666\t-666\tx\ty
+7001\tAAA\tENSG0\tfirst\t10\t5
+7002\tBBB\tENSG1\tsecond\t30\t4
+7003\tCCC\tENSG2\tthird\t20\t3
+"""
+
+
+def test_gct13_keeps_its_row_and_column_fields(tmp_path):
+    """Quirk: GCT 1.3 with row and column metadata, one field name with a space and a slash,
+    one column field named like a store coordinate. Every field is kept (issue 27.4; before,
+    only the symbol was): row fields as gene coordinates, column fields as sample ones."""
+    (tmp_path / "meta.gct").write_text(GCT13)
+    ds = open_store(ingest(tmp_path / "meta.gct", tmp_path / "meta.zarr"))
+    assert list(strings(ds.gene_symbol.values)) == ["AAA", "BBB", "CCC"]
+    assert list(strings(ds.pr_gene_id.values)) == ["ENSG0", "ENSG1", "ENSG2"]
+    assert list(strings(ds.pr_gene_title.values)) == ["first", "second", "third"]
+    assert list(strings(ds.cell_id.values)) == ["A375", "MCF7"]
+    assert ds.cell_id.dims == ("sample",)
+    assert list(strings(ds.sample_2.values)) == ["x", "y"]
+    np.testing.assert_array_equal(ds.expression.values, [[10, 30, 20], [5, 4, 3]])
+
+
+def test_a_ragged_gct13_metadata_line_is_refused_naming_it(tmp_path, capsys):
+    """Quirk: a column-metadata line short of a sample: one line naming file:line and fix."""
+    lines = GCT13.splitlines()
+    lines[3] = lines[3].rsplit("\t", 1)[0]
+    (tmp_path / "ragged.gct").write_text("\n".join(lines) + "\n")
+    assert main(["ingest", str(tmp_path / "ragged.gct"), "--out", str(tmp_path / "r.zarr")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ragged.gct:4: column-metadata line with 5" in err
+    assert "fix the line" in err
+
+
+@pytest.mark.parametrize("genes_by", ["pr_gene_id", "pr_gene_symbol", "symbol"])
+def test_gct13_and_gctx_predict_alike_by_a_row_field_and_carry_column_fields(
+        bundle, tmp_path, genes_by):
+    """Issue 27.4: ``--genes-by FIELD`` and the carried column metadata work for GCT 1.3 as
+    for GCTX (before, a GCT lost every field but the symbol: "no such row field")."""
+    (tmp_path / "meta.gct").write_text(GCT13)
+    gctx = write_gctx(tmp_path / "meta.gctx", values=[[10, 30, 20], [5, 4, 3]],
+                      genes=["7001", "7002", "7003"],
+                      row_meta={"pr_gene_symbol": SYMBOLS[:3], "pr_gene_id": KEYS[:3]},
+                      col_meta={"cell_id": ["A375", "MCF7"]})
+    for source in (tmp_path / "meta.gct", gctx):
+        out, copy = tmp_path / f"{source.suffix[1:]}.zarr", tmp_path / f"{source.suffix[1:]}.gct"
+        assert predict(bundle, source, out, "--genes-by", genes_by, "--gctx", str(copy),
+                       "--quiet") == 0
+        ds = open_store(out)
+        np.testing.assert_allclose(ds.expression.values, LANDMARKS_ONLY, rtol=1e-6)
+        assert list(strings(ds.cell_id.values)) == ["A375", "MCF7"]
+        with h5py.File(copy) as f:
+            assert [c.decode() for c in f["/0/META/COL/cell_id"][()]] == ["A375", "MCF7"]
+
+
+def test_auto_reports_missing_landmarks_as_missing_not_as_ambiguous_symbols(bundle, tmp_path,
+                                                                             capsys):
+    """Issue 27.5 quirk: probe rows with a pr_gene_symbol field (several probes share a
+    symbol) missing a landmark's probe. ``--genes-by auto`` said "1 gene symbols are
+    ambiguous"; now it names the missing landmark."""
+    genes = [p for p in PROBE_IDS if p != "p2"]
+    path = write_gctx(tmp_path / "probes.gctx", values=VALUES[:, [0, 1, 2, 4, 5]], genes=genes,
+                      row_meta={"pr_gene_symbol": ["AAA", "AAA", "BBB", "DDD", "EEE"]})
+    assert predict(bundle, path, tmp_path / "o.zarr") == 1
+    err = capsys.readouterr().err
+    assert "lacks 1 of the 3 landmark genes the model needs: ENSG2 (probes p2)" in err, err
+    assert "ambiguous" not in err
