@@ -137,6 +137,60 @@ def test_gct13_and_gctx_predict_alike_by_a_row_field_and_carry_column_fields(
             assert [c.decode() for c in f["/0/META/COL/cell_id"][()]] == ["A375", "MCF7"]
 
 
+def test_predict_says_which_normalization_it_took_and_why(bundle, tmp_path, capsys):
+    """Issue 27.5: the path (whole profiles or landmarks only) and the reason, in the log and
+    the output's attributes; the values are the hand-computed ones of each path."""
+    whole = write_gctx(tmp_path / "whole.gctx")
+    landmarks = write_gctx(tmp_path / "lm.gctx", values=VALUES[:, :4], genes=PROBE_IDS[:4])
+    for source, expected, how, why in (
+            (whole, WHOLE, "quantile-normalized over whole profiles",
+             "the input has all 5 genes of the model's pipeline"),
+            (landmarks, LANDMARKS_ONLY, "landmarks quantile-normalized onto the landmark "
+             "reference", "the input lacks 2 of the 5 genes of the model's pipeline "
+             "(ENSG3, ENSG4), so whole profiles cannot be normalized")):
+        out = tmp_path / f"{source.stem}.zarr"
+        assert predict(bundle, source, out) == 0
+        assert f"{how}: {why}" in capsys.readouterr().err
+        ds = open_store(out)
+        np.testing.assert_allclose(ds.expression.values, expected, rtol=1e-6)
+        assert ds.attrs["predict"]["normalization"] == how
+        assert ds.attrs["predict"]["normalization_reason"].startswith(why)
+
+
+@pytest.mark.parametrize("suffix", ["gctx", "tsv"])
+def test_a_missing_value_in_a_gene_the_model_does_not_use_is_no_error(bundle, tmp_path,
+                                                                      suffix):
+    """Issue 27.5 quirk: an Affymetrix control probe with NaN cells (an "NA" in a table).
+    Before, any missing value failed the whole input (a table already in its conversion)."""
+    values = np.c_[VALUES, [np.nan, 1.0]].astype(np.float32)
+    genes = [*PROBE_IDS, "AFFX-BioB-5_at"]
+    path = tmp_path / f"control.{suffix}"
+    if suffix == "gctx":
+        write_gctx(path, values=values, genes=genes)
+    else:
+        path.write_text("\t".join(["probe", *SAMPLES]) + "\n" + "".join(
+            "\t".join([g, *("NA" if np.isnan(v) else repr(float(v)) for v in values[:, j])])
+            + "\n" for j, g in enumerate(genes)))
+    assert predict(bundle, path, tmp_path / "o.zarr", "--quiet") == 0
+    np.testing.assert_allclose(open_store(tmp_path / "o.zarr").expression.values, WHOLE,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("probe, fix", [
+    ("p1", "fix the value in the input"),
+    ("p3", "or leave that gene out"),  # a target's probe, read to normalize whole profiles
+])
+def test_a_missing_value_in_a_gene_the_model_uses_names_the_gene_and_the_profile(
+        bundle, tmp_path, capsys, probe, fix):
+    values = VALUES.copy()
+    values[1, PROBE_IDS.index(probe)] = np.nan
+    path = write_gctx(tmp_path / "hole.gctx", values=values)
+    assert predict(bundle, path, tmp_path / "o.zarr") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"hole.gctx: profile 'S2' has a missing or non-finite value (nan) in gene " \
+           f"'{probe}', which the model uses" in err and fix in err, err
+
+
 def test_auto_reports_missing_landmarks_as_missing_not_as_ambiguous_symbols(bundle, tmp_path,
                                                                              capsys):
     """Issue 27.5 quirk: probe rows with a pr_gene_symbol field (several probes share a
@@ -149,3 +203,20 @@ def test_auto_reports_missing_landmarks_as_missing_not_as_ambiguous_symbols(bund
     err = capsys.readouterr().err
     assert "lacks 1 of the 3 landmark genes the model needs: ENSG2 (probes p2)" in err, err
     assert "ambiguous" not in err
+
+
+def test_after_a_failed_predict_the_same_command_on_the_fixed_input_succeeds(bundle, tmp_path,
+                                                                             capsys):
+    """Issue 27.5: a predict failed by its input left a partial output, and the same command
+    on the fixed input was refused as "made from another input"."""
+    values = VALUES.copy()
+    values[0, 2] = np.inf
+    path = write_gctx(tmp_path / "in.gctx", values=values)
+    out = tmp_path / "o.zarr"
+    assert predict(bundle, path, out) == 1
+    assert "profile 'S1'" in capsys.readouterr().err
+    write_gctx(path)
+    os.utime(path, ns=(1, 10**18))  # surely another input than the failed one
+    assert predict(bundle, path, out) == 0, capsys.readouterr().err
+    np.testing.assert_allclose(open_store(out).expression.values, WHOLE, rtol=1e-6)
+    assert not building(out).exists()

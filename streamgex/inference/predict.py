@@ -88,7 +88,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
         log.info("%s: %d of the model's %d landmark genes found %s", source, found,
                  len(landmarks), matched_by)
-        transform, how = input_transform(state, keys, units)
+        norm = input_transform(state, keys, units)
+        log.info("%s: %s: %s", source, norm.how, norm.why)
         targets = ~state.is_landmark
         group = store.begin(out, step="predict", parameters=parameters,
                             source=profiles.identity, overwrite=overwrite)
@@ -108,24 +109,25 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
 
             def read(start, stop):
                 block = profiles.read(start, stop)
-                if not np.isfinite(block).all():
-                    i = int(np.argwhere(~np.isfinite(block))[0][0])
-                    sample = str(profiles.sample_ids[start + i])
-                    raise StreamgexError(f"{source}: profile {sample!r} holds a missing or "
-                                         f"non-finite value")
-                z = predictor.predict(transform(block))
+                check_missing(block, start, profiles, norm, source)
+                z = predictor.predict(norm.apply(block))
                 return state.destandardize(z, targets).astype(np.float32) if expression else z
 
             chunk = group[store.EXPRESSION].chunks[0]
             first = store.state(group)["progress"]["chunks_done"] * chunk
             started = time.perf_counter()
-            store.write_chunks(group, read, desc=f"predict ({predictor.kind.name})",
-                               chunks_per_read=max(1, BATCH // chunk))
+            try:
+                store.write_chunks(group, read, desc=f"predict ({predictor.kind.name})",
+                                   chunks_per_read=max(1, BATCH // chunk))
+            except StreamgexError:  # the input is wrong: its fixed version starts afresh
+                store.abandon(out)
+                raise
             streamed = {"profiles": len(profiles.sample_ids) - min(first, len(profiles.sample_ids)),
                         "seconds": time.perf_counter() - started}
             store.finish(group, attrs={"units": "normalized expression" if expression
                                        else "z-score", "predict": {
-                "normalization": how, "model": predictor.kind.name,
+                "normalization": norm.how, "normalization_reason": norm.why,
+                "model": predictor.kind.name,
                 "values": "expression" if expression else "z-scores",
                 "streamed": streamed}})
     finally:
@@ -135,6 +137,25 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     if gctx:
         write_gctx(out, gctx)
     return out
+
+
+def check_missing(block, start, profiles, norm, source):
+    """An error naming the profile and the gene of the first missing (or non-finite) value
+    in ``block`` (profiles ``start`` on) that ``norm`` reads; values of genes the model does
+    not use are no matter."""
+    bad = ~np.isfinite(block[:, norm.columns])
+    if not bad.any():
+        return
+    i, k = np.argwhere(bad)[0]
+    column = int(norm.columns[k])
+    fix = "fix the value in the input"
+    if column not in norm.landmark_columns:  # read only to normalize whole profiles
+        fix += (" or leave that gene out: with the landmarks alone, predict normalizes "
+                "them onto the landmark reference")
+    raise StreamgexError(
+        f"{source}: profile {str(profiles.sample_ids[start + i])!r} has a missing or "
+        f"non-finite value ({block[i, column]}) in gene {str(profiles.gene_ids[column])!r}, "
+        f"which the model uses ({norm.how}); {fix}")
 
 
 def model_identity(run):
