@@ -220,3 +220,33 @@ def test_after_a_failed_predict_the_same_command_on_the_fixed_input_succeeds(bun
     assert predict(bundle, path, out) == 0, capsys.readouterr().err
     np.testing.assert_allclose(open_store(out).expression.values, WHOLE, rtol=1e-6)
     assert not building(out).exists()
+
+
+GENE_VALUES = [[10, 30, 20, 50, 40], [5, 4, 3, 2, 1]]  # VALUES with p0a and p0b averaged
+
+
+def gct(version, ids):
+    """A GCT 1.2 (Description ``na``) or 1.3 (no metadata) of ``GENE_VALUES``."""
+    head = "#1.2\n5\t2\nName\tDescription\tS1\tS2\n" if version == "1.2" else \
+        "#1.3\n5\t2\t0\t0\nid\tS1\tS2\n"
+    lead = "\tna" if version == "1.2" else ""
+    return head + "".join(f"{g}{lead}\t{a}\t{b}\n" for g, (a, b) in
+                          zip(ids, zip(*GENE_VALUES)))
+
+
+@pytest.mark.parametrize("case", ["versioned Ensembl ids (GCT 1.2)", "GCT 1.3 without metadata",
+                                  "space-padded GCTX ids", "versioned Ensembl ids (GCTX)"])
+def test_id_quirks_read_to_the_known_predictions(bundle, tmp_path, case):
+    """Quirks that need no option: Ensembl ids with versions (GENCODE), GCTX ids padded to a
+    fixed width (HDF5 fixed-length strings), a GCT 1.3 with no metadata at all."""
+    versioned = [f"{k}.{7 + i}" for i, k in enumerate(KEYS)]
+    if "GCT 1.2" in case:
+        (path := tmp_path / "in.gct").write_text(gct("1.2", versioned))
+    elif "GCT 1.3" in case:
+        (path := tmp_path / "in.gct").write_text(gct("1.3", KEYS))
+    else:
+        ids = [f"{k}   " for k in KEYS] if "padded" in case else versioned
+        path = write_gctx(tmp_path / "in.gctx", values=GENE_VALUES, genes=ids)
+    assert predict(bundle, path, tmp_path / "o.zarr", "--quiet") == 0
+    np.testing.assert_allclose(open_store(tmp_path / "o.zarr").expression.values, WHOLE,
+                               rtol=1e-6)
