@@ -250,3 +250,20 @@ def test_id_quirks_read_to_the_known_predictions(bundle, tmp_path, case):
     assert predict(bundle, path, tmp_path / "o.zarr", "--quiet") == 0
     np.testing.assert_allclose(open_store(tmp_path / "o.zarr").expression.values, WHOLE,
                                rtol=1e-6)
+
+
+def test_a_repeated_id_the_model_reads_is_refused_naming_both_rows(bundle, tmp_path, capsys):
+    """Quirk: a GCTX (read in place, unlike a converted table) whose probe p1 is on two rows
+    with different values: the last was read silently. A repeated id of no model gene, as
+    control probes merged twice, stays no matter."""
+    values = np.c_[VALUES, VALUES[:, 2] + 1, [7.0, 8.0], [7.0, 8.0]].astype(np.float32)
+    path = write_gctx(tmp_path / "twice.gctx", values=values,
+                      genes=[*PROBE_IDS, "p1", "AFFX-x", "AFFX-x"])
+    assert predict(bundle, path, tmp_path / "o.zarr") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{path}: the input has the id 'p1' on gene rows 3 and 7" in err, err
+    path = write_gctx(tmp_path / "controls.gctx", values=values[:, [0, 1, 2, 3, 4, 5, 7, 8]],
+                      genes=[*PROBE_IDS, "AFFX-x", "AFFX-x"])
+    assert predict(bundle, path, tmp_path / "o.zarr", "--quiet") == 0
+    np.testing.assert_allclose(open_store(tmp_path / "o.zarr").expression.values, WHOLE,
+                               rtol=1e-6)

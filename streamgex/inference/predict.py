@@ -83,12 +83,15 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
         landmarks = np.flatnonzero(state.is_landmark)
-        keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields, genes_by,
-                                     landmarks)
-        found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
-        log.info("%s: %d of the model's %d landmark genes found %s", source, found,
-                 len(landmarks), matched_by)
-        norm = input_transform(state, keys, units)
+        try:
+            keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields,
+                                         genes_by, landmarks)
+            found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
+            log.info("%s: %d of the model's %d landmark genes found %s", source, found,
+                     len(landmarks), matched_by)
+            norm = input_transform(state, keys, units)
+        except StreamgexError as exc:  # about the input's rows: the message names it
+            raise StreamgexError(f"{source}: {exc}") from None
         log.info("%s: %s: %s", source, norm.how, norm.why)
         targets = ~state.is_landmark
         group = store.begin(out, step="predict", parameters=parameters,

@@ -148,9 +148,11 @@ def input_transform(state, gene_ids, units):
     landmarks = np.flatnonzero(state.is_landmark)
     plan, missing = match_genes(state, gene_ids, landmarks)
     measured = np.unique(plan.columns)
+    check_unique_rows(gene_ids, measured)
     if units == "raw":
         whole, absent = match_genes(state, gene_ids, np.arange(len(state.keys)))
         if not absent:
+            check_unique_rows(gene_ids, whole.columns)
             return Normalization(_full_profile(state, whole, landmarks),
                                  "quantile-normalized over whole profiles",
                                  f"the input has all {len(state.keys):,} genes of the model's "
@@ -181,6 +183,18 @@ def input_transform(state, gene_ids, units):
         f"the input lacks {len(absent):,} of the {len(state.keys):,} genes of the model's "
         f"pipeline ({lacking}), so whole profiles cannot be normalized; its landmarks can",
         measured, measured)
+
+
+def check_unique_rows(gene_ids, columns):
+    """An error naming an id that the rows ``columns`` have and another input row has too:
+    ``match_genes`` would silently read the last such row; an id the model does not read
+    may repeat."""
+    used = {gene_ids[c] for c in columns}
+    first = {}
+    for row, gene in enumerate(gene_ids):
+        if gene in used and first.setdefault(gene, row) != row:
+            raise StreamgexError(f"the input has the id {gene!r} on gene rows {first[gene] + 1} "
+                                 f"and {row + 1}, and the model reads it; keep one of them")
 
 
 def _full_profile(state, plan, landmarks):
