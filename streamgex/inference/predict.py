@@ -146,6 +146,8 @@ def check_missing(block, start, profiles, norm, source):
     """An error naming the profile and the gene of the first missing (or non-finite) value
     in ``block`` (profiles ``start`` on) that ``norm`` reads; values of genes the model does
     not use are no matter."""
+    if np.isfinite(block).all():  # the usual case, without copying the columns read
+        return
     bad = ~np.isfinite(block[:, norm.columns])
     if not bad.any():
         return
