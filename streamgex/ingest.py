@@ -414,7 +414,8 @@ def _define(group, *, samples, genes, coords, chunk_samples, sample_coords=None)
         samples=samples,
         genes=genes,
         coords={**{name: ("gene", values) for name, values in coords.items()},
-                **{name: ("sample", values) for name, values in (sample_coords or {}).items()}},
+                **{name: ("sample", np.asarray(values, dtype=object))
+                   for name, values in (sample_coords or {}).items()}},
         chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
     )
 

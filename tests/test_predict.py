@@ -127,12 +127,12 @@ def test_landmark_only_profiles_are_normalized_onto_the_landmark_reference(demo,
     state = pipeline_state(demo["split"])
     path = tmp_path / "l1000.gctx"
     probes = landmark_only_gctx(path, demo["raw"], state, rows=50)
-    transform, how = input_transform(state, probes, "raw")
-    assert how == "landmarks quantile-normalized onto the landmark reference"
+    norm = input_transform(state, probes, "raw")
+    assert norm.how == "landmarks quantile-normalized onto the landmark reference"
     source = open_gctx(path)
     raw = source.read(0, 50)
     source.close()
-    z = transform(raw)
+    z = norm.apply(raw)
     landmarks = np.flatnonzero(state.is_landmark)
     normalized = state.destandardize(z.astype(np.float64), landmarks)
     reference = landmark_reference(state)

@@ -99,12 +99,16 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
         landmarks = np.flatnonzero(state.is_landmark)
-        keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields, genes_by,
-                                     landmarks)
-        found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
-        log.info("%s: %d of the model's %d landmark genes found %s", source, found,
-                 len(landmarks), matched_by)
-        transform, how = input_transform(state, keys, units)
+        try:
+            keys, matched_by = input_ids(state, profiles.gene_ids, profiles.gene_fields,
+                                         genes_by, landmarks)
+            found = len(landmarks) - len(match_genes(state, keys, landmarks)[1])
+            log.info("%s: %d of the model's %d landmark genes found %s", source, found,
+                     len(landmarks), matched_by)
+            norm = input_transform(state, keys, units)
+        except StreamgexError as exc:  # about the input's rows: the message names it
+            raise StreamgexError(f"{source}: {exc}") from None
+        log.info("%s: %s: %s", source, norm.how, norm.why)
         targets = ~state.is_landmark
         group = store.begin(out, step="predict", parameters=parameters,
                             source=profiles.identity, overwrite=overwrite)
@@ -126,12 +130,8 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
 
             def inputs(start, stop):
                 block = profiles.read(start, stop)
-                if not np.isfinite(block).all():
-                    i = int(np.argwhere(~np.isfinite(block))[0][0])
-                    sample = str(profiles.sample_ids[start + i])
-                    raise StreamgexError(f"{source}: profile {sample!r} holds a missing or "
-                                         f"non-finite value")
-                return transform(block)
+                check_missing(block, start, profiles, norm, source)
+                return norm.apply(block)
 
             def finish(z, columns):
                 return (state.destandardize(z, np.flatnonzero(targets)[columns])
@@ -139,14 +139,19 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
 
             chunk = group[store.EXPRESSION].chunks[0]
             started = time.perf_counter()
-            done = write_in_passes(group, predictor.in_pieces(), inputs, finish,
-                                   keep=keep,
-                                   desc=f"predict ({predictor.kind.name})",
-                                   chunks_per_read=max(1, BATCH // chunk))
+            try:
+                done = write_in_passes(group, predictor.in_pieces(), inputs, finish,
+                                       keep=keep,
+                                       desc=f"predict ({predictor.kind.name})",
+                                       chunks_per_read=max(1, BATCH // chunk))
+            except StreamgexError:  # the input is wrong: its fixed version starts afresh
+                store.abandon(out)
+                raise
             streamed = {"profiles": done, "seconds": time.perf_counter() - started}
             store.finish(group, attrs={"units": "normalized expression" if expression
                                        else "z-score", "predict": {
-                "normalization": how, "model": predictor.kind.name,
+                "normalization": norm.how, "normalization_reason": norm.why,
+                "model": predictor.kind.name,
                 "values": "expression" if expression else "z-scores",
                 "streamed": streamed}})
     finally:
@@ -156,6 +161,27 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     if gctx:
         write_gctx(out, gctx)
     return out
+
+
+def check_missing(block, start, profiles, norm, source):
+    """An error naming the profile and the gene of the first missing (or non-finite) value
+    in ``block`` (profiles ``start`` on) that ``norm`` reads; values of genes the model does
+    not use are no matter."""
+    if np.isfinite(block).all():  # the usual case, without copying the columns read
+        return
+    bad = ~np.isfinite(block[:, norm.columns])
+    if not bad.any():
+        return
+    i, k = np.argwhere(bad)[0]
+    column = int(norm.columns[k])
+    fix = "fix the value in the input"
+    if column not in norm.landmark_columns:  # read only to normalize whole profiles
+        fix += (" or leave that gene out: with the landmarks alone, predict normalizes "
+                "them onto the landmark reference")
+    raise StreamgexError(
+        f"{source}: profile {str(profiles.sample_ids[start + i])!r} has a missing or "
+        f"non-finite value ({block[i, column]}) in gene {str(profiles.gene_ids[column])!r}, "
+        f"which the model uses ({norm.how}); {fix}")
 
 
 def model_identity(run):
