@@ -29,7 +29,7 @@ import re
 
 from ..errors import StreamgexError
 from .source import GeneMajorSource
-from .tables import unquote
+from .text import unquote
 from .text import TableLayout, check_unique, head
 
 SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "gene_name")
