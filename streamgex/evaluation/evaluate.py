@@ -165,7 +165,7 @@ def check_units(run, data):
         f"{data}: holds values {given!r}, but {run.path.name} was trained on {trained!r} ones; "
         f"evaluate on a store preprocessed as its training data was (for 1000G: `streamgex "
         f"normalize` with --reference-from GEO's normalized store, then `streamgex standardize` "
-        f"with --stats-from GEO's standardized store; README: Preprocessing)")
+        f"with --stats-from GEO's standardized store; streamgex/preprocess/README.md)")
 
 
 def current_result(run, data, *, name, partitions=0):

@@ -9,7 +9,7 @@ rebuilding the linear part through saturating units. Training starts it there
 (``start_at_least_squares``): the skip at least squares' exact solution, the
 hidden part's output layer at zero, so before its first step the network
 predicts exactly as least squares, and early stopping, which validates that
-start, keeps nothing worse. On the accuracy benchmark (README, "Training
+start, keeps nothing worse. On the accuracy benchmark (tools/README.md, "Training
 recipes") the skip took D-GEX from 0.871x to 0.844x least squares' test error
 with nothing else changed; it adds ``inputs x outputs`` weights (21M of a full
 D-GEX's 382M).

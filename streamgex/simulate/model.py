@@ -67,7 +67,7 @@ GAIN = 2.0
 #: training profiles per landmark, D-GEX beat least squares by 15.3% MAE (0.847x). At
 #: 0.3 and that ratio (the ``bench`` preset, ``tools/bench_accuracy.py``) D-GEX as one
 #: network reaches 0.868x; the best possible predictor 0.614x
-#: (``tools/calibrate_simulator.py``). README, "Nonlinearity".
+#: (``tools/calibrate_simulator.py``). tools/README.md, "Simulator calibration".
 NONLINEARITY = 0.3
 DUPLICATE_FRACTION = 0.02
 DUPLICATE_DISTANCE = 0.4

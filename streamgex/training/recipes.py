@@ -13,7 +13,7 @@ Every network kind (``[train.<model>] recipe = ...``) trains by one of:
     linearly over the first epoch, then cosine-annealed to 0 at ``max_epochs``;
     the global gradient norm clipped at 1; validation every epoch, stop after
     ``patience`` epochs without a new best, the best model kept. Chosen by the
-    diagnosis in the README ("Training recipes"): from output weights of
+    diagnosis in tools/README.md ("Training recipes"): from output weights of
     +-1e-4, momentum SGD at the paper's rates takes hundreds of epochs to
     grow even the linear part of the map, and is still short of least
     squares when its epochs run out; Adam leaves that plateau in a few epochs.
