@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from . import __version__, allocators
+from . import __version__, allocators, storage
 from .errors import StreamgexError
 from .paths import check_local
 from .quiet import import_tensorflow as _import_tensorflow_quietly
@@ -331,6 +331,9 @@ def build_parser():
         sub.add_argument("--quiet", action="store_true",
                          help="no progress bars, messages or summary; errors only")
         sub.add_argument("--verbose", action="store_true", help="debug messages too")
+        sub.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="an option of the object store's filesystem (s3fs, gcsfs, "
+                         "adlfs), e.g. endpoint_url=http://127.0.0.1:9000; repeatable")
         sub.add_argument("--log-file", metavar="FILE",
                          help="also append every message, timestamped, to FILE")
         return sub
@@ -653,6 +656,7 @@ def _main(argv):
     else:
         allocators.use_for_everything_else()
     try:
+        storage.configure(storage.parse_options(args.storage_option))
         _check_paths(args)
         logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     except StreamgexError as exc:
@@ -676,16 +680,24 @@ def _main(argv):
 #: Arguments that are not paths (a scheduler address is a URL by nature).
 NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
              "units", "by", "reference", "genes", "allow_missing", "precision",
-             "memory_budget", "shell", "genes_by", "samples_as"}
+             "memory_budget", "shell", "genes_by", "samples_as", "storage_option"}
+
+#: Arguments that take a URL (object storage, ``storage``) as well as a path, by command.
+TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",)}
 
 
 def _check_paths(args):
-    """Refuse a URL given as a path argument, before anything runs (``paths``)."""
+    """Refuse a URL given as a path argument that takes none, before anything runs
+    (``paths``); check that a URL's protocol library is installed (``storage``)."""
     for key, value in vars(args).items():
         if key in NOT_PATHS:
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
+            if isinstance(item, str) and key in TAKES_URLS.get(args.command, ()) and \
+                    storage.is_url(item):
+                (storage.check_writable if key == "out" else storage.check)(
+                    item, f"--{key.replace('_', '-')}" if key == "out" else key)
+            elif isinstance(item, str):
                 check_local(item.partition("=")[2] if key == "store" else item,
                             f"--{key.replace('_', '-')}")
 

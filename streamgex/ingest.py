@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from zarr.codecs import BloscCodec
 
-from . import store
+from . import storage, store
 from .digest import file_stat, same_file, sha256_of
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
@@ -76,9 +76,10 @@ def ingest(
     Parameters
     ----------
     source : str or Path
-        The raw file (text formats may be gzip-compressed).
+        The raw file (text formats may be gzip-compressed), or its URL (``s3://...``,
+        ``https://...``: read from a local copy, ``storage.fetch``).
     out : str or Path
-        The store to write. An interrupted ingest of the same source with the
+        The store to write, or its URL (``s3://bucket/geo.zarr``). An interrupted ingest of the same source with the
         same options is resumed; anything else already there is an error
         unless ``overwrite``.
     format : {"auto", "gctx", "gct", "geuvadis", "tsv"}
@@ -108,9 +109,10 @@ def ingest(
         )
     if chunk_samples is not None and chunk_samples < 1:
         raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
-    out = Path(out)
-    src = open_source(source, format, samples_as=samples_as)
-    checksum = _Checksum(source)
+    out = storage.local_or_url(out) if isinstance(out, str) else Path(out)
+    local = _local(source)
+    src = open_source(local, format, samples_as=samples_as)
+    checksum = _Checksum(local)
     try:
         identity_now = _identity(source, src, chunk_samples, allow_missing)
         recognise(out, identity_now)
@@ -141,7 +143,7 @@ def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allo
     content that has moved, been copied or touched since, its record is given back
     (``recognise``: the question ``ingest`` asks before it skips), so ``status`` finds it
     up to date exactly when ``run`` does."""
-    src = open_source(source, format, samples_as=samples_as)
+    src = open_source(_local(source), format, samples_as=samples_as)
     try:
         found = _identity(source, src, chunk_samples, allow_missing)
     finally:
@@ -154,7 +156,9 @@ def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allo
 def _identity(source, src, chunk_samples, allow_missing):
     # Size and modification time alone miss a file replaced by `cp -p` or `touch -r`; the
     # inode and the change time (which no user command can set back) catch those.
-    recorded = {"path": str(Path(source).resolve()), "format": src.format, **file_stat(source)}
+    recorded = ({"path": str(source), "format": src.format, **storage.stat(str(source))}
+                if storage.is_url(str(source)) else
+                {"path": str(Path(source).resolve()), "format": src.format, **file_stat(source)})
     if src.format == "tsv":  # the same table read the other way round is another store
         recorded["samples_as"] = "rows" if isinstance(src, SampleMajorSource) else "columns"
     return {"step": "ingest",
@@ -162,8 +166,14 @@ def _identity(source, src, chunk_samples, allow_missing):
             "source": recorded}
 
 
-#: The fields of an ingest's record that say where its file is, not what it holds.
-PLACE = ("path", "mtime_ns", "ctime_ns", "inode")
+def _local(source):
+    """``source``, or a local copy of it when it is a URL."""
+    return storage.fetch(storage.check(str(source))) if storage.is_url(str(source)) else source
+
+
+#: The fields of an ingest's record that say where its file is, not what it holds (an
+#: object's ETag included: a copy of the same bytes can have another).
+PLACE = ("path", "mtime_ns", "ctime_ns", "inode", "etag")
 
 
 def recognise(out, identity):
@@ -177,16 +187,25 @@ def recognise(out, identity):
     now = identity["source"]
     if (recorded is None or all(recorded.get(k) == v for k, v in now.items())
             or any(recorded.get(k) != now.get(k) for k in ("format", "samples_as"))
-            or not same_file(recorded, now["path"])):
+            or not _same_content(recorded, now)):
         return None
     log.info("%s: its place, times or inode changed since %s was made; comparing its "
              "content: the same",
              now["path"], out)
     try:
-        store.update_source(out, {k: now[k] for k in PLACE})
-        return {k: now[k] for k in PLACE}
+        store.update_source(out, {k: now[k] for k in PLACE if k in now})
+        return {k: now[k] for k in PLACE if k in now}
     except (StreamgexError, OSError):
         return {k: recorded[k] for k in PLACE if k in recorded}
+
+
+def _same_content(recorded, now):
+    """``digest.same_file`` for a file, or for a URL the same size and SHA-256 (of its
+    local copy)."""
+    if not storage.is_url(now["path"]):
+        return same_file(recorded, now["path"])
+    return ("sha256" in recorded and recorded.get("size") == now["size"]
+            and sha256_of(_local(now["path"]), bar=False) == recorded["sha256"])
 
 
 def _ingest_samples(group, src, chunk_samples, allow_missing):

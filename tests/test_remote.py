@@ -1,0 +1,215 @@
+"""Stores on object storage (issue 28), against moto's S3 server on 127.0.0.1 (tests/s3.py):
+ingest from a bucket into a bucket gives the local ingest's values; the Guarantees hold
+without a rename (complete only when the last object says so, resume after a SIGKILL, one
+writer at a time, --overwrite touching only streamgex's objects)."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from rawfiles import small_matrix, write_gctx, write_geuvadis
+from s3 import filesystem
+from streamgex import locks, storage, store
+from streamgex.cli import main
+from streamgex.errors import StreamgexError
+from streamgex.ingest import ingest
+
+
+def put(endpoint, local, url):
+    filesystem(endpoint).put(str(local), url)
+    return url
+
+
+def cli(capsys, *argv):
+    status = main([*map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_same_store(local, remote):
+    x, y = store.open_store(local), store.open_store(remote)
+    np.testing.assert_array_equal(x.expression.values, y.expression.values)
+    assert sorted(x.coords) == sorted(y.coords)
+    for name in x.coords:
+        assert list(x[name].values) == list(y[name].values), name
+    assert x.expression.encoding["chunks"] == y.expression.encoding["chunks"]
+    assert store.content(x.attrs["source"]) == store.content(y.attrs["source"]) or \
+        x.attrs["source"]["sha256"] == y.attrs["source"]["sha256"]
+
+
+def root_state(endpoint, url, fs=None):
+    """The ``streamgex`` attrs of the root ``zarr.json`` at ``url``, as an S3 reader sees it."""
+    try:
+        raw = (fs or filesystem(endpoint)).cat_file(f"{url}/zarr.json")
+    except FileNotFoundError:
+        return {}
+    return json.loads(raw)["attributes"]["streamgex"]
+
+
+def test_ingest_from_a_bucket_into_a_bucket_equals_the_local_ingest(
+        tmp_path, s3_endpoint, bucket, capsys):
+    values, samples, genes = small_matrix(300, 40, seed=3)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    write_geuvadis(tmp_path / "t.txt.gz", values[:50], samples[:50], genes,
+                   [f"S{i}" for i in range(len(genes))])
+    for name in ("m.gctx", "t.txt.gz"):
+        source = put(s3_endpoint, tmp_path / name, f"{bucket}/raw/{name}")
+        local = ingest(tmp_path / name, tmp_path / f"{name}.zarr", chunk_samples=64)
+        status, out, err = cli(capsys, "ingest", source, "--out", f"{bucket}/{name}.zarr",
+                               "--chunk-samples", 64)
+        assert status == 0, err
+        assert f"{bucket}/{name}.zarr" in out and f"source      {source}" in out
+        assert_same_store(local, f"{bucket}/{name}.zarr")
+        assert not filesystem(s3_endpoint).exists(f"{bucket}/{name}.zarr.lock")
+    # the same command again recognises its store and writes nothing
+    objects = filesystem(s3_endpoint).find(bucket, detail=True)
+    status, out, err = cli(capsys, "ingest", f"{bucket}/raw/m.gctx", "--out",
+                           f"{bucket}/m.gctx.zarr", "--chunk-samples", 64)
+    assert status == 0 and "up to date" in err, err
+    assert filesystem(s3_endpoint).find(bucket, detail=True) == objects
+    status, out, err = cli(capsys, "info", "--verify", f"{bucket}/m.gctx.zarr")
+    assert status == 0 and "all 5 chunks read back intact" in out, err
+
+
+def test_a_store_counts_only_once_its_last_object_says_complete(tmp_path, s3_endpoint, bucket):
+    """No rename on S3: the store is built under its final URL; until the root zarr.json
+    says complete, open_store and status refuse it (and a plain reader sees the flag)."""
+    url = f"{bucket}/s.zarr"
+    group = store.begin(url, step="ingest", parameters={}, source={"sha256": "x"})
+    store.start_writing(group, samples=["a", "b", "c"], genes=["g1", "g2"], chunk_samples=2)
+    store.write_chunks(group, lambda start, stop: np.ones((stop - start, 2), "float32"),
+                       desc="test")
+    assert root_state(s3_endpoint, url)["complete"] is False
+    with pytest.raises(StreamgexError, match="incomplete store.*re-run the same"):
+        store.open_store(url)
+    assert store.status(url)[0] == "partial"
+    assert store.finish(group) == url
+    assert root_state(s3_endpoint, url)["complete"] is True
+    assert store.status(url) == ("done", "")
+    np.testing.assert_array_equal(store.open_store(url).expression.values, np.ones((3, 2)))
+
+
+def kill_when(code, endpoint, url, reached, timeout=120):
+    """Run ``code`` in a fresh interpreter and SIGKILL it once ``reached(progress)``."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    deadline, fs = time.monotonic() + timeout, filesystem(endpoint)
+    while time.monotonic() < deadline:
+        progress = root_state(endpoint, url, fs).get("progress", {})
+        if reached(progress):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return progress
+        if proc.poll() is not None:
+            pytest.fail(f"ingest ended (rc {proc.returncode}) before the kill point: "
+                        f"{proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("the kill point was never reached")
+
+
+def test_a_sigkill_during_a_remote_ingest_resumes_to_the_uninterrupted_store(
+        tmp_path, s3_endpoint, bucket, caplog):
+    values, samples, genes = small_matrix(1200, 60, seed=5)
+    write_gctx(tmp_path / "big.gctx", values, samples, genes, chunks=(16, 60))
+    source = put(s3_endpoint, tmp_path / "big.gctx", f"{bucket}/raw/big.gctx")
+    url = f"{bucket}/big.zarr"
+    code = ("from streamgex.ingest import ingest; "
+            f"ingest({source!r}, {url!r}, chunk_samples=16)")
+    at_kill = kill_when(code, s3_endpoint, url, lambda p: p.get("chunks_done", 0) >= 10)
+    with pytest.raises(StreamgexError, match="incomplete store"):
+        store.open_store(url)
+    # the killed writer's lock object stays: on this host its dead pid lets the rerun take it
+    assert filesystem(s3_endpoint).exists(f"{url}.lock")
+    caplog.set_level("INFO")
+    ingest(source, url, chunk_samples=16)
+    resumed = re.search(rf"resuming {url}: (\d+) chunks already written", caplog.text)
+    assert resumed and at_kill["chunks_done"] <= int(resumed[1]) < 75, caplog.text
+    assert_same_store(ingest(tmp_path / "big.gctx", tmp_path / "ref.zarr", chunk_samples=16), url)
+
+
+def test_one_writer_at_a_time_by_a_conditional_create(s3_endpoint, bucket, capsys):
+    url = f"{bucket}/held.zarr"
+    first = storage.place(f"{url}.lock")
+    first.create(b"{}")
+    with pytest.raises(FileExistsError):  # S3 answered 412 to If-None-Match: *
+        storage.place(f"{url}.lock").create(b"{}")
+    first.delete()
+    # a live holder on another host: refused in one line naming it, not taken over
+    storage.place(f"{url}.lock").create(json.dumps(
+        {"pid": 1, "host": "elsewhere", "command": "streamgex ingest x", "since": "now"}).encode())
+    with pytest.raises(StreamgexError, match="another streamgex process is writing this store: "
+                                             "pid 1 on elsewhere"):
+        store.begin(url, step="ingest", parameters={}, source={})
+    assert filesystem(s3_endpoint).exists(f"{url}.lock")
+    locks.lock_file(url)  # the same name the CLI's message gives
+    assert str(locks.lock_file(url)) == f"{url}.lock"
+
+
+def test_overwrite_removes_only_the_objects_streamgex_wrote(tmp_path, s3_endpoint, bucket,
+                                                             capsys):
+    values, samples, genes = small_matrix(100, 20, seed=1)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    fs = filesystem(s3_endpoint)
+    url = f"{bucket}/m.zarr"
+    fs.pipe_file(f"{url}/README.txt", b"not streamgex's")
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", url)
+    assert status == 1 and "is not a streamgex store" in err, err
+    fs.rm_file(f"{url}/README.txt")
+    assert cli(capsys, "ingest", tmp_path / "m.gctx", "--out", url)[0] == 0
+    fs.pipe_file(f"{url}/README.txt", b"added since by a user")
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", url,
+                         "--chunk-samples", 64)
+    assert status == 1 and "pass --overwrite" in err, err
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", url,
+                         "--chunk-samples", 64, "--overwrite")
+    assert status == 0, err
+    assert fs.cat_file(f"{url}/README.txt") == b"added since by a user"
+    assert store.open_store(url).expression.encoding["chunks"] == (64, 20)
+    np.testing.assert_array_equal(store.open_store(url).expression.values, values)
+
+
+def test_info_verify_names_a_chunk_gone_from_the_bucket(tmp_path, s3_endpoint, bucket, capsys):
+    values, samples, genes = small_matrix(100, 20, seed=1)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    url = f"{bucket}/m.zarr"
+    ingest(tmp_path / "m.gctx", url, chunk_samples=32)
+    filesystem(s3_endpoint).rm_file(f"{url}/expression/c/1/0")
+    status, _, err = cli(capsys, "info", "--verify", url)
+    assert status == 1 and "1 of 4 chunks damaged: chunk 1 (profiles 32-63): missing" in err
+    with pytest.raises(StreamgexError, match="damaged store"):
+        store.open_store(url)
+    ingest(tmp_path / "m.gctx", url, chunk_samples=32)  # the same command builds it again
+    np.testing.assert_array_equal(store.open_store(url).expression.values, values)
+
+
+def test_storage_options_from_the_command_line(tmp_path, s3_endpoint, bucket, capsys,
+                                               monkeypatch):
+    values, samples, genes = small_matrix(10, 5)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", f"{bucket}/m.zarr",
+                         "--storage-option", f"endpoint_url={s3_endpoint}")
+    assert status == 0, err
+    status, _, err = cli(capsys, "info", f"{bucket}/m.zarr", "--storage-option", "endpoint_url")
+    assert status == 1 and "--storage-option 'endpoint_url': expected KEY=VALUE" in err, err
+
+
+def test_a_protocol_without_its_library_is_one_line_naming_the_extra(tmp_path, capsys,
+                                                                     monkeypatch):
+    real = storage.importlib.util.find_spec
+    monkeypatch.setattr(storage.importlib.util, "find_spec",
+                        lambda name: None if name == "gcsfs" else real(name))
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", "gs://b/m.zarr")
+    assert status == 1 and err.strip().endswith(
+        "gs:// needs the gcsfs package: pip install 'streamgex[gcs]'"), err
+    status, _, err = cli(capsys, "ingest", "https://example.org/m.gctx", "--out",
+                         "https://example.org/m.zarr")
+    assert status == 1 and "https:// is read-only" in err, err
+    assert list(tmp_path.iterdir()) == []
