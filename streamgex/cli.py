@@ -683,7 +683,9 @@ NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "
              "memory_budget", "shell", "genes_by", "samples_as", "storage_option"}
 
 #: Arguments that take a URL (object storage, ``storage``) as well as a path, by command.
-TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",)}
+TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store", "out"),
+              "normalize": ("store", "out", "reference_from"),
+              "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out")}
 
 
 def _check_paths(args):

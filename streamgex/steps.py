@@ -14,14 +14,12 @@ import hashlib
 import json
 import math
 import os
-from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
-import zarr
 
-from . import store
+from . import storage, store
 from .errors import StreamgexError
 from .progress import progress
 
@@ -108,7 +106,7 @@ def fingerprint(path):
     options, so an output can tell whether its input is still the one it was
     made from; a moved workdir keeps its fingerprints.
     """
-    group = zarr.open_group(path, mode="r")
+    group = store.open_group(path)
     source = {key: value for key, value in store.content(dict(group.attrs.get("source") or {}))
               .items() if key not in FILE_STAT_KEYS}
     identity = {store.ATTR: store.content(group.attrs.get(store.ATTR)), "source": source}
@@ -119,13 +117,13 @@ def fingerprint(path):
 def source_of(path):
     """The ``source`` attrs of a store made from the store at ``path``."""
     store.open_store(path)  # refuses a missing or partial input
-    return {"store": str(Path(path).resolve()), "fingerprint": fingerprint(path)}
+    return {"store": storage.resolved(path), "fingerprint": fingerprint(path)}
 
 
 def open_input(path):
     """A complete store as ``(dataset, expression as a dask array chunked like the store)``."""
     ds = store.open_store(path)
-    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    array = store.open_group(path)[store.EXPRESSION]
     return ds, da.from_zarr(array)
 
 

@@ -321,3 +321,8 @@ def fetch(url):
     with atomic.atomic_path(local) as tmp:
         fs.get_file(key, str(tmp))
     return local
+
+
+def resolved(path):
+    """``path`` made absolute (a URL as it is), as a record names an input."""
+    return str(path).rstrip("/") if is_url(str(path)) else str(Path(path).resolve())

@@ -107,8 +107,18 @@ def _zarr(path, *, read_only=False):
     return storage.place(path).zarr(read_only=read_only)
 
 
-def _open(path, mode="r"):
+def open_group(path, mode="r"):
+    """The Zarr group of the store at ``path`` (a path or URL), for reading (``"r"``) or
+    writing (``"r+"``): what every module opens a store's arrays with."""
     return zarr.open_group(_zarr(path, read_only=mode == "r"), mode=mode)
+
+
+def as_path(path):
+    """An output or input named by the user: a ``Path``, or a URL kept as a string."""
+    return _p(path)
+
+
+_open = open_group
 
 
 def begin(path, *, step, parameters, source, overwrite=False):
