@@ -241,3 +241,29 @@ def test_preprocessing_steps_read_and_write_stores_in_a_bucket_as_on_disk(
     assert status == 0 and "up to date" in err, err
     assert filesystem(s3_endpoint).find(bucket, detail=True) == objects
     assert not [key for key in objects if key.endswith(".lock") or "/sorted/" in key]
+
+
+def test_a_stream_from_a_bucket_gives_the_local_stores_batches(tmp_path, s3_endpoint, bucket,
+                                                              monkeypatch):
+    """Training fed from a store in a bucket: the same batches, in the same order, as from
+    the same store on disk (its chunks read through Zarr, several at once), with the
+    endpoint given as a storage option, not by the environment."""
+    from streamgex.streams import Source, Stream
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setattr(storage, "_options", {"endpoint_url": s3_endpoint})
+
+    n, g = 300, 12
+    values = (np.arange(n)[:, None] * 100 + np.arange(g)[None, :]).astype(np.float32)
+    write_gctx(tmp_path / "x.gctx", values, [f"S{i}" for i in range(n)],
+               [f"g{j}" for j in range(g)])
+    local = ingest(tmp_path / "x.gctx", tmp_path / "x.zarr", chunk_samples=32)
+    remote = ingest(tmp_path / "x.gctx", f"{bucket}/x.zarr", chunk_samples=32)
+
+    def batches(where):
+        stream = Stream((Source(where, np.array([0, 1, 2])), Source(where, np.arange(3, 12))),
+                        batch=40, seed=7, window=3)
+        return [part for batch in stream.batches(epoch=1) for part in batch]
+
+    for a, b in zip(batches(local), batches(remote), strict=True):
+        np.testing.assert_array_equal(a, b)
