@@ -697,8 +697,10 @@ def _check_paths(args):
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and key in TAKES_URLS.get(args.command, ()) and \
                     storage.is_url(item):
-                (storage.check_writable if key == "out" else storage.check)(
-                    item, f"--{key.replace('_', '-')}" if key == "out" else key)
+                where = f"--{key.replace('_', '-')}" if key != "source" else "source"
+                if key == "out":
+                    storage.check_writable(item, where)
+                storage.probe(item, where)
             elif isinstance(item, str):
                 check_local(item.partition("=")[2] if key == "store" else item,
                             f"--{key.replace('_', '-')}")
@@ -717,6 +719,11 @@ def _call(args):
         return 1
     except OSError as exc:  # disk full, permission denied: the machine, not a bug
         print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an object store that stayed unreachable through the retries
+        if not storage.is_service_error(exc):
+            raise
+        print(f"streamgex: error: {storage.explain(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -42,6 +42,16 @@ LIBRARIES = {
 #: Protocols streamgex only reads from.
 READ_ONLY = ("http", "https")
 
+#: What streamgex asks of S3 clients unless ``configure`` says otherwise: botocore's
+#: "standard" retries (500, 502, 503, 504, throttling and dropped connections, with
+#: exponential backoff, up to 6 attempts; s3fs retries SlowDown on top) and a connect
+#: timeout, so that an unreachable endpoint is an error within about a minute and a half
+#: (6 attempts x 10 s, plus the backoff), not a hang.
+S3_DEFAULTS = {"config_kwargs": {"connect_timeout": 10, "read_timeout": 120,
+                                 "retries": {"max_attempts": 6, "mode": "standard"}}}
+#: Protocols whose URLs start with a bucket (or container) that must exist.
+BUCKETS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
 _options = {}
 
 
@@ -81,9 +91,59 @@ def parse_options(items, *, where="--storage-option"):
     return options
 
 
-def options():
-    """The options ``configure`` set (a copy)."""
-    return dict(_options)
+def options(url=None):
+    """The options a filesystem for ``url`` gets: the protocol's defaults (``S3_DEFAULTS``)
+    under those ``configure`` set."""
+    if url is None or protocol(url) not in ("s3", "s3a"):
+        return dict(_options)
+    # fsspec keeps one filesystem per set of options; an endpoint from the environment
+    # goes in them too, so another endpoint (a test's, a changed environment) gets its own
+    endpoint = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]} \
+        if os.environ.get("AWS_ENDPOINT_URL") else {}
+    merged = {**S3_DEFAULTS, **endpoint, **_options}
+    merged["config_kwargs"] = {**S3_DEFAULTS["config_kwargs"],
+                               **_options.get("config_kwargs", {})}
+    return merged
+
+
+def is_service_error(exc):
+    """Whether ``exc`` is a storage service's or its client's failure (an endpoint that
+    cannot be reached, credentials refused, retries spent), not a bug of streamgex."""
+    return any(cls.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "s3fs",
+                                                "gcsfs", "adlfs", "google", "azure")
+               for cls in type(exc).__mro__)
+
+
+def explain(exc, url=""):
+    """A service failure in one line, with what to check."""
+    text = " ".join(str(exc).split())[:300]
+    prefix = f"{url}: " if url else ""
+    return (f"{prefix}{type(exc).__name__}: {text}; check the endpoint (AWS_ENDPOINT_URL or "
+            f"--storage-option endpoint_url=...), the credentials and the network, then re-run "
+            f"the same command (it resumes)")
+
+
+def probe(url, where=""):
+    """Check, with one request, that the bucket of ``url`` exists and answers: an error in
+    one line, within the connect timeout and retries, for an unreachable endpoint, refused
+    credentials or a missing bucket. Returns ``url``."""
+    check(url, where)
+    if protocol(url) not in BUCKETS:
+        return url
+    fs, key = filesystem(url)
+    bucket = key.split("/", 1)[0]
+    prefix = f"{where} {url}" if where else url
+    try:
+        fs.invalidate_cache(bucket)
+        fs.info(bucket)  # unlike exists(), says why it failed
+    except (FileNotFoundError, PermissionError):
+        raise StreamgexError(f"{prefix}: bucket {bucket} does not exist, or these credentials "
+                             f"cannot see it; create it (streamgex makes none) or fix the URL") from None
+    except Exception as exc:
+        if isinstance(exc, OSError) or is_service_error(exc):
+            raise StreamgexError(explain(exc, prefix)) from None
+        raise
+    return url
 
 
 def protocol(url):
@@ -125,7 +185,7 @@ def filesystem(url):
     import fsspec
 
     check(url)
-    return fsspec.url_to_fs(url, **_options)
+    return fsspec.url_to_fs(url, **options(url))
 
 
 def zarr_store(url, *, read_only=False):
@@ -133,7 +193,7 @@ def zarr_store(url, *, read_only=False):
     from zarr.storage import FsspecStore
 
     check(url)
-    return FsspecStore.from_url(url, storage_options=dict(_options), read_only=read_only)
+    return FsspecStore.from_url(url, storage_options=options(url), read_only=read_only)
 
 
 def join(base, *parts):

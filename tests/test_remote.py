@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rawfiles import small_matrix, write_gctx, write_geuvadis
-from s3 import filesystem
+from s3 import faulty_proxy, filesystem
 from streamgex import locks, storage, store
 from streamgex.cli import main
 from streamgex.errors import StreamgexError
@@ -267,3 +267,46 @@ def test_a_stream_from_a_bucket_gives_the_local_stores_batches(tmp_path, s3_endp
 
     for a, b in zip(batches(local), batches(remote), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_injected_503s_and_dropped_connections_change_nothing(tmp_path, s3_endpoint, bucket,
+                                                              capsys, monkeypatch):
+    """Through a proxy that answers every 9th request 503 SlowDown and drops the connection
+    of another after the service acted on it (a lost answer), an ingest from a bucket into
+    a bucket, its verify and a stream over it give the local results: every request is
+    retried with backoff, and each write is idempotent (the lock's conditional create,
+    retried after its answer was lost, finds its own record and takes it)."""
+    from streamgex.streams import Source, Stream
+
+    values, samples, genes = small_matrix(200, 24, seed=4)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    source = put(s3_endpoint, tmp_path / "m.gctx", f"{bucket}/raw/m.gctx")
+    local = ingest(tmp_path / "m.gctx", tmp_path / "m.zarr", chunk_samples=64)
+    with faulty_proxy(s3_endpoint, every=9) as (proxy, faults):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy)
+        status, _, err = cli(capsys, "ingest", source, "--out", f"{bucket}/m.zarr",
+                             "--chunk-samples", 64, "--quiet")
+        assert status == 0, err
+        status, out, err = cli(capsys, "info", "--verify", f"{bucket}/m.zarr")
+        assert status == 0 and "all 4 chunks read back intact" in out, err
+        batches = [Stream((Source(where, np.arange(24)),), batch=50, seed=1, window=2)
+                   for where in (local, f"{bucket}/m.zarr")]
+        for a, b in zip(*(s.batches(epoch=0) for s in batches), strict=True):
+            np.testing.assert_array_equal(a[0], b[0])
+    assert faults.spoiled["503"] >= 3 and faults.spoiled["dropped"] >= 3, faults.spoiled
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    assert_same_store(local, f"{bucket}/m.zarr")
+    assert not filesystem(s3_endpoint).exists(f"{bucket}/m.zarr.lock")
+
+
+def test_an_unreachable_endpoint_or_a_missing_bucket_is_one_line(tmp_path, s3_endpoint, bucket,
+                                                                 capsys, monkeypatch):
+    values, samples, genes = small_matrix(10, 5)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    status, _, err = cli(capsys, "ingest", tmp_path / "m.gctx", "--out", "s3://no-such/m.zarr")
+    assert status == 1 and err.count("\n") == 1 and "bucket no-such does not exist" in err, err
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    status, _, err = cli(capsys, "info", f"{bucket}/m.zarr", "--storage-option",
+                         'config_kwargs={"retries": {"max_attempts": 1}}')
+    assert status == 1 and err.count("\n") == 1, err
+    assert "Could not connect to the endpoint URL" in err and "AWS_ENDPOINT_URL" in err, err
