@@ -310,3 +310,27 @@ def test_an_unreachable_endpoint_or_a_missing_bucket_is_one_line(tmp_path, s3_en
                          'config_kwargs={"retries": {"max_attempts": 1}}')
     assert status == 1 and err.count("\n") == 1, err
     assert "Could not connect to the endpoint URL" in err and "AWS_ENDPOINT_URL" in err, err
+
+
+def test_a_dask_cluster_without_a_shared_disk_computes_a_step_in_a_bucket(
+        tmp_path, s3_endpoint, bucket, capsys):
+    """Workers in their own processes and working folders, with only the store's URL in
+    common, read the input chunks from the bucket and write the output's there: the
+    result is the local threads' one."""
+    from distributed import LocalCluster
+
+    values, samples, genes = small_matrix(300, 30, seed=2)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    source = put(s3_endpoint, tmp_path / "m.gctx", f"{bucket}/raw/m.gctx")
+    assert cli(capsys, "ingest", source, "--out", f"{bucket}/m.zarr", "--chunk-samples", 64,
+               "--quiet")[0] == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      local_directory=tmp_path / "workers") as cluster:
+        status, _, err = cli(capsys, "standardize", f"{bucket}/m.zarr", "--out",
+                             f"{bucket}/std.zarr", "--scheduler", cluster.scheduler_address,
+                             "--quiet")
+        assert status == 0, err
+    assert cli(capsys, "standardize", f"{bucket}/m.zarr", "--out", tmp_path / "std.zarr",
+               "--quiet")[0] == 0
+    np.testing.assert_array_equal(store.open_store(f"{bucket}/std.zarr").expression.values,
+                                  store.open_store(tmp_path / "std.zarr").expression.values)
