@@ -100,7 +100,7 @@ def _preprocess(args):
     from .config import load_config
     from .preprocess.pipeline import preprocess
 
-    preprocess(load_config(args.config, args.set))
+    preprocess(_storage_of(load_config(args.config, args.set), args))
 
 
 def _train(args):
@@ -139,11 +139,18 @@ def _run(args):
     from .evaluation.report import headline
     from .experiment import folders_of, run_experiment
 
-    config = load_config(args.config, args.set)
+    config = _storage_of(load_config(args.config, args.set), args)
     _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
     report = run_experiment(config, retrain=args.retrain, placement=_placement(args))
     if report is not None:  # worker 0's (the others only train)
         _print_report(report, folders_of(config)["runs"].values(), headline)
+
+
+def _storage_of(config, args):
+    """Configure the object store from the config's ``[storage]``, then ``--storage-option``
+    over it; returns ``config``."""
+    storage.configure({**config.storage, **storage.parse_options(args.storage_option)})
+    return config
 
 
 #: ``status``'s exit status while a stage is to do, partial or stale (0: all done).
@@ -156,7 +163,7 @@ def _status(args):
     from .config import load_config
     from .experiment import format_status, status
 
-    stages = status(load_config(args.config, args.set))
+    stages = status(_storage_of(load_config(args.config, args.set), args))
     if args.json:
         print(json.dumps([asdict(s) for s in stages], indent=1))
     else:

@@ -334,3 +334,51 @@ def test_a_dask_cluster_without_a_shared_disk_computes_a_step_in_a_bucket(
                "--quiet")[0] == 0
     np.testing.assert_array_equal(store.open_store(f"{bucket}/std.zarr").expression.values,
                                   store.open_store(tmp_path / "std.zarr").expression.values)
+
+
+CONFIG = """
+name = "bucket-inputs"
+workdir = "{work}"
+chunk_samples = 256
+
+[inputs]
+geo = "{bucket}/raw/geo.gctx"
+rnaseq = "{bucket}/raw/1000g.txt.gz"
+landmarks = "{raw[map_lm]}"
+targets = "{raw[map_tg]}"
+
+[split]
+train_per_cluster = 100
+val_per_cluster = 20
+
+[pca]
+enabled = false
+
+[storage]
+endpoint_url = "{endpoint}"
+"""
+
+
+def test_preprocess_reads_a_configs_raw_inputs_from_a_bucket(tmp_path, s3_endpoint, bucket,
+                                                             demo_raw, capsys, monkeypatch):
+    """GEO and 1000G files in a bucket, the endpoint in the config's [storage] table: the
+    chain ingests them (the local ingest's stores), status says every stage but the report
+    (made by run) done, and a second preprocess redoes nothing."""
+    for key, name in (("geo", "geo.gctx"), ("rnaseq", "1000g.txt.gz")):
+        put(s3_endpoint, demo_raw[key], f"{bucket}/raw/{name}")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG.format(work=tmp_path / "work", bucket=bucket, raw=demo_raw,
+                                    endpoint=s3_endpoint))
+    assert main(["preprocess", str(config), "--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    main(["status", str(config)])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 11 and all(line.split()[-1] == "done" for line in lines if not line.startswith("report")), \
+        lines
+    assert main(["preprocess", str(config)]) == 0
+    assert "ingest" not in capsys.readouterr().err.replace("up to date", "")
+    local = ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=256)
+    assert_same_store(local, tmp_path / "work" / "stores" / "geo.zarr")
+    recorded = store.open_store(tmp_path / "work" / "stores" / "1000g.zarr").attrs["source"]
+    assert recorded["path"] == f"{bucket}/raw/1000g.txt.gz" and "etag" in recorded
