@@ -5,6 +5,7 @@ bucket. Nothing leaves the machine; the credentials are moto's dummies."""
 import contextlib
 import logging
 import os
+import time
 import uuid
 
 import pytest
@@ -76,6 +77,8 @@ class _Faults:
         self.spoiled = {"503": 0, "dropped": 0}
 
     def next(self):
+        if not self.every:
+            return None
         with self.lock:
             self.count += 1
             if self.count % self.every == 0:
@@ -88,9 +91,11 @@ class _Faults:
 
 
 @contextlib.contextmanager
-def faulty_proxy(endpoint, *, every=7):
-    """An HTTP proxy in front of ``endpoint`` that spoils requests now and then (``_Faults``);
-    yields ``(its URL, the _Faults counting what it spoiled)``."""
+def faulty_proxy(endpoint, *, every=7, delay=0.0):
+    """An HTTP proxy in front of ``endpoint`` that spoils requests now and then (``_Faults``;
+    ``every=0``: none) and adds ``delay`` seconds to each round trip (a distant service,
+    for ``tools/bench_remote.py``); yields ``(its URL, the _Faults counting what it
+    spoiled)``."""
     import http.client
     import http.server
     import threading
@@ -120,6 +125,8 @@ def faulty_proxy(endpoint, *, every=7):
 
         def _any(self):
             body = self._body()
+            if delay:
+                time.sleep(delay)
             fault = faults.next()
             if fault == "503":
                 payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown"
