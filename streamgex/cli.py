@@ -692,7 +692,8 @@ NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "
 #: Arguments that take a URL (object storage, ``storage``) as well as a path, by command.
 TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store", "out"),
               "normalize": ("store", "out", "reference_from"),
-              "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out")}
+              "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out"),
+              "predict": ("run", "input", "out"), "export": ("out",)}
 
 
 def _check_paths(args):

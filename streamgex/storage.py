@@ -312,14 +312,7 @@ class Remote:
         """PUT ``data`` with ``If-None-Match: *`` (s3fs's ``mode="create"``): the service
         creates it only if no object is there, so of two creators exactly one wins. Raises
         FileExistsError for the other."""
-        try:
-            self.fs.pipe_file(self.key, data, mode="create")
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            if "Precondition" in str(exc) or getattr(exc, "errno", None) == 22:
-                raise FileExistsError(self.url) from None
-            raise
+        self.fs.pipe_file(self.key, data, mode="create")  # s3fs: a 412 -> FileExistsError
 
     def read_all(self):
         return self.fs.cat_file(self.key)
@@ -386,3 +379,58 @@ def fetch(url):
 def resolved(path):
     """``path`` made absolute (a URL as it is), as a record names an input."""
     return str(path).rstrip("/") if is_url(str(path)) else str(Path(path).resolve())
+
+
+def scratch_for(path, suffix):
+    """A local folder for a command's scratch data beside ``path`` (``PATH{suffix}``); for a
+    URL, under ``cache_folder()/scratch``, one per URL."""
+    if not is_url(str(path)):
+        path = Path(path)
+        return path.with_name(path.name + suffix)
+    import hashlib
+
+    tag = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return cache_folder() / "scratch" / f"{tag}-{name(path)}{suffix}"
+
+
+def publish_folder(local, url, *, last):
+    """Upload the files of the local folder ``local`` under ``url``, the object ``last`` (a
+    manifest) after every other: what reads the folder by URL takes it as complete only
+    once ``last`` is there (no rename on object storage). The old ``last`` is deleted
+    first, so a folder being replaced never counts as complete halfway; objects of an old
+    folder that the new one lacks are left (callers remove what they know they made)."""
+    local = Path(local)
+    fs, key = filesystem(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(f"{key}/{last}")
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        relative = file.relative_to(local).as_posix()
+        if relative != last:
+            fs.put_file(str(file), f"{key}/{relative}")
+    fs.put_file(str(local / last), f"{key}/{last}")
+    fs.invalidate_cache(key)
+
+
+def fetch_folder(url, *, last):
+    """A local copy of the folder at ``url`` published by ``publish_folder`` (its ``last``
+    object present), downloaded once per content of ``last`` into ``cache_folder()/folders``
+    and reused after. FileNotFoundError when ``last`` is not there (absent or incomplete)."""
+    import hashlib
+
+    from . import atomic
+
+    fs, key = filesystem(url)
+    fs.invalidate_cache(key)
+    manifest = fs.cat_file(f"{key}/{last}")
+    local = cache_folder() / "folders" / hashlib.sha256(manifest).hexdigest()[:16] / name(url)
+    if (local / last).is_file():
+        return local
+    with atomic.atomic_path(local) as tmp:
+        tmp.mkdir()
+        for found in fs.find(key):
+            relative = found[len(key) + 1:]
+            if relative != last:
+                (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(found, str(tmp / relative))
+        (tmp / last).write_bytes(manifest)  # the one read above, whatever came since
+    return local

@@ -382,3 +382,56 @@ def test_preprocess_reads_a_configs_raw_inputs_from_a_bucket(tmp_path, s3_endpoi
     assert_same_store(local, tmp_path / "work" / "stores" / "geo.zarr")
     recorded = store.open_store(tmp_path / "work" / "stores" / "1000g.zarr").attrs["source"]
     assert recorded["path"] == f"{bucket}/raw/1000g.txt.gz" and "etag" in recorded
+
+
+def test_predict_reads_its_input_from_a_bucket_and_writes_its_store_there(
+        demo_experiment, tmp_path, s3_endpoint, bucket, capsys):
+    """The demo's E-MLP predicts from a raw GCTX and from the test split's store, both in a
+    bucket, into stores in the bucket: every value equal to the local prediction."""
+    from streamgex.evaluation.predictor import load_predictor
+
+    workdir = demo_experiment[0]
+    run, test = workdir / "work" / "runs" / "emlp", workdir / "work" / "split" / "test"
+    gctx = put(s3_endpoint, workdir / "raw" / "geo.gctx", f"{bucket}/in/geo.gctx")
+    filesystem(s3_endpoint).put(str(test), f"{bucket}/in/test.zarr", recursive=True)
+    for source, local_source, units in ((gctx, workdir / "raw" / "geo.gctx", "raw"),
+                                        (f"{bucket}/in/test.zarr", test, "standardized")):
+        name = source.rsplit("/", 1)[-1]
+        status, _, err = cli(capsys, "predict", run, source, "--out", f"{bucket}/out/{name}",
+                             "--units", units, "--quiet")
+        assert status == 0, err
+        status, _, err = cli(capsys, "predict", run, local_source, "--out",
+                             tmp_path / name, "--units", units, "--quiet")
+        assert status == 0, err
+        remote = store.open_store(f"{bucket}/out/{name}")
+        np.testing.assert_array_equal(remote.expression.values,
+                                      store.open_store(tmp_path / name).expression.values)
+        assert remote.attrs["source"]["path" if units == "raw" else "store"] == source
+    split = store.open_store(test)
+    landmarks = split.is_landmark.values.astype(bool)
+    np.testing.assert_array_equal(
+        store.open_store(f"{bucket}/out/test.zarr").expression.values,
+        load_predictor(run).predict(split.expression.values[:, landmarks]))
+
+
+def test_export_to_a_bucket_and_predict_from_that_bundle_into_the_bucket(
+        demo_experiment, tmp_path, s3_endpoint, bucket, capsys):
+    """`export --out s3://...` uploads the bundle with its manifest last; `predict` from that
+    URL (a cached local copy) into the bucket gives the run's own predictions; a second
+    export without --overwrite is refused, with it the bundle is replaced."""
+    workdir = demo_experiment[0]
+    run, test = workdir / "work" / "runs" / "emlp", workdir / "work" / "split" / "test"
+    status, out, err = cli(capsys, "export", run, "--out", f"{bucket}/bundles/emlp")
+    assert status == 0, err
+    keys = [k.rsplit("/", 1)[-1] for k in filesystem(s3_endpoint).find(f"{bucket}/bundles/emlp")]
+    assert "manifest.json" in keys and "network.keras" in keys
+    status, _, err = cli(capsys, "predict", f"{bucket}/bundles/emlp", test, "--out",
+                         f"{bucket}/out/pred.zarr", "--units", "standardized", "--quiet")
+    assert status == 0, err
+    assert cli(capsys, "predict", run, test, "--out", tmp_path / "pred.zarr", "--units",
+               "standardized", "--quiet")[0] == 0
+    np.testing.assert_array_equal(store.open_store(f"{bucket}/out/pred.zarr").expression.values,
+                                  store.open_store(tmp_path / "pred.zarr").expression.values)
+    status, _, err = cli(capsys, "export", run, "--out", f"{bucket}/bundles/emlp")
+    assert status == 1 and "exists; pass --overwrite" in err, err
+    assert cli(capsys, "export", run, "--out", f"{bucket}/bundles/emlp", "--overwrite")[0] == 0

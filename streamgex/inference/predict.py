@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import store
+from .. import storage, store
 from ..atomic import atomic_path, read_json
 from ..errors import StreamgexError
 from ..evaluation.evaluate import models_identity
@@ -64,7 +64,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     Path
         The output store.
     """
-    out = Path(out)
+    out, run = store.as_path(out), bundle.local(run)  # a bundle by URL: its local copy
     if gctx:
         check_gctx(Path(gctx), source, out, overwrite)
     parameters = {"model": model_identity(run), "units": units, "genes_by": genes_by,
@@ -79,7 +79,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     else:
         predictor = load_predictor(run)
         state = pipeline_state(predictor.data)
-    scratch = out.with_name(out.name + ".input")
+    scratch = storage.scratch_for(out, ".input")
     profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
         landmarks = np.flatnonzero(state.is_landmark)
@@ -156,7 +156,7 @@ def model_identity(run):
 def check_gctx(gctx, source, out, overwrite):
     """Before any work: refuse a GCTX path that is the input or the output store, or an
     existing file without ``overwrite``."""
-    for other, what in ((Path(source), "input"), (out, "output store")):
+    for other, what in ((Path(str(source)), "input"), (Path(str(out)), "output store")):
         if gctx.resolve() == other.resolve():
             raise StreamgexError(f"--gctx {gctx}: is also the {what}; choose another file")
     if gctx.is_dir():
