@@ -93,9 +93,10 @@ def worker_version():
     return streamgex.__version__
 
 
-#: A raw file's place on disk (``ingest`` records them to notice a changed file without
-#: reading it): not part of what a store holds.
-FILE_STAT_KEYS = ("mtime_ns", "ctime_ns", "inode")
+#: A raw file's place on disk, or an object's ETag (``ingest`` records them to notice a
+#: changed file without reading it): not part of what a store holds, so a store ingested
+#: from a bucket has the fingerprint of one ingested from a local copy of the same bytes.
+FILE_STAT_KEYS = ("mtime_ns", "ctime_ns", "inode", "etag")
 
 
 def fingerprint(path):

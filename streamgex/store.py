@@ -118,9 +118,6 @@ def as_path(path):
     return _p(path)
 
 
-_open = open_group
-
-
 def begin(path, *, step, parameters, source, overwrite=False):
     """Create the store a stage writes, reopen its interrupted run, or say it is done.
 
@@ -204,7 +201,7 @@ def _begin(path, *, step, parameters, source, overwrite):
             done = existing.get("progress") or {}
             if done:
                 log.info("resuming %s: %s", path, describe_progress(done))
-            return _open(tmp, mode="r+")
+            return open_group(tmp, mode="r+")
         if not overwrite:
             raise StreamgexError(
                 f"{path}: its partial build {storage.name(tmp)} holds an interrupted "
@@ -253,7 +250,7 @@ def _remove_store(path):
         return
     if _read_state(path) is None:
         return
-    group = _open(path, mode="r+")
+    group = open_group(path, mode="r+")
     group.attrs[ATTR] = {**state(group), "complete": False}
     for member in list(group.keys()):
         storage.place(storage.join(path, member)).remove_tree()
@@ -325,14 +322,14 @@ def _consolidate(path):
 
 def _read_state(path):
     try:
-        group = _open(path)
+        group = open_group(path)
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError, NotADirectoryError):
         return None
     return group.attrs.get(ATTR)
 
 
 def _same_run(path, *, step, parameters, source):
-    group = _open(path)
+    group = open_group(path)
     st, old_source = dict(group.attrs[ATTR]), dict(group.attrs.get("source", {}))
     return (
         st.get("step") == step
@@ -349,13 +346,13 @@ def recorded_source(path, *, step, parameters):
     if not (st and st.get("complete") and st.get("step") == step
             and content(st.get("parameters")) == content(parameters)):
         return None
-    return dict(_open(path).attrs.get("source", {}))
+    return dict(open_group(path).attrs.get("source", {}))
 
 
 def update_source(path, fields):
     """Update fields of a complete store's ``source`` attrs (and its consolidated metadata)."""
     with locks.hold(path, what="this store"):
-        group = _open(path, mode="r+")
+        group = open_group(path, mode="r+")
         group.attrs["source"] = {**dict(group.attrs.get("source", {})), **fields}
         _consolidate(path)
 
@@ -538,7 +535,7 @@ def finish(group, *, source=None, attrs=None):
 def missing_chunks(path):
     """Indices of the ``expression`` chunks of the store at ``path`` that have no file (a
     chunk never written reads as NaN in Zarr, so a lost one would pass unnoticed)."""
-    array = _open(path)[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     encode = array.metadata.chunk_key_encoding.encode_chunk_key
     present = storage.place(path).keys(EXPRESSION)  # one listing, not a request per chunk
     return [k for k in range(_chunk_count(array)) if encode((k, 0)) not in present]
@@ -555,7 +552,7 @@ def _damage(path):
     recorded = _read_state(path).get("damaged")
     if recorded:
         return f"{len(recorded)} chunks found damaged by `info --verify` ({_chunk_list(recorded)})"
-    if EXPRESSION not in _open(path):
+    if EXPRESSION not in open_group(path):
         return None
     missing = missing_chunks(path)
     return missing and f"{len(missing)} chunk files missing ({_chunk_list(missing)})"
@@ -575,7 +572,7 @@ def _input_units(group):
     if origin is None:
         return RAW_UNITS
     try:
-        return _open(origin).attrs.get("units", RAW_UNITS)
+        return open_group(origin).attrs.get("units", RAW_UNITS)
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
         return RAW_UNITS
 
@@ -589,7 +586,7 @@ def verify(path):
     path = _p(path)
     if _complete_state(path).get("damaged") is not None:
         open_store(path)  # says it is damaged
-    array = _open(path)[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     rows = array.chunks[0]
     count = _chunk_count(array)
     missing = set(missing_chunks(path))
@@ -610,7 +607,7 @@ def verify(path):
     bar.close()
     if bad:
         with locks.hold(path, what="this store"):
-            group = _open(path, mode="r+")
+            group = open_group(path, mode="r+")
             group.attrs[ATTR] = {**state(group), "damaged": bad}
             _consolidate(path)
         raise StreamgexError(f"{path}: {len(bad)} of {count} chunks damaged: "
@@ -680,7 +677,7 @@ def describe(path):
     """A complete store's shape, chunks, sizes, coordinates and provenance as a dict (what
     ``info --json`` prints)."""
     ds = open_store(path)
-    array = _open(path)[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     state_ = ds.attrs[ATTR]
     return {"store": str(path), "samples": int(array.shape[0]), "genes": int(array.shape[1]),
             "dtype": str(array.dtype), "chunk_samples": int(array.chunks[0]),

@@ -15,7 +15,7 @@ import pytest
 
 from rawfiles import small_matrix, write_gctx, write_geuvadis
 from s3 import faulty_proxy, filesystem
-from streamgex import locks, storage, store
+from streamgex import locks, steps, storage, store
 from streamgex.cli import main
 from streamgex.errors import StreamgexError
 from streamgex.ingest import ingest
@@ -66,6 +66,8 @@ def test_ingest_from_a_bucket_into_a_bucket_equals_the_local_ingest(
         assert status == 0, err
         assert f"{bucket}/{name}.zarr" in out and f"source      {source}" in out
         assert_same_store(local, f"{bucket}/{name}.zarr")
+        # identity by content: the object's ETag, like a file's times, is a place
+        assert steps.fingerprint(local) == steps.fingerprint(f"{bucket}/{name}.zarr")
         assert not filesystem(s3_endpoint).exists(f"{bucket}/{name}.zarr.lock")
     # the same command again recognises its store and writes nothing
     objects = filesystem(s3_endpoint).find(bucket, detail=True)
