@@ -197,7 +197,9 @@ def _predict(args):
 
     out = predict(args.run, args.input, args.out, units=args.units, expression=args.expression,
                   gctx=args.gctx, overwrite=args.overwrite, genes_by=args.genes_by,
-                  samples_as=args.samples_as)
+                  samples_as=args.samples_as, only_well_inferred=args.only_well_inferred,
+                  **({} if args.well_inferred_r is None
+                     else {"well_inferred_r": args.well_inferred_r}))
     if not args.quiet:
         from .store import summary
 
@@ -358,14 +360,15 @@ def build_parser():
                           "streamgex.simulate.model)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing files")
 
-    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEUVADIS/TSV/AnnData file into a Zarr "
-                  "store")
-    sub.add_argument("source", help="raw expression file (text may be gzipped) or AnnData-Zarr "
-                     "folder")
+    sub = command("ingest", _ingest, "convert a GCTX/GCT/GEO series-matrix/GEUVADIS/TSV/AnnData "
+                  "file into a Zarr store")
+    sub.add_argument("source", nargs="+", help="raw expression file (text may be gzipped) or "
+                     "AnnData-Zarr folder; several files of one format and platform (GEO "
+                     "series matrices) go into one store, their samples in order")
     sub.add_argument("--out", required=True, help="Zarr store to write")
     sub.add_argument("--format", choices=FORMATS, default="auto",
                      help="input format; auto looks at the content (HDF5 signature, #1.2/#1.3, "
-                     "the GEUVADIS header, else a delimited table)")
+                     "!Series_, the GEUVADIS header, else a delimited table)")
     samples_as(sub)
     sub.add_argument("--chunk-samples", type=int, help="samples per chunk (default: ~32 MiB chunks)")
     sub.add_argument(
@@ -502,6 +505,12 @@ def build_parser():
                      "named row-metadata field; auto: ids, then symbols if those find more "
                      "landmarks")
     samples_as(sub)
+    sub.add_argument("--well-inferred-r", type=float, metavar="R",
+                     help="a target is well inferred when its Pearson r on the run's "
+                     "validation split exceeds R (default 0.3, evaluation.trust.CUTOFF); "
+                     "every output flags it")
+    sub.add_argument("--only-well-inferred", action="store_true",
+                     help="write only the well-inferred targets")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
     device_option(sub)
     sub = command("export", _export, "write a trained model and its fitted preprocessing to "

@@ -1,4 +1,5 @@
-"""``streamgex ingest``: one raw expression file -> one chunked Zarr store.
+"""``streamgex ingest``: one raw expression file (or several of one format and platform,
+``formats.several``) -> one chunked Zarr store.
 
 Paper section 2.1 describes the two inputs (the GEO Affymetrix compendium and
 the 1000G RNA-Seq table); this stage only changes their container, never a
@@ -10,13 +11,16 @@ Memory is bounded by one chunk, not by the file:
 - a GCTX matrix is read one chunk of samples at a time (an HDF5 hyperslab);
 - a gene-major text table is transposed out of core in two passes: blocks of
   gene rows go to a scratch array inside the store, chunked in narrow sample
-  stripes, then each chunk of samples is read back across all genes.
+  stripes, then each chunk of samples is read back across all genes (several
+  files: each fills its own columns of the scratch array, one after the other).
 
-Every chunk written is recorded in the store's attrs, so an ingest killed at
-any point resumes where it stopped when re-run with the same command.
+Every chunk written is recorded in the store's attrs (and, while transposing,
+the file and gene row reached), so an ingest killed at any point resumes where
+it stopped when re-run with the same command.
 """
 
 import logging
+import math
 import re
 import threading
 from pathlib import Path
@@ -28,7 +32,7 @@ from . import storage, store
 from .digest import file_stat, same_file, sha256_of
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
-from .formats.tables import unquote
+from .formats.several import check_together, concatenated
 from .formats.text import check_unique, gene_rows
 from .progress import progress
 
@@ -47,17 +51,18 @@ BLOCK_VALUES = 8 * 2**20
 SCRATCH_COLUMNS = store.CHUNK_ALIGN
 SCRATCH_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
-ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]+\d+)\.\d+$")
+ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]+\d+)(\.\d+)?$", re.IGNORECASE)
 
 
 def strip_version(gene_id):
-    """``ENSG00000152931.6`` -> ``ENSG00000152931``; other ids unchanged.
+    """``ENSG00000152931.6`` -> ``ENSG00000152931``; ``ensg00000152931`` (as some R
+    pipelines write them) -> ``ENSG00000152931``; other ids unchanged.
 
     Any Ensembl-style prefix counts: the real D-GEX maps hold pseudoautosomal
     ids such as ``ENSGR0000124334``.
     """
     match = ENSEMBL_VERSION.match(gene_id)
-    return match.group(1) if match else gene_id
+    return match.group(1).upper() if match else gene_id
 
 
 def ingest(
@@ -71,18 +76,21 @@ def ingest(
     overwrite=False,
     block_values=BLOCK_VALUES,
 ):
-    """Convert a GCTX, GCT, GEUVADIS or TSV/CSV file into a Zarr store.
+    """Convert a GCTX, GCT, GEO series-matrix, GEUVADIS or TSV/CSV file (or several of
+    one format) into a Zarr store.
 
     Parameters
     ----------
-    source : str or Path
+    source : str or Path, or a list of them
         The raw file (text formats may be gzip-compressed), or its URL (``s3://...``,
-        ``https://...``: read from a local copy, ``storage.fetch``).
+        ``https://...``: read from a local copy, ``storage.fetch``). Several files: one
+        store of their samples in order (``formats.several``: one format and platform, the
+        same genes, no sample twice), as a GEO compendium is built from series.
     out : str or Path
-        The store to write, or its URL (``s3://bucket/geo.zarr``). An interrupted ingest of the same source with the
-        same options is resumed; anything else already there is an error
-        unless ``overwrite``.
-    format : {"auto", "gctx", "gct", "geuvadis", "tsv"}
+        The store to write, or its URL (``s3://bucket/geo.zarr``). An interrupted
+        ingest of the same source with the same options is resumed; anything else
+        already there is an error unless ``overwrite``.
+    format : {"auto", "gctx", "h5ad", "anndata-zarr", "gct", "series-matrix", "geuvadis", "tsv"}
         ``"auto"`` detects it from the content.
     samples_as : {None, "rows", "columns"}
         A TSV/CSV table's orientation where its ids cannot tell
@@ -110,65 +118,106 @@ def ingest(
     if chunk_samples is not None and chunk_samples < 1:
         raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
     out = storage.local_or_url(out) if isinstance(out, str) else Path(out)
-    local = _local(source)
-    src = open_source(local, format, samples_as=samples_as)
+    paths = _paths(source)
+    local = [_local(path) for path in paths]  # a URL: its local copy
+    srcs = _open(local, format, samples_as)
     checksum = _Checksum(local)
     try:
-        identity_now = _identity(source, src, chunk_samples, allow_missing)
+        identity_now = _identity(paths, srcs, chunk_samples, allow_missing)
         recognise(out, identity_now)
         group = store.begin(out, **identity_now, overwrite=overwrite)
         if group is None:
             return out
         try:
-            if isinstance(src, SampleMajorSource):
-                _ingest_samples(group, src, chunk_samples, allow_missing)
+            if isinstance(srcs[0], SampleMajorSource):
+                _ingest_samples(group, concatenated(srcs), chunk_samples, allow_missing)
             else:
-                _ingest_table(group, src, chunk_samples, allow_missing, block_values)
-            store.finish(group, source={"sha256": checksum.result()})
+                _ingest_table(group, srcs, chunk_samples, allow_missing, block_values)
+            store.finish(group, source=_with_digests(identity_now["source"], checksum.result()))
         except StreamgexError:
             store.abandon(out)
             raise
     finally:
         checksum.cancel()
+        _close(srcs)
+    return out
+
+
+def _paths(source):
+    """``source`` as a list of paths (one file or several)."""
+    paths = [source] if isinstance(source, (str, Path)) else list(source)
+    if not paths:
+        raise StreamgexError("ingest needs at least one source file")
+    return paths
+
+
+def _open(paths, format, samples_as):
+    srcs = []
+    try:
+        for path in paths:
+            srcs.append(open_source(path, format, samples_as=samples_as))
+        check_together(srcs)
+    except BaseException:
+        _close(srcs)
+        raise
+    return srcs
+
+
+def _close(srcs):
+    for src in srcs:
         if isinstance(src, SampleMajorSource):
             src.close()
-    return out
 
 
 def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allow_missing=None,
              out=None):
     """The step, parameters and source an ingest of ``source`` records (``store.begin``).
 
-    ``out``: the store it would write. When that store was made from a file of the same
-    content that has moved, been copied or touched since, its record is given back
+    ``out``: the store it would write. When that store was made from files of the same
+    content that have moved, been copied or touched since, its record is given back
     (``recognise``: the question ``ingest`` asks before it skips), so ``status`` finds it
     up to date exactly when ``run`` does."""
-    src = open_source(_local(source), format, samples_as=samples_as)
+    paths = _paths(source)
+    srcs = _open([_local(path) for path in paths], format, samples_as)
     try:
-        found = _identity(source, src, chunk_samples, allow_missing)
+        found = _identity(paths, srcs, chunk_samples, allow_missing)
     finally:
-        if isinstance(src, SampleMajorSource):
-            src.close()
+        _close(srcs)
     recorded = recognise(out, found) if out is not None else None
     return {**found, "source": {**found["source"], **recorded}} if recorded else found
 
 
-def _identity(source, src, chunk_samples, allow_missing):
+def _identity(paths, srcs, chunk_samples, allow_missing):
     # Size and modification time alone miss a file replaced by `cp -p` or `touch -r`; the
     # inode and the change time (which no user command can set back) catch those.
-    recorded = ({"path": str(source), "format": src.format, **storage.stat(str(source))}
-                if storage.is_url(str(source)) else
-                {"path": str(Path(source).resolve()), "format": src.format, **file_stat(source)})
-    if src.format == "tsv":  # the same table read the other way round is another store
-        recorded["samples_as"] = "rows" if isinstance(src, SampleMajorSource) else "columns"
+    files = [_file_record(path) for path in paths]
+    recorded = {"format": srcs[0].format}
+    if srcs[0].format == "tsv":  # the same table read the other way round is another store
+        recorded["samples_as"] = "rows" if isinstance(srcs[0], SampleMajorSource) else "columns"
+    # One file keeps the record every store made before several were possible has; several
+    # are recorded in order, so the same files in another order are another store.
+    recorded = {**files[0], **recorded} if len(files) == 1 else {**recorded, "files": files}
     return {"step": "ingest",
             "parameters": {"chunk_samples": chunk_samples, "allow_missing": allow_missing},
             "source": recorded}
 
 
+def _file_record(path):
+    """Where one input file is and what says it changed: a local file's times and inode
+    (``digest.file_stat``), or an object's size and ETag (``storage.stat``)."""
+    if storage.is_url(str(path)):
+        return {"path": str(path), **storage.stat(str(path))}
+    return {"path": str(Path(path).resolve()), **file_stat(path)}
+
+
 def _local(source):
     """``source``, or a local copy of it when it is a URL."""
     return storage.fetch(storage.check(str(source))) if storage.is_url(str(source)) else source
+
+
+def _with_digests(source, digests):
+    """The ``source`` field ``finish`` adds: the file's SHA-256, or the files' in order."""
+    return {"sha256": digests if "files" in source else digests[0]}
 
 
 #: The fields of an ingest's record that say where its file is, not what it holds (an
@@ -177,26 +226,47 @@ PLACE = ("path", "mtime_ns", "ctime_ns", "inode", "etag")
 
 
 def recognise(out, identity):
-    """When ``out`` is a complete store ingested with these options from a file of this
+    """When ``out`` is a complete store ingested with these options from files of this
     content whose place, times or inode changed since (``digest.same_file``: the SHA-256
-    decides), record the file's new place in ``out`` (so the next call needs no hash; a
+    decides), record the files' new places in ``out`` (so the next call needs no hash; a
     store locked by a running command keeps its old record) and return the place fields
     ``out`` records now; else None."""
     recorded = store.recorded_source(out, step=identity["step"],
                                      parameters=identity["parameters"])
     now = identity["source"]
-    if (recorded is None or all(recorded.get(k) == v for k, v in now.items())
-            or any(recorded.get(k) != now.get(k) for k in ("format", "samples_as"))
-            or not _same_content(recorded, now)):
+    if recorded is None or any(recorded.get(k) != now.get(k) for k in ("format", "samples_as")):
         return None
-    log.info("%s: its place, times or inode changed since %s was made; comparing its "
-             "content: the same",
-             now["path"], out)
+    before, after = _files(recorded), _files(now)
+    if (len(before) != len(after)
+            or all(all(b.get(k) == v for k, v in a.items()) for b, a in zip(before, after))
+            or not all(_same_content(b, a) for b, a in zip(before, after))):
+        return None
+    its = "its" if len(after) == 1 else "their"
+    log.info("%s: %s place, times or inode changed since %s was made; comparing %s "
+             "content: the same", ", ".join(a["path"] for a in after), its, out, its)
+    moved = _places(now, after)
     try:
-        store.update_source(out, {k: now[k] for k in PLACE if k in now})
-        return {k: now[k] for k in PLACE if k in now}
+        store.update_source(out, moved)
+        return moved
     except (StreamgexError, OSError):
-        return {k: recorded[k] for k in PLACE if k in recorded}
+        return _places(recorded, before)
+
+
+def _files(record):
+    """The per-file records of an ingest's ``source``, each with its ``sha256`` where the
+    record has them (one file: the record itself)."""
+    if "files" not in record:
+        return [record]
+    digests = record.get("sha256") or [None] * len(record["files"])
+    return [{**f, **({"sha256": d} if d else {})} for f, d in zip(record["files"], digests)]
+
+
+def _places(record, files):
+    """The place fields of ``record``'s files, in its own shape (top level or ``files``)."""
+    if "files" not in record:
+        return {k: files[0][k] for k in PLACE if k in files[0]}
+    return {"files": [{**kept, **{p: f[p] for p in PLACE if p in f}}
+                      for kept, f in zip(record["files"], files)]}
 
 
 def _same_content(recorded, now):
@@ -232,15 +302,16 @@ def _ingest_samples(group, src, chunk_samples, allow_missing):
     store.write_chunks(group, read, desc="writing samples")
 
 
-def _ingest_table(group, src, chunk_samples, allow_missing, block_values):
+def _ingest_table(group, srcs, chunk_samples, allow_missing, block_values):
     done = store.state(group)["progress"]
     if done.get("phase") != "write":
-        genes, raw, coords = _transpose_rows(group, src, allow_missing, block_values)
+        genes, raw, coords = _transpose_rows(group, srcs, allow_missing, block_values)
         _define(
             group,
-            samples=src.sample_ids,
+            samples=[s for src in srcs for s in src.sample_ids],
             genes=genes,
             coords={"gene_raw": raw, **coords},
+            sample_coords=_sample_fields(srcs),
             chunk_samples=chunk_samples,
         )
 
@@ -252,15 +323,24 @@ def _ingest_table(group, src, chunk_samples, allow_missing, block_values):
     store.write_chunks(group, read, desc="writing samples")
 
 
-def _transpose_rows(group, src, allow_missing, block_values):
-    """First pass: gene rows -> the scratch array; returns gene ids and coords."""
-    layout = src.layout
-    n_samples = len(layout.sample_ids)
+def _sample_fields(srcs):
+    """The sources' per-sample fields end to end; a field one file lacks is empty there."""
+    names = list(dict.fromkeys(name for src in srcs for name in src.sample_fields))
+    return {name: np.concatenate([
+        np.asarray(src.sample_fields.get(name, [""] * len(src.sample_ids)), dtype=object)
+        for src in srcs]) for name in names}
+
+
+def _transpose_rows(group, srcs, allow_missing, block_values):
+    """First pass: each file's gene rows -> its columns of the scratch array; returns the
+    gene ids and coords (of the first file; the others must list the same genes)."""
+    widths = [len(src.layout.sample_ids) for src in srcs]
+    n_samples = sum(widths)
     # Bounded twice: the block in memory (rows x samples) and one scratch chunk
     # (rows x SCRATCH_COLUMNS) for tables with few samples.
-    block_rows = max(1, block_values // max(n_samples, SCRATCH_COLUMNS))
+    block_rows = max(1, block_values // max(max(widths), SCRATCH_COLUMNS))
     done = store.state(group)["progress"]
-    rows_done = done.get("rows_done", 0)
+    file_done, rows_done = done.get("file", 0), done.get("rows_done", 0)
     if store.SCRATCH not in group:
         group.create_array(
             store.SCRATCH,
@@ -270,58 +350,97 @@ def _transpose_rows(group, src, allow_missing, block_values):
             compressors=[SCRATCH_COMPRESSOR],
             dimension_names=("gene", "sample"),
         )
-        rows_done = 0
+        file_done = rows_done = 0
     scratch = group[store.SCRATCH]
-    raw, lines = [], []
-    meta_columns = {name: [] for name in src.meta_names if name is not None}
-    seen = {}
-    bar = progress(total=layout.declared_rows, desc="reading genes", unit="gene")
-    for block in gene_rows(layout, block_rows=block_rows, parse_from=rows_done):
-        start = len(raw)
-        for line, fields in zip(block.lines, block.meta):
-            gene_raw = unquote(fields[0].strip())
-            gene = strip_version(gene_raw)
-            if not gene:
-                raise StreamgexError(f"{layout.path}:{line}:1: empty gene id")
-            if gene in seen:
-                raise StreamgexError(
-                    f"{layout.path}:{line}:1: duplicate gene id {gene!r} (first at line "
-                    f"{seen[gene]}); ids must be unique"
+    first = _Genes(srcs[0])
+    offset = 0
+    for k, src in enumerate(srcs):
+        layout = src.layout
+        parse_from = math.inf if k < file_done else rows_done if k == file_done else 0
+        rows = 0
+        bar = progress(total=layout.declared_rows or (len(first.raw) if k else None),
+                       desc="reading genes", unit="gene")
+        for block in gene_rows(layout, block_rows=block_rows, parse_from=parse_from):
+            start = rows
+            for line, fields in zip(block.lines, block.meta):
+                if k == 0:
+                    first.add(line, fields)
+                else:
+                    first.check(src, rows, line, fields[0].strip())
+                rows += 1
+            if block.values is not None:
+                values = _check_values(
+                    block.values,
+                    position=lambda i, j, b=block: f"{layout.path}:{b.lines[i]}:{layout.n_meta + 1 + j}",
+                    allow_missing=allow_missing,
+                    nonnegative=src.nonnegative,
                 )
-            seen[gene] = line
-            raw.append(gene_raw)
-            lines.append(line)
-            for name, value in zip(src.meta_names, fields):
-                if name is not None:
-                    meta_columns[name].append(unquote(value.strip()))
-        if block.values is not None:
-            values = _check_values(
-                block.values,
-                position=lambda i, j, b=block: f"{layout.path}:{b.lines[i]}:{layout.n_meta + 1 + j}",
-                allow_missing=allow_missing,
-                nonnegative=src.nonnegative,
+                if k == 0:
+                    scratch.resize((rows, n_samples))
+                scratch[start:rows, offset:offset + widths[k]] = values
+                store.set_progress(group, phase="transpose", file=k, rows_done=rows)
+            bar.update(len(block.lines))
+        bar.close()
+        if k == 0 and not rows:
+            raise StreamgexError(f"{layout.path}: the table has a header but no gene rows")
+        if rows != len(first.raw):
+            raise StreamgexError(
+                f"{layout.path}: {rows} gene rows but {srcs[0].path} has {len(first.raw)}; "
+                f"files ingested into one store must list the same genes in the same order")
+        offset += widths[k]
+    return first.result()
+
+
+class _Genes:
+    """The gene rows of the first file: ids (unique), their lines, their annotations."""
+
+    def __init__(self, src):
+        self.src, self.raw, self.ids, self.lines = src, [], [], []
+        self.meta = {name: [] for name in src.meta_names if name is not None}
+        self.seen = {}
+
+    def add(self, line, fields):
+        path = self.src.path
+        gene_raw = fields[0].strip()
+        gene = strip_version(gene_raw)
+        if not gene:
+            raise StreamgexError(f"{path}:{line}:1: empty gene id")
+        if gene in self.seen:
+            raise StreamgexError(
+                f"{path}:{line}:1: duplicate gene id {gene!r} (first at line "
+                f"{self.seen[gene]}); ids must be unique"
             )
-            stop = start + len(block.lines)
-            scratch.resize((stop, n_samples))
-            scratch[start:stop] = values
-            store.set_progress(group, phase="transpose", rows_done=stop)
-        bar.update(len(block.lines))
-    bar.close()
-    if not raw:
-        raise StreamgexError(f"{layout.path}: the table has a header but no gene rows")
-    genes = np.array([strip_version(g) for g in raw], dtype=object)
-    return genes, np.array(raw, dtype=object), {
-        name: np.array(values, dtype=object) for name, values in meta_columns.items()
-    }
+        self.seen[gene] = line
+        self.raw.append(gene_raw)
+        self.ids.append(gene)
+        self.lines.append(line)
+        for name, value in zip(self.src.meta_names, fields):
+            if name is not None:
+                self.meta[name].append(value.strip())
+
+    def check(self, src, row, line, gene_raw):
+        """An error unless row ``row`` of another file is the same gene as here."""
+        if row >= len(self.ids) or strip_version(gene_raw) != self.ids[row]:
+            here = (f"{self.src.path} has {self.raw[row]!r} (line {self.lines[row]})"
+                    if row < len(self.ids) else f"{self.src.path} has {len(self.ids)} rows")
+            raise StreamgexError(
+                f"{src.path}:{line}: gene {gene_raw!r} where {here}; files ingested into one "
+                f"store must list the same genes in the same order (same platform)")
+
+    def result(self):
+        return (np.array(self.ids, dtype=object), np.array(self.raw, dtype=object),
+                {name: np.array(values, dtype=object) for name, values in self.meta.items()})
 
 
-def _define(group, *, samples, genes, coords, chunk_samples):
+def _define(group, *, samples, genes, coords, chunk_samples, sample_coords=None):
     """Create ``expression`` once the genes are known, and start counting chunks."""
     store.start_writing(
         group,
         samples=samples,
         genes=genes,
-        coords={name: ("gene", values) for name, values in coords.items()},
+        coords={**{name: ("gene", values) for name, values in coords.items()},
+                **{name: ("sample", np.asarray(values, dtype=object))
+                   for name, values in (sample_coords or {}).items()}},
         chunk_samples=chunk_samples or store.default_chunk_samples(len(genes)),
     )
 
@@ -349,16 +468,16 @@ def _check_values(block, *, position, allow_missing, nonnegative):
 
 
 class _Checksum:
-    """SHA-256 of a file, computed on a background thread while ingest runs."""
+    """SHA-256 of each file, in order, computed on a background thread while ingest runs."""
 
-    def __init__(self, path):
+    def __init__(self, paths):
         self._stop = threading.Event()
         self._digest = None
-        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(paths,), daemon=True)
         self._thread.start()
 
-    def _run(self, path):
-        self._digest = sha256_of(path, stop=self._stop, bar=False)
+    def _run(self, paths):
+        self._digest = [sha256_of(path, stop=self._stop, bar=False) for path in paths]
 
     def result(self):
         self._thread.join()

@@ -108,11 +108,20 @@ def fingerprint(path):
     made from; a moved workdir keeps its fingerprints.
     """
     group = store.open_group(path)
-    source = {key: value for key, value in store.content(dict(group.attrs.get("source") or {}))
-              .items() if key not in FILE_STAT_KEYS}
+    source = _without_stats(store.content(dict(group.attrs.get("source") or {})))
     identity = {store.ATTR: store.content(group.attrs.get(store.ATTR)), "source": source}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_stats(source):
+    """A ``source`` record without its files' ``FILE_STAT_KEYS`` (one file's at the top
+    level; several files' in each entry of ``files``)."""
+    kept = {key: value for key, value in source.items() if key not in FILE_STAT_KEYS}
+    if isinstance(kept.get("files"), list):
+        kept["files"] = [{key: value for key, value in entry.items()
+                          if key not in FILE_STAT_KEYS} for entry in kept["files"]]
+    return kept
 
 
 def source_of(path):

@@ -8,7 +8,8 @@ A store is a Zarr v3 group that ``xarray.open_zarr`` opens as a Dataset with
 - string coordinates ``sample`` and ``gene``, plus per-gene or per-sample
   coordinates a stage adds (``gene_raw``, ``gene_symbol``, ...);
 - group attrs ``streamgex`` (version, step, parameters, progress, ``complete``)
-  and ``source`` (path, format, size, sha256 of the raw file).
+  and ``source`` (path, format, size, sha256 of the raw file; of several files, ``files``
+  and their ``sha256`` in order).
 
 A stage builds its store under a temporary name beside the final one
 (``geo.partial.zarr`` for ``geo.zarr``: ``building(path)``), writes chunks in
@@ -285,8 +286,8 @@ def check_output(path, source):
                 else Path(where).resolve().parts)
 
     out = parts(path)
-    for key in INPUT_KEYS:
-        value = (source or {}).get(key)
+    records = [source or {}, *(source or {}).get("files", [])]  # several files: each one
+    for value in (record.get(key) for record in records for key in INPUT_KEYS):
         if not isinstance(value, str):
             continue
         given = parts(value)
@@ -298,7 +299,8 @@ def check_output(path, source):
 def describe_progress(done):
     """A progress record in words: ``120 chunks already written``."""
     if done.get("phase") == "transpose":
-        return f"{done['rows_done']:,} gene rows already transposed"
+        return f"{done['rows_done']:,} gene rows already transposed" + (
+            f" in file {done['file'] + 1}" if done.get("file") else "")
     if "chunks_done" in done:
         return f"{done['chunks_done']:,} chunks already written"
     return ", ".join(f"{k} {v}" for k, v in done.items())
@@ -453,7 +455,7 @@ def start_writing(group, **expression):
     return array
 
 
-def write_chunks(group, read, *, desc, chunks_per_read=1):
+def write_chunks(group, read, *, desc, chunks_per_read=1, genes=slice(None)):
     """Fill ``expression`` chunk by chunk from ``read(start, stop)``, resuming after
     the chunks the progress attrs record as written.
 
@@ -461,7 +463,9 @@ def write_chunks(group, read, *, desc, chunks_per_read=1):
     next one (at most one write in flight), and recorded as done only once
     written, so a kill never records a chunk that is not on disk.
     ``chunks_per_read``: chunks asked of ``read`` at a time (a model
-    predicting them runs larger batches).
+    predicting them runs larger batches). ``genes``: the columns ``read``'s
+    blocks hold, a slice (a pass of ``predict`` that fills one model piece's
+    genes; each chunk is then read back and rewritten with them).
     """
     array = group[EXPRESSION]
     n_samples, size = array.shape[0], array.chunks[0]
@@ -484,8 +488,8 @@ def write_chunks(group, read, *, desc, chunks_per_read=1):
             block = read(start, stop)
             if pending is not None:
                 settle()
-            pending = (writer.submit(array.__setitem__, slice(start, stop), block), last,
-                       stop - start)
+            write = writer.submit(array.__setitem__, (slice(start, stop), genes), block)
+            pending = (write, last, stop - start)
         if pending is not None:
             settle()
     bar.close()
@@ -701,9 +705,14 @@ def summary(path):
         f"  values      {d['units']}",
         f"  coordinates {', '.join(d['coordinates'])}",
     ]
-    step, origin = d["step"], source.get("path") or source.get("store")
-    details = ", ".join(filter(None, [source.get("format"), source.get("sha256") and
-                                      f"sha256 {source['sha256'][:12]}"]))
+    files = source.get("files") or []
+    step = d["step"]
+    origin = source.get("path") or source.get("store") or (
+        files and f"{files[0]['path']} and {len(files) - 1} more")
+    digests = source.get("sha256") or []
+    digests = [digests] if isinstance(digests, str) else digests  # several files: a list
+    details = ", ".join(filter(None, [source.get("format"), digests and
+                                      "sha256 " + " ".join(d[:12] for d in digests if d)]))
     if step == "ingest" and origin:
         lines.append(f"  source      {origin}" + (f" ({details})" if details else ""))
     elif origin:

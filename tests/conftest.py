@@ -6,8 +6,9 @@ from streamgex.simulate import simulate
 
 @pytest.fixture(scope="session")
 def demo_raw(tmp_path_factory):
-    """The simulated demo dataset (GCTX, GEUVADIS table, maps), written once."""
-    return simulate("demo", tmp_path_factory.mktemp("demo-raw"), seed=0)
+    """The simulated ``small`` preset (the demo's genes and files, GCTX, GEUVADIS table and
+    maps, with 3,000 profiles instead of 14,000), written once."""
+    return simulate("small", tmp_path_factory.mktemp("demo-raw"), seed=0)
 
 
 @pytest.fixture(scope="session")

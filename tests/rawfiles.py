@@ -9,6 +9,8 @@ import gzip
 import h5py
 import numpy as np
 
+from streamgex.simulate.writers import write_series_matrix  # noqa: F401 (the tests' writer too)
+
 
 def text(value):
     if np.isnan(value):

@@ -24,7 +24,17 @@ def test_demo_runs_the_experiment_then_skips_finished_stages(demo_experiment, ca
     headline = out[out.index(f"report: {report}"):].splitlines()[2:6]
     assert [" ".join(line.split()[:-5]) for line in headline] == [
         "Linear regression", "D-GEX", "E-MLP", "E-MLP fine-tuned"]
-    assert "networks beat least squares" in out or "no network beats least squares" in out
+    # Every network beats least squares on GEO test, by design, not by luck: the simulator's
+    # targets have a known non-linear part (a mean 30% of their signal variance no linear
+    # function of the landmarks explains: simulate.model.NONLINEARITY), the demo trains on
+    # ~98 profiles per landmark (GEO's ratio, where tools/bench_accuracy.py measures every
+    # network well below least squares), and each network starts at least squares' exact
+    # solution (models.mlp.start_at_least_squares; the fine-tuned E-MLP at its E-MLP plus
+    # least squares of its residuals) and keeps its start unless validation improves on it.
+    assert "3 of 3 networks beat least squares" in out, out[-1500:]
+    for line in headline[1:]:
+        assert float(line.split()[-4]) < 1.0, line  # x least squares on GEO test
+    assert summary["totals"]["train"] >= 96 * 100, "GEO's ~96 training profiles per landmark"
     floors = {name: mean_predictor_mae(workdir / "work" / path, train)
               for name, path in (("test", "split/test"), ("1000g", "stores/1000g_std.zarr"))}
     for line in headline:

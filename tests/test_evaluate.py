@@ -20,7 +20,7 @@ LANDMARKS, TARGETS = 3, 5
 ENSEMBL = ["E_L0", "E_L1", "E_L2", "E_L1", "E_T1", "E_T2", "E_T3", "E_T4"]
 
 
-def write_store(path, values, *, step="split", chunk=4):
+def write_store(path, values, *, step="split", chunk=4, units="z-score"):
     keys = [f"G{i}" for i in range(LANDMARKS + TARGETS)]
     group = store.begin(path, step=step, parameters={}, source={})
     store.start_writing(
@@ -30,7 +30,7 @@ def write_store(path, values, *, step="split", chunk=4):
                 "gene_symbol": ("gene", np.array([f"SYM{i}" for i in range(len(keys))],
                                                  dtype=object))})
     store.write_chunks(group, lambda a, b: values[a:b], desc="")
-    store.finish(group)
+    store.finish(group, attrs={"units": units})
     return path
 
 
@@ -133,10 +133,26 @@ def test_evaluate_names_the_genes_a_store_lacks(known_case, tmp_path, capsys):
     group = store.begin(other, step="genes", parameters={}, source={})
     store.start_writing(group, samples=["a"], genes=["G0", "G1", "X"], chunk_samples=1)
     store.write_chunks(group, lambda a, b: np.zeros((1, 3), np.float32), desc="")
-    store.finish(group)
+    store.finish(group, attrs={"units": "z-score"})
     assert main(["evaluate", str(run), str(other)]) == 1
     err = capsys.readouterr().err
     assert "lacks 1 of the model's 3 input genes (first: G2)" in err
+
+
+def test_evaluate_refuses_a_store_in_other_units_than_the_training_data(known_case, tmp_path,
+                                                                        capsys):
+    """Issue 27.6: a genes store (values as in the source file) evaluated as if it held
+    z-scores: MAE 10.79, exit 0. Refused in one line naming the store and the fix."""
+    split, run, _ = known_case
+    values = store.open_store(split / "test").expression.values * 3 + 8
+    genes = write_store(tmp_path / "1000g_genes.zarr", values, step="genes",
+                        units=store.RAW_UNITS)
+    assert main(["evaluate", str(run), str(genes), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{genes}: holds values 'as in the source file', but run was trained on " \
+           f"'z-score' ones" in err and "streamgex standardize" in err
+    assert not (run / "eval" / "1000g_genes.json").exists()
 
 
 def test_compare_gives_relative_improvement_and_share_of_genes():

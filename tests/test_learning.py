@@ -86,3 +86,36 @@ def test_autoencoder_emlp_and_fine_tuning_learn(toy_split, least_squares, tmp_pa
     tuned = train("emlp_tuned", toy_split, tmp_path / "tuned", "max_epochs=10",
                   extra=["--from", str(tmp_path / "emlp")])
     assert tuned < emlp, "training E-MLP and decoder on the targets lowers the error"
+
+
+def test_a_linear_skip_starts_at_least_squares_exactly(toy_split):
+    """Before its first step, a network with the skip predicts what least squares does."""
+    from streamgex.models import linear
+    from streamgex.models.dgex import build_dgex
+    from streamgex.models.mlp import start_at_least_squares
+
+    values = store.open_store(toy_split / "train").expression.values
+    x, y = values[:, :LANDMARKS], values[:, LANDMARKS:]
+    equations = linear.NormalEquations(LANDMARKS, TARGETS)
+    equations.add(x, y)
+    coefficients = equations.solve()
+    model = build_dgex(LANDMARKS, TARGETS, (32, 32, 32), linear_skip=True)
+    start_at_least_squares(model, coefficients, "targets")
+    np.testing.assert_allclose(model.predict(x, verbose=0), linear.predict(coefficients, x),
+                               atol=2e-5)
+
+
+def test_training_keeps_the_least_squares_start_unless_it_improves_on_it(
+        toy_split, least_squares, tmp_path):
+    """A rate that wrecks the network in its one epoch: the start (least squares' solution,
+    validated as "epoch 0") stays the best model, so the run is least squares, not worse."""
+    from streamgex.training.checkpoint import newest_state
+    from streamgex.training.run import Run
+
+    mae = train("dgex", toy_split, tmp_path / "wrecked", "hidden=32,32,32", "max_epochs=1",
+                "linear_skip=true", "learning_rate=5")
+    validations = newest_state(Run(tmp_path / "wrecked").checkpoint_dir(0))["hooks"]["schedule"]
+    (start, at_start), (epoch, after) = validations["validations"]
+    assert (start, epoch) == (-1, 0) and after > at_start, "the epoch made it worse"
+    assert validations["best"] == [-1, at_start]
+    assert abs(mae - least_squares) < 1e-4, (mae, least_squares)

@@ -437,3 +437,58 @@ def test_export_to_a_bucket_and_predict_from_that_bundle_into_the_bucket(
     status, _, err = cli(capsys, "export", run, "--out", f"{bucket}/bundles/emlp")
     assert status == 1 and "exists; pass --overwrite" in err, err
     assert cli(capsys, "export", run, "--out", f"{bucket}/bundles/emlp", "--overwrite")[0] == 0
+
+
+def test_several_series_matrices_from_a_bucket_ingest_into_one_store_in_the_bucket(
+        tmp_path, s3_endpoint, bucket, capsys):
+    """`ingest A B --out s3://...` with A and B in the bucket: the local ingest of both
+    files' values and sample fields, each file recorded by its URL and ETag; the same
+    command again writes nothing."""
+    from pathlib import Path
+
+    quirks = Path(__file__).parent / "quirks"
+    names = ("GSE90001_series_matrix.txt", "GSE90002_series_matrix.txt")
+    urls = [put(s3_endpoint, quirks / name, f"{bucket}/raw/{name}") for name in names]
+    local = ingest([quirks / name for name in names], tmp_path / "geo.zarr")
+    status, _, err = cli(capsys, "ingest", *urls, "--out", f"{bucket}/geo.zarr")
+    assert status == 0, err
+    assert_same_store(local, f"{bucket}/geo.zarr")
+    files = store.open_store(f"{bucket}/geo.zarr").attrs["source"]["files"]
+    assert [f["path"] for f in files] == urls and all("etag" in f for f in files)
+    assert steps.fingerprint(local) == steps.fingerprint(f"{bucket}/geo.zarr")
+    objects = filesystem(s3_endpoint).find(f"{bucket}/geo.zarr", detail=True)
+    status, _, err = cli(capsys, "ingest", *urls, "--out", f"{bucket}/geo.zarr")
+    assert status == 0 and "up to date" in err, err
+    assert filesystem(s3_endpoint).find(f"{bucket}/geo.zarr", detail=True) == objects
+
+
+def test_predicting_in_passes_fills_a_stores_columns_in_a_bucket_piece_by_piece(
+        s3_endpoint, bucket):
+    """predict's passes (one per model piece, inference.passes) rewrite each output chunk
+    with the next piece's genes: on S3 a chunk is one object, read back and put whole; the
+    result is every piece's columns, and a pass the progress records done is not redone."""
+    from streamgex.inference.passes import write_in_passes
+
+    values = np.arange(5 * 4, dtype="float32").reshape(5, 4)
+    loaded = []
+
+    def piece(start, stop):
+        def load():
+            loaded.append(start)
+            return lambda x: x[:, start:stop]
+        return start, stop, load
+
+    url = f"{bucket}/pred.zarr"
+    group = store.begin(url, step="predict", parameters={}, source={"sha256": "x"})
+    store.start_writing(group, samples=list("abcde"), genes=["g1", "g2", "g3", "g4"],
+                        chunk_samples=2)
+    done = write_in_passes(group, [piece(0, 3), piece(3, 4)], lambda a, b: values[a:b],
+                           lambda z, targets: z, keep=np.ones(4, bool), desc="test",
+                           chunks_per_read=1)
+    assert done == 5 and loaded == [0, 3]
+    assert store.state(group)["progress"] == {"phase": "write", "pass": 1, "chunks_done": 3}
+    assert write_in_passes(group, [piece(0, 3), piece(3, 4)], lambda a, b: values[a:b],
+                           lambda z, targets: z, keep=np.ones(4, bool), desc="test",
+                           chunks_per_read=1) == 0 and loaded == [0, 3]
+    store.finish(group)
+    np.testing.assert_array_equal(store.open_store(url).expression.values, values)

@@ -29,8 +29,8 @@ def read_gctx(path):
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path, demo_raw):
-    again = simulate("demo", tmp_path / "a", seed=0)
-    other = simulate("demo", tmp_path / "b", seed=1)
+    again = simulate("small", tmp_path / "a", seed=0)
+    other = simulate("small", tmp_path / "b", seed=1)
     for key in ("map_lm", "map_tg"):
         assert filecmp.cmp(demo_raw[key], again[key], shallow=False)
     assert gzip.open(demo_raw["rnaseq"]).read() == gzip.open(again["rnaseq"]).read()

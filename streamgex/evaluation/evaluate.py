@@ -11,8 +11,10 @@ provenance; per-gene and per-profile correlations and the share of
 well-inferred genes, ``metrics.correlation_summary``) and
 ``eval/NAME_genes.csv`` (one row per target gene: MAE, Pearson r, Spearman
 rho; ``Run`` names them); they are reused while the model files and the store
-are unchanged. A store without profiles, or predictions that are not finite
-(a diverged model), is an error, never a result.
+are unchanged. A store without profiles, a store whose values are in other
+units than the run's training data (its ``units`` attr: a genes store is not
+z-scores), or predictions that are not finite (a diverged model), is an
+error, never a result.
 """
 
 import csv
@@ -77,6 +79,7 @@ def _evaluate(run, data, *, name, partitions, predictor):
     ds = store.open_store(data)
     name = name or data.name.removesuffix(".zarr")
     check_name(name)
+    check_units(run, data)
     found = current_result(run, data, name=name, partitions=partitions)
     if found is not None:
         log.info("%s: up to date", run.result_file(name))
@@ -144,6 +147,25 @@ def check_name(name):
     if not name or Path(name).name != name or name.startswith("."):
         raise StreamgexError(f"--name {name!r}: a dataset name is a plain name such as test or "
                              f"1000g, without folders")
+
+
+def check_units(run, data):
+    """Refuse a store whose values are in other units than the run's training data (the
+    stores' ``units`` attrs): errors of z-score predictions against raw or normalized
+    values mean nothing (a genes store gave MAE 10.79). Stores made before streamgex
+    recorded units are not checked."""
+    try:
+        trained = zarr.open_group(run.data / "train", mode="r").attrs.get("units")
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError):
+        return  # no training data to compare with: loading the model says what is wrong
+    given = zarr.open_group(data, mode="r").attrs.get("units")
+    if trained is None or given is None or given == trained:
+        return
+    raise StreamgexError(
+        f"{data}: holds values {given!r}, but {run.path.name} was trained on {trained!r} ones; "
+        f"evaluate on a store preprocessed as its training data was (for 1000G: `streamgex "
+        f"normalize` with --reference-from GEO's normalized store, then `streamgex standardize` "
+        f"with --stats-from GEO's standardized store; README: Preprocessing)")
 
 
 def current_result(run, data, *, name, partitions=0):

@@ -65,7 +65,7 @@ class Predictor:
     def in_pieces(self):
         """``[(start, stop, load)]`` over the targets: D-GEX's partitions one by one, so a
         caller that predicts piece after piece holds one partition's weights at a time
-        (evaluate); any other kind as one piece."""
+        (evaluate, predict); any other kind as one piece."""
         return self.pieces or [(0, len(self.targets), lambda: self.predict)]
 
     @property

@@ -13,6 +13,8 @@ like its Figures 1, 3, 4 and 5:
   other (paper Figure 4; D-GEX's 99.97% statistic);
 - Table 5: per-gene Pearson and Spearman, per-profile Pearson and the share of
   well-inferred genes (r above 0.5 / 0.7 / 0.9) of each model;
+- Table 6: how many targets are well inferred on the validation split at each cut-off
+  (``trust.REPORTED``: the validation r ``predict`` flags and filters by);
 - figures: PCA explained variance, validation error per epoch, gene-wise
   errors of the proposed model vs the reference one (E-MLP vs D-GEX), models
   on GEO test vs 1000G, the distribution of per-gene r of each model.
@@ -34,6 +36,7 @@ from ..models import registry
 from ..training.run import Run
 from .evaluate import read_gene_errors
 from .metrics import compare
+from .trust import CUTOFF, DATASET, REPORTED, counts
 
 #: Datasets in the order the tables show them; others follow alphabetically.
 DATASETS = ("val", "test", "1000g")
@@ -59,7 +62,7 @@ def report(runs, out, *, pca=None, title="streamgex report"):
     lines = [f"# {title}", "", *_data_lines(results, split), ""]
     tables = [_table1(results), _table_models(results, "test", "Table 2"),
               _table_models(results, "1000g", "Table 3"), _table4(results),
-              _table_correlations(results)]
+              _table_correlations(results), _table_trust(results)]
     for number, (caption, header, rows) in enumerate(tables, start=1):
         if not rows:
             continue
@@ -275,6 +278,22 @@ def _table_correlations(results):
     header = ["model", "dataset", "per-gene r (median)", "per-gene Spearman (median)",
               "per-profile r (median)", *(f"genes with r > {t}" for t in thresholds)]
     return ("Table 5. Correlation of inferred with measured values", header, rows)
+
+
+def _table_trust(results):
+    rows = []
+    for kind in _predictors(results):
+        genes = results[kind.name].get(DATASET, {}).get("genes", {})
+        if "pearson" not in genes:
+            continue
+        r = genes["pearson"].astype(float)
+        rows.append([kind.title, f"{len(r):,}", *(f"{n:,} ({100 * n / max(len(r), 1):.1f}%)"
+                                                   for n in counts(r).values())])
+    header = ["model", "targets", *(f"validation r > {c}" + (" (predict's default)"
+                                                              if c == CUTOFF else "")
+                                    for c in REPORTED)]
+    return ("Table 6. Well-inferred targets: how many pass each validation r cut-off",
+            header, rows)
 
 
 def _correlation_figure(results, path):

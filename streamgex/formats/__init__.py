@@ -11,6 +11,7 @@ import os
 from ..errors import StreamgexError
 from .gct import open_gct
 from .gctx import open_gctx
+from .geo import is_series_matrix, open_series_matrix
 from .adata import is_anndata, is_anndata_zarr, open_anndata_zarr, open_h5ad
 from .source import GeneMajorSource, SampleMajorSource
 from .tables import is_geuvadis_header, open_geuvadis, open_table
@@ -23,6 +24,7 @@ OPENERS = {
     "h5ad": open_h5ad,
     "anndata-zarr": open_anndata_zarr,
     "gct": open_gct,
+    "series-matrix": open_series_matrix,
     "geuvadis": open_geuvadis,
     "tsv": open_table,
 }
@@ -39,8 +41,9 @@ def detect_format(path):
 
     A folder -> ``anndata-zarr`` when it is an AnnData-Zarr store; HDF5
     signature -> ``h5ad`` with AnnData's X, obs and var, else ``gctx``; (after
-    gunzip) first line ``#1.2``/``#1.3`` -> ``gct``; a header starting ``TargetID Gene_Symbol Chr Coord`` ->
-    ``geuvadis``; any other delimited header -> ``tsv``.
+    gunzip) first line ``#1.2``/``#1.3`` -> ``gct``; ``!Series_...`` -> ``series-matrix``
+    (GEO); a header starting ``TargetID Gene_Symbol Chr Coord`` -> ``geuvadis``; any other
+    delimited header -> ``tsv``.
     """
     if not os.path.exists(path):
         raise StreamgexError(f"{path}: no such file")
@@ -65,6 +68,8 @@ def detect_format(path):
         raise StreamgexError(f"{path}: empty file" if line is None else f"{path}:1: empty first line")
     if line.split("\t")[0].strip() in ("#1.2", "#1.3"):
         return "gct"
+    if is_series_matrix(line):
+        return "series-matrix"
     if is_geuvadis_header(line):
         return "geuvadis"
     return "tsv"

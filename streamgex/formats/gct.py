@@ -15,15 +15,25 @@ GCT 1.3 adds row and column metadata::
     <col meta field>\t<n_row_meta placeholders>\t<values...>   (n_col_meta lines)
     <gene id>\t<row meta values...>\t<values...>
 
-The description (1.2) is kept as ``gene_description``; of the 1.3 row
-metadata, a gene-symbol field becomes ``gene_symbol``.
+The description (1.2) is kept as ``gene_description``. GCT 1.3 keeps its
+metadata as GCTX does: every row field becomes a gene coordinate under its own
+name (a gene-symbol field as ``gene_symbol``, as GCTX's ``pr_gene_symbol``),
+every column field a sample coordinate (``cell_id``, ``pert_iname``, ...:
+what ``predict`` carries to its output), values as text. A field name that is
+not a plain name, or is taken (``sample``, ``gene_raw``, a row field's name),
+is kept under a plain, free one (``pert dose/unit`` -> ``pert_dose_unit``,
+``cell_id_2``).
 """
+
+import re
 
 from ..errors import StreamgexError
 from .source import GeneMajorSource
-from .text import TableLayout, check_unique, head
+from .text import TableLayout, check_unique, head, unquote
 
 SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "gene_name")
+#: Names a field cannot take in a store: its arrays and the coordinates ingest writes.
+TAKEN = ("sample", "gene", "expression", "scratch", "fitted", "gene_raw")
 
 
 def open_gct(path):
@@ -59,13 +69,14 @@ def open_gct(path):
             f"fix the dimensions line"
         )
     check_unique(samples, what="sample", path=path, where=lambda i: f"line 3, column {n_meta + 1 + i}")
+    taken = list(TAKEN)
     if version == "#1.2":
         names = [None, "gene_description"]
     else:
         names = [None]
         for name in header[1:n_meta]:
-            is_symbol = name.lower() in SYMBOL_FIELDS and "gene_symbol" not in names
-            names.append("gene_symbol" if is_symbol else None)
+            is_symbol = name.lower() in SYMBOL_FIELDS and "gene_symbol" not in taken
+            names.append(_free("gene_symbol" if is_symbol else name, taken))
     layout = TableLayout(
         path=str(path),
         delimiter="\t",
@@ -74,4 +85,35 @@ def open_gct(path):
         first_data_line=4 + n_col_meta,
         declared_rows=n_rows,
     )
-    return GeneMajorSource(format="gct", layout=layout, meta_names=names)
+    return GeneMajorSource(format="gct", layout=layout, meta_names=names,
+                           sample_fields=_column_fields(path, n_meta, samples, n_col_meta, taken))
+
+
+def _column_fields(path, n_meta, samples, count, taken):
+    """``{field: (n_samples,) str}`` of GCT 1.3's ``count`` column-metadata lines (4 on)."""
+    lines = head(path, 3 + count)[3:]
+    if len(lines) < count:
+        raise StreamgexError(f"{path}: the file ends inside its {count} column-metadata lines; "
+                             f"it is incomplete or its dimensions line is wrong")
+    fields = {}
+    for number, line in lines:
+        parts = line.split("\t")
+        if len(parts) != n_meta + len(samples):
+            raise StreamgexError(
+                f"{path}:{number}: column-metadata line with {len(parts)} fields, expected "
+                f"{n_meta + len(samples)} (name, {n_meta - 1} placeholders, one per sample); "
+                f"fix the line or the dimensions line's metadata counts")
+        values = [unquote(v.strip()) for v in parts[n_meta:]]
+        fields[_free(unquote(parts[0].strip()), taken)] = values
+    return fields
+
+
+def _free(name, taken):
+    """``name`` as a plain store name (letters, digits, ``_.-``) not in ``taken``; taken now."""
+    plain = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "field"
+    found, k = plain, 1
+    while found in taken:
+        k += 1
+        found = f"{plain}_{k}"
+    taken.append(found)
+    return found

@@ -122,7 +122,7 @@ def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None, row_meta=Non
     The matrix is ``(samples, genes) float32`` in ~1 MiB HDF5 chunks (cmapPy's
     default shape), filled by the caller a block of samples at a time.
     ``row_meta`` / ``col_meta``: ``{field: values}`` per gene / per sample
-    (strings, or integers such as CMap's ``pr_is_lm`` flag).
+    (strings, or numbers such as CMap's ``pr_is_lm`` flag).
     """
     handle.attrs["version"] = "GCTX1.0"
     samples, genes = len(sample_ids), len(gene_ids)
@@ -135,6 +135,6 @@ def create_gctx(handle, *, sample_ids, gene_ids, gene_symbols=None, row_meta=Non
     for group, fields in ((ROW_META, row_meta), (COL_META, col_meta)):
         for name, values in (fields or {}).items():
             values = np.asarray(values)
-            handle[f"{group}/{name}"] = values if values.dtype.kind in "iu" else \
+            handle[f"{group}/{name}"] = values if values.dtype.kind in "iuf" else \
                 values.astype(object).astype(str).astype("S")
     return matrix

@@ -33,12 +33,20 @@ class GeneMajorSource:
         (None: dropped); the first field is always the gene id.
     nonnegative : bool
         Values are RPKM-like and must not be negative.
+    sample_fields : dict of str -> sequence of str
+        Per-sample fields of the header (a series matrix's ``sample_title``, ...,
+        GCT 1.3's column metadata), stored by ingest as sample coordinates.
+    platform : str or None
+        The array platform every sample was measured on (GEO's ``GPL570``), where the
+        file says: files of several platforms never go into one store.
     """
 
     format: str
     layout: TableLayout
     meta_names: list
     nonnegative: bool = False
+    sample_fields: dict = field(default_factory=dict)
+    platform: str = None
 
     @property
     def path(self):

@@ -5,6 +5,7 @@ column. This module turns such lines into ``(n_genes, n_samples) float32``
 blocks, with every error pinned to its line and column.
 """
 
+import csv
 import gzip
 import zlib
 from dataclasses import dataclass, field
@@ -97,6 +98,11 @@ class TableLayout:
         Line number of the first gene row.
     declared_rows : int or None
         Row count the header promises (GCT), checked at the end.
+    n_tail : int
+        Trailing non-numeric fields per row (annotation columns after the samples).
+    end_marker : str or None
+        The line that ends the table (a GEO series matrix's
+        ``!series_matrix_table_end``); a file that ends without it is incomplete.
     """
 
     path: str
@@ -105,6 +111,12 @@ class TableLayout:
     n_meta: int
     first_data_line: int
     declared_rows: int = None
+    n_tail: int = 0
+    end_marker: str = None
+
+    @property
+    def width(self):
+        return self.n_meta + len(self.sample_ids) + self.n_tail
 
 
 def gene_rows(layout, *, block_rows, parse_from=0):
@@ -113,39 +125,44 @@ def gene_rows(layout, *, block_rows, parse_from=0):
     Rows before index ``parse_from`` (a multiple of ``block_rows``) are checked
     for shape and their fields returned, but their numbers are not parsed
     (``values`` is None), which is how an interrupted ingest resumes without
-    parsing again what it already stored.
+    parsing again what it already stored. Blank lines at the end are ignored,
+    as pandas and R ignore them; one with rows after it is an error.
     """
-    width = layout.n_meta + len(layout.sample_ids)
     block = GeneRows()
     rests = []
-    index = 0
+    index, blank, ended = 0, None, layout.end_marker is None
     for number, line in numbered_lines(layout.path):
         if number < layout.first_data_line:
             continue
+        if layout.end_marker is not None and line.strip() == layout.end_marker:
+            ended = True
+            break
         if not line.strip():
+            blank = blank or number
+            continue
+        if blank is not None:
             raise StreamgexError(
-                f"{layout.path}:{number}: empty line inside the table; remove it"
+                f"{layout.path}:{blank}: empty line inside the table; remove it"
             )
         if layout.declared_rows is not None and index >= layout.declared_rows:
             raise StreamgexError(
                 f"{layout.path}:{number}: more gene rows than the {layout.declared_rows} "
                 f"the header declares; fix the dimensions line"
             )
-        fields = line.count(layout.delimiter) + 1
-        if fields != width:
-            raise StreamgexError(
-                f"{layout.path}:{number}: ragged row with {fields} fields, expected {width} "
-                f"({layout.n_meta} leading + {len(layout.sample_ids)} samples)"
-            )
-        parts = line.split(layout.delimiter, layout.n_meta)
+        meta, rest = split_row(line, layout, number)
         block.lines.append(number)
-        block.meta.append(parts[: layout.n_meta])
+        block.meta.append(meta)
         if index >= parse_from:
-            rests.append(parts[layout.n_meta])
+            rests.append(rest)
         index += 1
         if len(block.lines) == block_rows:
             yield _finish_block(layout, block, rests)
             block, rests = GeneRows(), []
+    if not ended:
+        raise StreamgexError(
+            f"{layout.path}: ends without its {layout.end_marker} line; the file is "
+            f"incomplete, download or copy it again"
+        )
     if block.lines:
         yield _finish_block(layout, block, rests)
     if layout.declared_rows is not None and index != layout.declared_rows:
@@ -153,6 +170,59 @@ def gene_rows(layout, *, block_rows, parse_from=0):
             f"{layout.path}: the header declares {layout.declared_rows} gene rows but the "
             f"table has {index}; fix the dimensions line or the table"
         )
+
+
+def split_fields(line, delimiter, *, path, number):
+    """A delimited line's fields as pandas' and R's readers see them: RFC 4180 double
+    quotes around a field (which may hold the delimiter), ``""`` for a quote inside one."""
+    if '"' not in line:
+        return line.split(delimiter)
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        raise StreamgexError(f"{path}:{number}: badly quoted field ({exc}); a quoted field "
+                             f"starts and ends with \" and doubles any \" inside it") from None
+
+
+def split_row(line, layout, number):
+    """``(meta fields, number text)`` of one row: the leading and trailing non-numeric
+    fields, unquoted, and the delimited numbers between them for ``parse_numbers``.
+
+    Rows without a double quote (nearly all rows of a large table) are cut by
+    ``str.split`` alone; the ``csv`` module reads the others.
+    """
+    delimiter, n_meta, n_tail, width = layout.delimiter, layout.n_meta, layout.n_tail, layout.width
+    parts = line.split(delimiter, n_meta)
+    plain = '"' not in parts[-1] and all(
+        '"' not in p or (len(p) >= 2 and p[0] == p[-1] == '"' and '"' not in p[1:-1])
+        for p in parts[:-1])
+    if plain:
+        fields = line.count(delimiter) + 1
+        if fields == width:
+            rest, *tail = parts[n_meta].rsplit(delimiter, n_tail) if n_tail else parts[n_meta:]
+            return [unquote(p) for p in parts[:n_meta]] + tail, rest
+    else:
+        fields = split_fields(line, delimiter, path=layout.path, number=number)
+        if len(fields) == width:
+            values = fields[n_meta:width - n_tail]
+            for c, value in enumerate(values):
+                if delimiter in value:
+                    raise StreamgexError(f"{layout.path}:{number}:{n_meta + 1 + c}: non-numeric "
+                                         f"value {value!r}")
+            return fields[:n_meta] + fields[width - n_tail:], delimiter.join(values)
+        fields = len(fields)
+    raise StreamgexError(
+        f"{layout.path}:{number}: ragged row with {fields} fields, expected {width} "
+        f"({layout.n_meta} leading + {len(layout.sample_ids)} values"
+        + (f" + {n_tail} trailing" if n_tail else "") + ")"
+    )
+
+
+def unquote(text):
+    """``"abc"`` -> ``abc``; anything else unchanged."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
 
 
 def _finish_block(layout, block, rests):

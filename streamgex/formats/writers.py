@@ -130,15 +130,16 @@ def write_anndata_zarr(path, ds, out):
     zarr.consolidate_metadata(str(out))  # anndata reads the consolidated listing
 
 
-#: Gene coordinates under CMap's row-metadata names in a GCTX.
+#: Gene coordinates under CMap's row-metadata names in a GCTX (``predict``'s per-gene
+#: trust: well inferred as CMap's BING flag, with the validation r and MAE it rests on).
 CMAP_NAMES = {"gene_symbol": "pr_gene_symbol", "gene_ensembl": "pr_ensembl_id",
-              "gene_is_landmark": "pr_is_lm"}
+              "gene_is_landmark": "pr_is_lm", "gene_is_well_inferred": "pr_is_bing",
+              "gene_val_pearson": "pr_val_r", "gene_val_mae": "pr_val_mae"}
 
 
 def write_gctx(path, ds, out, *, row_meta=None):
     """``row_meta``: further row fields (``predict``'s ``pr_is_inferred``)."""
-    genes = {CMAP_NAMES.get(name, name): (np.asarray(v).astype(np.int32)
-                                          if np.asarray(v).dtype.kind == "b" else store.strings(v))
+    genes = {CMAP_NAMES.get(name, name): _row_field(v)
              for name, v in coords_along(ds, "gene").items()}
     samples = {name: store.strings(v) for name, v in coords_along(ds, "sample").items()}
     with h5py.File(out, "w") as handle:
@@ -149,11 +150,31 @@ def write_gctx(path, ds, out, *, row_meta=None):
             matrix[start:start + len(block)] = block
 
 
+def _row_field(values):
+    """A gene coordinate as GCTX row metadata: flags as 0/1 integers (``pr_is_lm``),
+    numbers as numbers (``pr_val_r``), anything else as strings."""
+    values = np.asarray(values)
+    if values.dtype.kind == "b":
+        return values.astype(np.int32)
+    return values if values.dtype.kind in "iuf" else store.strings(values)
+
+
 def write_table(path, ds, out):
+    """Ids quoted as RFC 4180 says where they need it (``"liver, rep1"``), so pandas, R and
+    ``streamgex ingest`` read every value under its own column."""
     delimiter = "\t" if Path(out).suffix.lower() == ".tsv" else ","
-    samples = store.strings(ds.sample.values)
+    samples = [quoted(s, delimiter) for s in store.strings(ds.sample.values)]
+    genes = [quoted(g, delimiter) for g in store.strings(ds.gene.values)]
     with open(out, "w", newline="") as f:
-        f.write("sample" + delimiter + delimiter.join(store.strings(ds.gene.values)) + "\n")
+        f.write("sample" + delimiter + delimiter.join(genes) + "\n")
         for start, block in _blocks(path, "writing table"):
             for sample, row in zip(samples[start:start + len(block)], block):
                 f.write(sample + delimiter + delimiter.join(map(repr, row.tolist())) + "\n")
+
+
+def quoted(field, delimiter):
+    """``field`` in double quotes (inner quotes doubled) when it holds the delimiter, a
+    quote or a line break; else as it is."""
+    if any(c in field for c in (delimiter, '"', "\n", "\r")):
+        return '"' + field.replace('"', '""') + '"'
+    return field

@@ -16,6 +16,9 @@ A bundle holds everything ``predict`` needs and nothing of the workdir::
                       z-scores (E-MLP + decoder, D-GEX's partitions side by side), or
       linear.npz      linear regression: ``weights`` (n_landmarks, n_targets) and
                       ``intercept`` (n_targets,), target = landmarks @ weights + intercept
+      trust.npz       each target's Pearson r and MAE on the run's validation split
+                      (``evaluation.trust``), which ``predict`` carries into its outputs;
+                      absent from bundles exported before it
 
 ``network.keras`` opens with plain ``keras.models.load_model`` (custom layers:
 ``import streamgex.models.layers`` first); ``pipeline.npz`` with ``numpy.load``.
@@ -47,6 +50,7 @@ SAVEDMODEL, ONNX = "savedmodel", "network.onnx"
 ONNX_OPSET = 17
 VERSION = 1
 MANIFEST, PIPELINE, NETWORK, LINEAR = "manifest.json", "pipeline.npz", "network.keras", "linear.npz"
+TRUST = "trust.npz"
 
 
 def is_bundle(path):
@@ -69,6 +73,8 @@ def export(run, out, *, overwrite=False, formats=()):
     run) to the folder ``out``, with the extra ``formats`` (``EXTRA_FORMATS``); see the module
     doc. Returns ``out``."""
     from ..evaluation.evaluate import current_results
+    from ..evaluation.trust import counts
+    from ..evaluation.trust import of_run as trust_of_run
     from ..models.registry import save_keras
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
@@ -92,6 +98,7 @@ def export(run, out, *, overwrite=False, formats=()):
         raise StreamgexError(f"{run.path}: an {run.kind.title.lower()} predicts nothing from "
                              f"landmarks; export an E-MLP, D-GEX or linear run")
     state = pipeline_state(run.data)  # the network itself is loaded once, below
+    trust = trust_of_run(run)  # before the network: an evaluation on val loads its own
     with atomic_path(out) as tmp:
         tmp.mkdir()
         np.savez(tmp / PIPELINE, keys=state.keys.astype(str), ensembl=state.ensembl.astype(str),
@@ -109,6 +116,8 @@ def export(run, out, *, overwrite=False, formats=()):
                 network = _linear_network(coefficients)
         else:
             save_keras(network, tmp / NETWORK)
+        if trust is not None:
+            trust.save(tmp / TRUST)
         files = sorted(p.name for p in tmp.iterdir())
         if SAVEDMODEL in formats:
             network.export(str(tmp / SAVEDMODEL), format="tf_saved_model", verbose=False)
@@ -122,6 +131,9 @@ def export(run, out, *, overwrite=False, formats=()):
                                if k in ("dataset", "profiles", "mae", "correlation")}
                         for name, result in current_results(run).items()},
             "training_data": read_json(run.inputs_file).get("content"),
+            "trust": None if trust is None else {
+                "dataset": "val", "profiles": trust.profiles,
+                "well_inferred": {str(c): n for c, n in counts(trust.pearson).items()}},
             "files": {name: sha256_of(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -162,10 +174,16 @@ class BundlePredictor:
     inputs: np.ndarray
     targets: np.ndarray
     predict: object
+    trust: object = None
+
+    def in_pieces(self):
+        """One piece: a bundle's network is one model (``Predictor.in_pieces``)."""
+        return [(0, len(self.targets), lambda: self.predict)]
 
 
 def load(path):
     """``(predictor, pipeline state)`` of a bundle; an error naming a missing or altered file."""
+    from ..evaluation.trust import Trust
     from ..models import registry
     from .transform import PipelineState
 
@@ -202,7 +220,9 @@ def load(path):
         raise StreamgexError(f"{path}: a bundle of model kind {manifest['model']!r}, which this "
                              f"streamgex does not have") from None
     mask = state.is_landmark
-    return BundlePredictor(kind, path, state.keys[mask], state.keys[~mask], predict), state
+    trust = Trust.load(path / TRUST) if (path / TRUST).exists() else None
+    return BundlePredictor(kind, path, state.keys[mask], state.keys[~mask], predict,
+                           trust), state
 
 
 def _check_tf2onnx():

@@ -16,9 +16,12 @@ tables exported from scanpy/AnnData are keyed by symbol. ``genes_by``:
   listing them (when it names a landmark);
 - a field name (``pr_gene_id``, ``gene_ensembl``, ...): that row-metadata field
   of a GCTX, or gene coordinate of a store, matched as ids (as symbols if it is
-  a symbol field);
+  a symbol field; a symbol field by any of its names, since ingest keeps GCT's
+  ``pr_gene_symbol`` as ``gene_symbol``);
 - ``"auto"``: ids; where they miss landmarks and the input has gene symbols,
-  symbols, if those find more.
+  symbols, if those find more (ambiguous symbols counted as not found): an
+  input whose ids are right but miss a few landmarks is told what is missing,
+  not that its symbols (several probes each) are ambiguous.
 """
 
 import logging
@@ -42,9 +45,10 @@ def symbols_of(fields):
     return next((fields[name] for name in SYMBOLS if name in fields), None)
 
 
-def from_symbols(state, symbols, wanted):
+def from_symbols(state, symbols, wanted, *, strict=True):
     """Input rows' symbols as the model's Ensembl ids (``UNMATCHED`` where none); an error
-    listing the symbols of ``wanted`` genes that are ambiguous.
+    listing the symbols of ``wanted`` genes that are ambiguous (without ``strict``: those
+    rows ``UNMATCHED``).
 
     A probe-level model (the D-GEX maps) has several genes per symbol, one per
     probe of one Ensembl gene: one input row of that symbol feeds them all. A
@@ -60,15 +64,16 @@ def from_symbols(state, symbols, wanted):
     needed = {str(state.symbols[g]) for g in wanted}
     ambiguous = sorted(s for s in needed & set(rows_of)
                        if len(ensembl_of[s]) > 1 or len(rows_of[s]) > 1)
-    if ambiguous:
+    if ambiguous and strict:
         details = "; ".join(
             f"{s}: model genes {', '.join(sorted(ensembl_of[s]))}, input rows "
             f"{', '.join(str(r) for r in rows_of[s][:5])}" for s in ambiguous[:10])
         raise StreamgexError(f"{len(ambiguous)} gene symbols are ambiguous (each must name one "
                              f"Ensembl gene of the model and one input row): {details}; match "
                              f"by id instead (--genes-by id or a field of unique ids)")
+    ambiguous = set(ambiguous)
     return np.array([next(iter(ensembl_of[str(s)])) if len(ensembl_of.get(str(s), ())) == 1
-                     else UNMATCHED for s in symbols], dtype=object)
+                     and str(s) not in ambiguous else UNMATCHED for s in symbols], dtype=object)
 
 
 def input_ids(state, ids, fields, genes_by, wanted):
@@ -104,11 +109,14 @@ def input_ids(state, ids, fields, genes_by, wanted):
         symbols = symbols_of(fields)
         return from_symbols(state, ids if symbols is None else symbols, wanted), "by gene symbol"
     if genes_by != "auto":
-        if genes_by not in fields:
+        values = fields.get(genes_by)
+        if values is None and genes_by in SYMBOLS:
+            values = symbols_of(fields)
+        if values is None:
             raise StreamgexError(
                 f"--genes-by {genes_by}: the input has no such row field; it has "
                 f"{', '.join(sorted(fields)) or 'none'} (or use {', '.join(CHOICES)})")
-        values = np.asarray(fields[genes_by], dtype=object)
+        values = np.asarray(values, dtype=object)
         if genes_by in SYMBOLS:
             return from_symbols(state, values, wanted), f"by {genes_by}"
         return values, f"by {genes_by}"
@@ -120,7 +128,8 @@ def input_ids(state, ids, fields, genes_by, wanted):
     if symbols is None:
         candidates.append(ids)  # ids that are symbols (an AnnData table's var_names)
     for values in candidates:
-        keys = from_symbols(state, values, wanted)  # ambiguous symbols: the error says so
+        keys = from_symbols(state, values, wanted, strict=False)
         if len(match_genes(state, keys, wanted)[1]) < missing:
-            return keys, "by gene symbol (the ids missed landmarks)"
+            # the input names its genes by symbol: an ambiguous one is an error naming it
+            return from_symbols(state, values, wanted), "by gene symbol (the ids missed landmarks)"
     return ids, "by id"

@@ -77,7 +77,8 @@ def open_profiles(path, *, scratch, samples_as=None):
                         close=source.close, gene_fields=source.gene_fields,
                         sample_fields=source.sample_fields)
     log.info("%s holds one gene per line: converting it to a store first (%s)", path, scratch)
-    ingest(path, scratch, samples_as=samples_as, overwrite=True)
+    # missing cells kept as NaN: predict refuses only those of genes the model uses
+    ingest(path, scratch, samples_as=samples_as, allow_missing="nan", overwrite=True)
     profiles = _from_store(scratch)
     profiles.identity, profiles.scratch = identity, Path(scratch)
     return profiles

@@ -24,7 +24,6 @@ Input units:
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
 from .. import store
 from ..errors import StreamgexError
@@ -115,19 +114,49 @@ def match_genes(state, gene_ids, wanted):
     return CollapsePlan(np.array(columns, dtype=np.int64), starts, counts), missing
 
 
-def input_transform(state, gene_ids, units):
-    """``(transform, how)``: ``transform(block) -> (n, n_landmarks) float32`` z-scores.
+@dataclass(frozen=True)
+class Normalization:
+    """How new profiles become the model's input, and why (what ``predict`` reports).
 
-    ``how`` says in words which normalization applies (recorded by predict).
+    Attributes
+    ----------
+    apply : callable
+        ``apply(block) -> (n, n_landmarks) float32`` z-scores, ``block`` the input's
+        ``(n, n_input_genes)`` values.
+    how : str
+        Which normalization, in words (the output's ``predict.normalization`` attr).
+    why : str
+        Why that one: the units given, or which genes the input has.
+    columns : (k,) int
+        The input columns ``apply`` reads: a missing value elsewhere changes nothing.
+    landmark_columns : (m,) int
+        Those that measure a landmark.
     """
+
+    apply: object
+    how: str
+    why: str
+    columns: np.ndarray
+    landmark_columns: np.ndarray
+
+
+def input_transform(state, gene_ids, units):
+    """The ``Normalization`` of input rows ``gene_ids`` in ``units`` (see the module doc)."""
     if units not in UNITS:
         raise StreamgexError(f"--units must be one of {', '.join(UNITS)}, got {units!r}")
     landmarks = np.flatnonzero(state.is_landmark)
-    if units == "raw":
-        plan, missing = match_genes(state, gene_ids, np.arange(len(state.keys)))
-        if not missing:
-            return _full_profile(state, plan, landmarks), "quantile-normalized over whole profiles"
     plan, missing = match_genes(state, gene_ids, landmarks)
+    measured = np.unique(plan.columns)
+    check_unique_rows(gene_ids, measured)
+    if units == "raw":
+        whole, absent = match_genes(state, gene_ids, np.arange(len(state.keys)))
+        if not absent:
+            check_unique_rows(gene_ids, whole.columns)
+            return Normalization(_full_profile(state, whole, landmarks),
+                                 "quantile-normalized over whole profiles",
+                                 f"the input has all {len(state.keys):,} genes of the model's "
+                                 f"pipeline, so each profile is normalized as in preprocessing",
+                                 np.unique(whole.columns), measured)
     if missing:
         names = ", ".join(f"{state.keys[g]} (probes {','.join(state.probes[g])})"
                           for g in missing[:10])
@@ -135,14 +164,36 @@ def input_transform(state, gene_ids, units):
                              f"genes the model needs: {names}{' ...' if len(missing) > 10 else ''}")
     mean, std = state.mean[landmarks], state.std[landmarks]
     if units == "standardized":
-        return (lambda block: collapse(block, plan)), "used as given (standardized)"
+        return Normalization(lambda block: collapse(block, plan), "used as given (standardized)",
+                             "--units standardized: the input holds the pipeline's z-scores",
+                             measured, measured)
     if units == "normalized":
-        return (lambda block: standardize_block(collapse(block, plan), mean, std),
-                "standardized with the pipeline's statistics")
+        return Normalization(lambda block: standardize_block(collapse(block, plan), mean, std),
+                             "standardized with the pipeline's statistics",
+                             "--units normalized: the input is quantile-normalized already",
+                             measured, measured)
     reference = landmark_reference(state)
-    return (lambda block: standardize_block(quantile_normalize(collapse(block, plan), reference),
-                                            mean, std),
-            "landmarks quantile-normalized onto the landmark reference")
+    lacking = ", ".join(str(state.keys[g]) for g in absent[:3]) + (", ..." if len(absent) > 3
+                                                                  else "")
+    return Normalization(
+        lambda block: standardize_block(quantile_normalize(collapse(block, plan), reference),
+                                        mean, std),
+        "landmarks quantile-normalized onto the landmark reference",
+        f"the input lacks {len(absent):,} of the {len(state.keys):,} genes of the model's "
+        f"pipeline ({lacking}), so whole profiles cannot be normalized; its landmarks can",
+        measured, measured)
+
+
+def check_unique_rows(gene_ids, columns):
+    """An error naming an id that the rows ``columns`` have and another input row has too:
+    ``match_genes`` would silently read the last such row; an id the model does not read
+    may repeat."""
+    used = {gene_ids[c] for c in columns}
+    first = {}
+    for row, gene in enumerate(gene_ids):
+        if gene in used and first.setdefault(gene, row) != row:
+            raise StreamgexError(f"the input has the id {gene!r} on gene rows {first[gene] + 1} "
+                                 f"and {row + 1}, and the model reads it; keep one of them")
 
 
 def _full_profile(state, plan, landmarks):
@@ -158,7 +209,7 @@ def landmark_reference(state):
     if state.landmark_reference_ is not None:
         return state.landmark_reference_
     landmarks = np.flatnonzero(state.is_landmark)
-    array = zarr.open_group(state.train, mode="r")[store.EXPRESSION]
+    array = store.open_group(state.train)[store.EXPRESSION]
     total, count = np.zeros(len(landmarks)), 0
     bar = progress(total=array.shape[0], desc="landmark reference", unit="sample")
     for start in range(0, array.shape[0], array.chunks[0]):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import choice, fraction, positive
-from .mlp import build_mlp
+from .mlp import build_mlp, start_at_least_squares
 from .registry import ModelKind, SGDOptions, register, save_keras
 
 HIDDEN = (9000, 9000, 9000)
@@ -66,8 +66,8 @@ def dgex_optimizer(learning_rate=LEARNING_RATE):
 class DgexOptions(SGDOptions):
     """``hidden`` empty: 3 x 9,000; ``partitions``: networks over contiguous target sets;
     ``activation``: D-GEX's tanh, or sigmoid (TAAF-D-GEX found it better, Kunc & Klema
-    2019) or relu; ``linear_skip``: add a linear map of the landmarks to the output
-    (``models.mlp``; not in D-GEX)."""
+    2019) or relu; ``linear_skip``: add a linear map of the landmarks to the output,
+    started at least squares' solution (``models.mlp``; not in D-GEX)."""
 
     partitions: int = positive(1)
     activation: str = choice("tanh", ("tanh", "sigmoid", "relu"))
@@ -99,12 +99,18 @@ class Dgex(ModelKind):
             model = build_dgex(len(job.landmarks), stop - start, options.hidden or HIDDEN,
                                activation=options.activation, dropout=options.dropout,
                                seed=options.seed + index, linear_skip=options.linear_skip)
+            streams = job.streams(job.landmarks, job.targets[start:stop])
+            coefficients = job.least_squares(streams[0], index=index) \
+                if options.linear_skip else None
+            if coefficients is not None:
+                start_at_least_squares(model, coefficients, "targets")
             path = job.run.best(self.file(index))
-            job.fit(model, job.streams(job.landmarks, job.targets[start:stop]),
+            job.fit(model, streams,
                     paper_optimizer=lambda: dgex_optimizer(options.learning_rate or LEARNING_RATE),
                     index=index, what="this D-GEX network",
                     gradient_scales=gradient_scales(model),
-                    save_best=lambda m=model, p=path: save_keras(m, p))
+                    save_best=lambda m=model, p=path: save_keras(m, p),
+                    start_validated=options.linear_skip)
             # This partition's weights, momentum and optimizer go before the next is built:
             # Keras's global state and its compiled functions' reference cycles kept every
             # trained partition alive (5 full-size ones: 10.6 GiB peak, bench_fullsize.py).
@@ -112,8 +118,9 @@ class Dgex(ModelKind):
             job.free_memory()
 
     def load(self, run):
-        """The partitions as pieces, each loaded when asked for (evaluate holds one at a
-        time: five full-size ones are 3.9 GiB of weights); ``predict`` loads them all."""
+        """The partitions as pieces, each loaded when asked for (evaluate and predict hold
+        one at a time: five full-size ones are 3.9 GiB of weights); ``predict`` of the
+        Predictor loads them all."""
         from ..evaluation.predictor import (Predictor, check_saved, gene_keys, load_keras,
                                             loaded_on_first_use, side_by_side)
 

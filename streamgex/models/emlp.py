@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import fraction
-from .mlp import build_mlp
+from .mlp import build_mlp, start_at_least_squares
 from .registry import ModelKind, SGDOptions, register, save_keras
 
 LEARNING_RATE = 5e-4
@@ -57,8 +57,8 @@ def emlp_optimizer(learning_rate=LEARNING_RATE):
 @dataclass(frozen=True)
 class EmlpOptions(SGDOptions):
     """``hidden`` empty: the paper's formula (``auto_hidden``) for the codes and training size;
-    ``linear_skip``: add a linear map of the landmarks to the codes (``models.mlp``; not in
-    the paper)."""
+    ``linear_skip``: add a linear map of the landmarks to the codes, started at least
+    squares' solution (``models.mlp``; not in the paper)."""
 
     dropout: float = fraction(DROPOUT)
     linear_skip: bool = False
@@ -85,9 +85,14 @@ class Emlp(ModelKind):
         job.setup_backend()
         model = build_emlp(len(job.landmarks), n_codes, hidden, dropout=options.dropout,
                            seed=options.seed, linear_skip=options.linear_skip)
-        job.fit(model, job.streams(job.landmarks, None, y_store=job.codes),
+        streams = job.streams(job.landmarks, None, y_store=job.codes)
+        coefficients = job.least_squares(streams[0]) if options.linear_skip else None
+        if coefficients is not None:  # least squares from the landmarks to the codes
+            start_at_least_squares(model, coefficients, "codes")
+        job.fit(model, streams,
                 paper_optimizer=lambda: emlp_optimizer(options.learning_rate or LEARNING_RATE),
-                what="this E-MLP", save_best=lambda: save_keras(model, job.run.best(self.FILE)))
+                what="this E-MLP", save_best=lambda: save_keras(model, job.run.best(self.FILE)),
+                start_validated=options.linear_skip)
 
     def load(self, run):
         from ..evaluation.predictor import Predictor, compose, gene_keys, load_keras

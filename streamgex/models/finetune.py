@@ -8,6 +8,12 @@ stacks them into one network and trains it on the target genes themselves
 corrected together; ``freeze_decoder`` keeps the decoder as trained and moves
 only the E-MLP. It reports, beside its own error, the autoencoder's
 reconstruction floor it started from (``evaluate``'s ``reconstruction``).
+
+Its start is a finished model, so it is validated before the first step and
+kept unless fine-tuning improves on it. ``linear_skip`` adds a linear map of the
+landmarks to the targets, started at least squares' solution for what the
+decoded E-MLP leaves (its residuals on the training profiles): the start then
+predicts the decoded E-MLP plus the best linear correction of it.
 """
 
 from dataclasses import dataclass
@@ -23,10 +29,13 @@ LEARNING_RATE = {"paper": emlp.LEARNING_RATE / 10, "adam": ADAM_RATE / 10}
 
 @dataclass(frozen=True)
 class FinetuneOptions(SGDOptions):
-    """``learning_rate`` 0: a tenth of the recipe's (``LEARNING_RATE``)."""
+    """``learning_rate`` 0: a tenth of the recipe's (``LEARNING_RATE``); ``linear_skip``: a
+    linear map of the landmarks to the targets beside the decoded E-MLP, started at least
+    squares' solution for its residuals."""
 
     max_epochs: int = positive(50)
     freeze_decoder: bool = False
+    linear_skip: bool = False
 
 
 class Finetune(ModelKind):
@@ -44,6 +53,7 @@ class Finetune(ModelKind):
         import keras
 
         from ..evaluation.predictor import load_keras
+        from ..training.loop import make_predict
         from .emlp import Emlp
 
         options = job.options
@@ -53,12 +63,23 @@ class Finetune(ModelKind):
         decoder = load_keras(coder.best(coder.kind.DECODER))
         decoder.trainable = not options.freeze_decoder
         inputs = keras.Input(start.input_shape[1:], name="landmarks")
-        model = keras.Model(inputs, decoder(start(inputs)), name="emlp_tuned")
+        decoded = keras.Model(inputs, decoder(start(inputs)), name="emlp_decoded")
+        streams = job.streams(job.landmarks, job.targets)
+        model = decoded
+        if options.linear_skip:
+            skip = keras.layers.Dense(len(job.targets), name="targets_linear", dtype="float32")
+            model = keras.Model(inputs, keras.layers.Add(name="targets", dtype="float32")(
+                [decoded(inputs), skip(inputs)]), name="emlp_tuned")
+            coefficients = job.least_squares(streams[0], explained=make_predict(decoded))
+            if coefficients is not None:
+                skip.kernel.assign(coefficients[:-1].astype("float32"))
+                skip.bias.assign(coefficients[-1].astype("float32"))
         rate = options.learning_rate or LEARNING_RATE[options.recipe]
-        job.fit(model, job.streams(job.landmarks, job.targets),
+        job.fit(model, streams,
                 paper_optimizer=lambda: emlp.emlp_optimizer(rate), learning_rate=rate,
                 what="this fine-tuned E-MLP",
-                save_best=lambda: save_keras(model, job.run.best(self.FILE)))
+                save_best=lambda: save_keras(model, job.run.best(self.FILE)),
+                start_validated=True)
 
     def load(self, run):
         from ..evaluation.predictor import Predictor, gene_keys, load_keras, side_by_side
@@ -80,7 +101,8 @@ class Finetune(ModelKind):
         return [run.best(self.FILE), *Emlp().model_files(run.source)]
 
     def describe(self, options):
-        return "E-MLP + decoder" + (" (decoder frozen)" if options.freeze_decoder else "")
+        return "E-MLP + decoder" + (" (decoder frozen)" if options.freeze_decoder else "") + \
+            (" + linear skip" if options.linear_skip else "")
 
 
 register(Finetune)

@@ -14,6 +14,18 @@ from ..formats.text import check_unique
 from ..ingest import strip_version
 
 
+#: What a GEO platform table (``GPL570.annot``, ``GPL570-55999.txt``) given as a map lacks.
+PLATFORM_HINT = ("; this looks like a GEO platform (GPL) annotation table: it maps probes to "
+                 "genes but says neither which genes are landmarks or targets nor their "
+                 "Ensembl ids; write a landmark and a target map from it in the D-GEX layout")
+
+
+def is_platform_table(line):
+    """Whether a line opens a GEO platform table: a ``#`` column note, a SOFT ``^``/``!``
+    line, or a header ``ID<TAB>...``."""
+    return line.startswith(("#", "^", "!")) or line.split("\t", 1)[0].strip() == "ID"
+
+
 @dataclass(frozen=True)
 class MapRow:
     """One gene of a map: symbol, Ensembl id (unversioned), probes, role."""
@@ -39,6 +51,7 @@ def read_map(path, *, is_landmark):
             raise StreamgexError(
                 f"{path}:{number}: a map row is SYMBOL<TAB>ENSEMBL<TAB>PROBE[,PROBE...], "
                 f"found {len(fields)} fields"
+                + (PLATFORM_HINT if is_platform_table(line) else "")
             )
         probes = tuple(p.strip() for p in fields[2].split(",") if p.strip())
         rows.append(MapRow(fields[0].strip(), strip_version(fields[1].strip()), probes, is_landmark))

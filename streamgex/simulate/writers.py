@@ -1,4 +1,5 @@
-"""Writing simulated data in the real files' formats: GCTX, GEUVADIS, D-GEX maps."""
+"""Writing simulated data in the real files' formats: GCTX, GEUVADIS, GEO series matrices,
+D-GEX maps."""
 
 import gzip
 
@@ -65,3 +66,31 @@ def write_map(path, rows, universe):
         for gene, probes in rows:
             probe_list = ",".join(universe.probe_ids[p] for p in probes)
             f.write(f"{universe.symbol[gene]}\t{universe.ensembl[gene]}\t{probe_list}\n")
+
+
+def write_series_matrix(path, values, sample_ids, probe_ids, *, series, platform,
+                        characteristics=(), gz=True):
+    """Write profiles as GEO writes a series matrix (``GSE*_series_matrix.txt.gz``).
+
+    ``values``: ``(n_samples, n_probes) float32``, written one probe per line as the
+    shortest text that reads back as the same float32; ids in double quotes, as GEO
+    quotes them. ``characteristics``: ``(key, values)`` pairs, one
+    ``!Sample_characteristics_ch1`` line each (``"key: value"`` per sample).
+    """
+    def quoted(items):
+        return "\t".join(f'"{item}"' for item in items)
+
+    n = len(sample_ids)
+    with atomic_path(path) as tmp, (gzip.open(tmp, "wt") if gz else open(tmp, "w")) as f:
+        f.write(f'!Series_title\t"Simulated series {series}"\n'
+                f'!Series_geo_accession\t"{series}"\n!Series_platform_id\t"{platform}"\n\n')
+        f.write(f"!Sample_title\t{quoted(f'{series} profile {i + 1}' for i in range(n))}\n")
+        f.write(f"!Sample_geo_accession\t{quoted(sample_ids)}\n")
+        f.write(f"!Sample_platform_id\t{quoted([platform] * n)}\n")
+        for key, column in characteristics:
+            f.write(f"!Sample_characteristics_ch1\t{quoted(f'{key}: {v}' for v in column)}\n")
+        f.write(f"!Sample_data_row_count\t{quoted([len(probe_ids)] * n)}\n")
+        f.write(f'!series_matrix_table_begin\n"ID_REF"\t{quoted(sample_ids)}\n')
+        for probe, row in zip(probe_ids, np.asarray(values, dtype=np.float32).T):
+            f.write(f'"{probe}"\t' + "\t".join(repr(float(v)) for v in row.tolist()) + "\n")
+        f.write("!series_matrix_table_end\n")

@@ -102,14 +102,26 @@ class EarlyStopping(Hook):
 
     name = "schedule"
 
-    def __init__(self, schedule, validation, on_best=None):
+    def __init__(self, schedule, validation, on_best=None, validate_start=False):
         self.schedule, self.validation, self.on_best = schedule, validation, on_best
+        self.validate_start = validate_start
 
     def get_state(self):
         return self.schedule.to_dict()
 
     def set_state(self, state):
         self.schedule.__dict__.update(Schedule.from_dict(state).__dict__)
+
+    def on_train_begin(self, loop):
+        """With ``validate_start``, a new run's start is its first candidate ("epoch 0")."""
+        if not self.validate_start or self.validation is None or self.schedule.validations \
+                or loop.state["global_step"]:
+            return
+        error = mean_absolute_error(loop.predict, self.validation)
+        self.schedule.validated(-1, error)
+        log.info("start: val MAE %.4f, kept unless training improves on it", error)
+        if self.on_best is not None:
+            self.on_best(-1)
 
     def on_epoch_end(self, loop, logs):
         epoch = logs["epoch"] - 1
@@ -214,16 +226,16 @@ class Console(Hook):
 
 
 def training_hooks(rate, schedule, *, log_file, tensorboard, validation, on_best,
-                   checkpoint_steps, checkpoint_minutes):
+                   checkpoint_steps, checkpoint_minutes, validate_start=False):
     """The hooks every network here trains with, in order: the learning-rate hook ``rate``
     (``LearningRateDecay`` or ``WarmupCosine``: ``training.recipes``), validation and early
     stop, log, TensorBoard, console, checkpoint (last, so it saves what the others did)."""
-    return [rate, EarlyStopping(schedule, validation, on_best),
+    return [rate, EarlyStopping(schedule, validation, on_best, validate_start),
             CsvLog(log_file), TensorBoard(tensorboard), Console(),
             Checkpointer(steps=checkpoint_steps, minutes=checkpoint_minutes)]
 
 
-def worker_hooks(rate, schedule, validation):
+def worker_hooks(rate, schedule, validation, validate_start=False):
     """The hooks of a worker other than the chief of a cluster: the same rate, validation and
     stopping decisions, no files and no console lines (the chief's)."""
-    return [rate, EarlyStopping(schedule, validation)]
+    return [rate, EarlyStopping(schedule, validation, validate_start=validate_start)]

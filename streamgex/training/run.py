@@ -25,8 +25,9 @@ by its path: a split rebuilt in place from other data or with other options
 makes the run stale.
 """
 
+import dataclasses
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -146,7 +147,9 @@ class Run:
         config, inputs = _identity(kind, options, data, codes, source, folder=self.path)
         changed = []
         if self.config_file.exists():
-            old = read_json(self.config_file)
+            # an option added to streamgex since the run was made counts as its default there
+            # (an added option's default keeps what was done before it existed)
+            old = {**_plain(_defaults(kind.Options)), **read_json(self.config_file)}
             changed += sorted(k for k in {**old, **config} if old.get(k) != config.get(k))
         if self.inputs_file.exists():
             old = read_json(self.inputs_file)
@@ -295,6 +298,12 @@ def _same_times(recorded, source):
         return False
     source = source if isinstance(source, Run) else Run(source)
     return recorded == {f.name: f.stat().st_mtime_ns for f in _model_files(source)}
+
+
+def _defaults(options_class):
+    """``{option: default}`` of a kind's options dataclass."""
+    return {f.name: f.default for f in fields(options_class)
+            if f.default is not dataclasses.MISSING}
 
 
 def _plain(values):

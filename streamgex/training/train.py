@@ -121,6 +121,32 @@ class TrainJob:
             {"bf16": "mixed_bfloat16", "float16": "mixed_float16"}.get(self.options.precision,
                                                                        "float32"))
 
+    def least_squares(self, stream, *, index=0, explained=None):
+        """Least squares' exact solution of ``stream``'s outputs on its inputs from one pass
+        over it (``models.linear.NormalEquations``: ``(n_in + 1)^2`` and ``(n_in + 1) x
+        n_out`` float64 sums, whatever the profile count), the start of a network's linear
+        skip (``models.mlp.start_at_least_squares``); None when network ``index`` resumes
+        from a checkpoint, whose weights replace any start. ``explained(x)``: what the rest
+        of the network already predicts; the solution then fits what it leaves."""
+        from ..models.linear import NormalEquations
+        from ..progress import progress
+        from .checkpoint import latest
+
+        if latest(self.run.checkpoint_dir(index)) is not None:
+            return None
+        equations = None
+        bar = progress(total=stream.steps_per_epoch, desc="least squares start", unit="batch",
+                       hidden=not self.placement.chief)
+        for x, y in stream.batches(epoch=0):
+            if explained is not None:
+                y = y - np.asarray(explained(x))
+            if equations is None:
+                equations = NormalEquations(x.shape[1], y.shape[1])
+            equations.add(x, y)
+            bar.update(1)
+        bar.close()
+        return equations.solve()
+
     def check_memory(self, model, stream, what, slots=1, each_gradient=False):
         """Refuse before training when the estimate exceeds the budget (``memory``)."""
         from . import memory
@@ -135,7 +161,7 @@ class TrainJob:
         return parts
 
     def fit(self, model, streams, *, paper_optimizer, index=0, save_best, gradient_scales=None,
-            learning_rate=None, what="this network"):
+            learning_rate=None, what="this network", start_validated=False):
         """Train network ``index`` of the run by the options' recipe (``recipes``), resumably.
 
         ``streams``: ``(train, validation)`` from ``streams``;
@@ -145,6 +171,9 @@ class TrainJob:
         best validation error, and once at the end if validation never ran);
         ``learning_rate``: the kind's rate for the ``adam`` recipe when the
         options give none (default: the recipe's).
+        ``start_validated``: the model as built is a candidate (least squares' solution, or a
+        trained run it continues): validated before the first step as "epoch 0", so the
+        model kept is never worse on validation than the start.
         """
         from . import recipes
         from .hooks import training_hooks, worker_hooks
@@ -170,8 +199,9 @@ class TrainJob:
                                tensorboard=run.tensorboard_dir(index), validation=validation,
                                on_best=lambda epoch: save_best(),
                                checkpoint_steps=options.checkpoint_steps,
-                               checkpoint_minutes=options.checkpoint_minutes) if chief \
-            else worker_hooks(rate, schedule, validation)
+                               checkpoint_minutes=options.checkpoint_minutes,
+                               validate_start=start_validated) if chief \
+            else worker_hooks(rate, schedule, validation, validate_start=start_validated)
         fit(run.checkpoint_dir(index), model, optimizer, train, hooks=hooks,
             max_epochs=options.max_epochs, monitor=options.monitor,
             gradient_scales=gradient_scales if recipe.gradient_scales else None,
