@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from . import __version__, allocators
+from . import __version__, allocators, storage
 from .errors import StreamgexError
 from .paths import check_local
 from .quiet import import_tensorflow as _import_tensorflow_quietly
@@ -100,7 +100,7 @@ def _preprocess(args):
     from .config import load_config
     from .preprocess.pipeline import preprocess
 
-    preprocess(load_config(args.config, args.set))
+    preprocess(_storage_of(load_config(args.config, args.set), args))
 
 
 def _train(args):
@@ -139,11 +139,18 @@ def _run(args):
     from .evaluation.report import headline
     from .experiment import folders_of, run_experiment
 
-    config = load_config(args.config, args.set)
+    config = _storage_of(load_config(args.config, args.set), args)
     _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
     report = run_experiment(config, retrain=args.retrain, placement=_placement(args))
     if report is not None:  # worker 0's (the others only train)
         _print_report(report, folders_of(config)["runs"].values(), headline)
+
+
+def _storage_of(config, args):
+    """Configure the object store from the config's ``[storage]``, then ``--storage-option``
+    over it; returns ``config``."""
+    storage.configure({**config.storage, **storage.parse_options(args.storage_option)})
+    return config
 
 
 #: ``status``'s exit status while a stage is to do, partial or stale (0: all done).
@@ -156,7 +163,7 @@ def _status(args):
     from .config import load_config
     from .experiment import format_status, status
 
-    stages = status(load_config(args.config, args.set))
+    stages = status(_storage_of(load_config(args.config, args.set), args))
     if args.json:
         print(json.dumps([asdict(s) for s in stages], indent=1))
     else:
@@ -333,6 +340,9 @@ def build_parser():
         sub.add_argument("--quiet", action="store_true",
                          help="no progress bars, messages or summary; errors only")
         sub.add_argument("--verbose", action="store_true", help="debug messages too")
+        sub.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="an option of the object store's filesystem (s3fs, gcsfs, "
+                         "adlfs), e.g. endpoint_url=http://127.0.0.1:9000; repeatable")
         sub.add_argument("--log-file", metavar="FILE",
                          help="also append every message, timestamped, to FILE")
         return sub
@@ -662,6 +672,7 @@ def _main(argv):
     else:
         allocators.use_for_everything_else()
     try:
+        storage.configure(storage.parse_options(args.storage_option))
         _check_paths(args)
         logger = setup_logging(quiet=args.quiet, verbose=args.verbose, log_file=args.log_file)
     except StreamgexError as exc:
@@ -685,16 +696,29 @@ def _main(argv):
 #: Arguments that are not paths (a scheduler address is a URL by nature).
 NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "format",
              "units", "by", "reference", "genes", "allow_missing", "precision",
-             "memory_budget", "shell", "genes_by", "samples_as"}
+             "memory_budget", "shell", "genes_by", "samples_as", "storage_option"}
+
+#: Arguments that take a URL (object storage, ``storage``) as well as a path, by command.
+TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store", "out"),
+              "normalize": ("store", "out", "reference_from"),
+              "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out"),
+              "predict": ("run", "input", "out"), "export": ("out",)}
 
 
 def _check_paths(args):
-    """Refuse a URL given as a path argument, before anything runs (``paths``)."""
+    """Refuse a URL given as a path argument that takes none, before anything runs
+    (``paths``); check that a URL's protocol library is installed (``storage``)."""
     for key, value in vars(args).items():
         if key in NOT_PATHS:
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
+            if isinstance(item, str) and key in TAKES_URLS.get(args.command, ()) and \
+                    storage.is_url(item):
+                where = f"--{key.replace('_', '-')}" if key != "source" else "source"
+                if key == "out":
+                    storage.check_writable(item, where)
+                storage.probe(item, where)
+            elif isinstance(item, str):
                 check_local(item.partition("=")[2] if key == "store" else item,
                             f"--{key.replace('_', '-')}")
 
@@ -712,6 +736,11 @@ def _call(args):
         return 1
     except OSError as exc:  # disk full, permission denied: the machine, not a bug
         print(f"streamgex: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an object store that stayed unreachable through the retries
+        if not storage.is_service_error(exc):
+            raise
+        print(f"streamgex: error: {storage.explain(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)

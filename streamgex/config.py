@@ -28,7 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StreamgexError
+from . import storage
 from .paths import check_local
+
+#: Raw inputs a config may name by URL (read through a local copy: ``storage.fetch``).
+URL_INPUTS = ("geo", "rnaseq")
 from .resources import PACKAGED
 
 
@@ -138,6 +142,15 @@ def _model_tables(value, origin, prefix, overridden):
     return tables
 
 
+def _storage_table(value, origin, prefix, overridden):
+    """``[storage]``: options for the object store's filesystem (``storage.configure``), as
+    the protocol library takes them (``endpoint_url = "http://..."``, ``anon = false``)."""
+    if not isinstance(value, dict):
+        raise StreamgexError(f"{origin}: [storage] must be a table of filesystem options, "
+                             f"e.g. endpoint_url = \"http://127.0.0.1:9000\"")
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """An experiment: its raw inputs, where its outputs go, every step's options."""
@@ -156,6 +169,8 @@ class Experiment:
     #: ``[train.<model>]`` tables: each model's typed options (its kind's
     #: ``Options``), for the runs ``streamgex run`` trains, in table order.
     train: dict = field(default_factory=dict, metadata={"build": _model_tables})
+    #: ``[storage]``: filesystem options for inputs given by URL (``storage.configure``).
+    storage: dict = field(default_factory=dict, metadata={"build": _storage_table})
 
 
 def load_config(path, overrides=()):
@@ -173,9 +188,11 @@ def load_config(path, overrides=()):
     experiment = build(Experiment, data, str(path), overridden=overridden)
     check_local(experiment.workdir, f"{_origin(str(path), overridden, 'workdir')}: workdir =")
     for key, value in asdict(experiment.inputs).items():
-        if value:
-            check_local(value, f"{_origin(str(path), overridden, 'inputs.' + key)}: "
-                               f"inputs.{key} =")
+        where = f"{_origin(str(path), overridden, 'inputs.' + key)}: inputs.{key} ="
+        if value and key in URL_INPUTS and storage.is_url(value):
+            storage.check(value, where)
+        elif value:
+            check_local(value, where)
     return experiment
 
 

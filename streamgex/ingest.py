@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from zarr.codecs import BloscCodec
 
-from . import store
+from . import storage, store
 from .digest import file_stat, same_file, sha256_of
 from .errors import StreamgexError
 from .formats import SampleMajorSource, open_source
@@ -82,13 +82,14 @@ def ingest(
     Parameters
     ----------
     source : str or Path, or a list of them
-        The raw file (text formats may be gzip-compressed). Several files: one store
-        of their samples in order (``formats.several``: one format and platform, the
+        The raw file (text formats may be gzip-compressed), or its URL (``s3://...``,
+        ``https://...``: read from a local copy, ``storage.fetch``). Several files: one
+        store of their samples in order (``formats.several``: one format and platform, the
         same genes, no sample twice), as a GEO compendium is built from series.
     out : str or Path
-        The store to write. An interrupted ingest of the same source with the
-        same options is resumed; anything else already there is an error
-        unless ``overwrite``.
+        The store to write, or its URL (``s3://bucket/geo.zarr``). An interrupted
+        ingest of the same source with the same options is resumed; anything else
+        already there is an error unless ``overwrite``.
     format : {"auto", "gctx", "h5ad", "anndata-zarr", "gct", "series-matrix", "geuvadis", "tsv"}
         ``"auto"`` detects it from the content.
     samples_as : {None, "rows", "columns"}
@@ -116,10 +117,11 @@ def ingest(
         )
     if chunk_samples is not None and chunk_samples < 1:
         raise StreamgexError(f"--chunk-samples must be a positive integer, got {chunk_samples}")
-    out = Path(out)
+    out = storage.local_or_url(out) if isinstance(out, str) else Path(out)
     paths = _paths(source)
-    srcs = _open(paths, format, samples_as)
-    checksum = _Checksum(paths)
+    local = [_local(path) for path in paths]  # a URL: its local copy
+    srcs = _open(local, format, samples_as)
+    checksum = _Checksum(local)
     try:
         identity_now = _identity(paths, srcs, chunk_samples, allow_missing)
         recognise(out, identity_now)
@@ -176,7 +178,7 @@ def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allo
     (``recognise``: the question ``ingest`` asks before it skips), so ``status`` finds it
     up to date exactly when ``run`` does."""
     paths = _paths(source)
-    srcs = _open(paths, format, samples_as)
+    srcs = _open([_local(path) for path in paths], format, samples_as)
     try:
         found = _identity(paths, srcs, chunk_samples, allow_missing)
     finally:
@@ -188,7 +190,7 @@ def identity(source, *, format="auto", samples_as=None, chunk_samples=None, allo
 def _identity(paths, srcs, chunk_samples, allow_missing):
     # Size and modification time alone miss a file replaced by `cp -p` or `touch -r`; the
     # inode and the change time (which no user command can set back) catch those.
-    files = [{"path": str(Path(path).resolve()), **file_stat(path)} for path in paths]
+    files = [_file_record(path) for path in paths]
     recorded = {"format": srcs[0].format}
     if srcs[0].format == "tsv":  # the same table read the other way round is another store
         recorded["samples_as"] = "rows" if isinstance(srcs[0], SampleMajorSource) else "columns"
@@ -200,13 +202,27 @@ def _identity(paths, srcs, chunk_samples, allow_missing):
             "source": recorded}
 
 
+def _file_record(path):
+    """Where one input file is and what says it changed: a local file's times and inode
+    (``digest.file_stat``), or an object's size and ETag (``storage.stat``)."""
+    if storage.is_url(str(path)):
+        return {"path": str(path), **storage.stat(str(path))}
+    return {"path": str(Path(path).resolve()), **file_stat(path)}
+
+
+def _local(source):
+    """``source``, or a local copy of it when it is a URL."""
+    return storage.fetch(storage.check(str(source))) if storage.is_url(str(source)) else source
+
+
 def _with_digests(source, digests):
     """The ``source`` field ``finish`` adds: the file's SHA-256, or the files' in order."""
     return {"sha256": digests if "files" in source else digests[0]}
 
 
-#: The fields of an ingest's record that say where its file is, not what it holds.
-PLACE = ("path", "mtime_ns", "ctime_ns", "inode")
+#: The fields of an ingest's record that say where its file is, not what it holds (an
+#: object's ETag included: a copy of the same bytes can have another).
+PLACE = ("path", "mtime_ns", "ctime_ns", "inode", "etag")
 
 
 def recognise(out, identity):
@@ -223,7 +239,7 @@ def recognise(out, identity):
     before, after = _files(recorded), _files(now)
     if (len(before) != len(after)
             or all(all(b.get(k) == v for k, v in a.items()) for b, a in zip(before, after))
-            or not all(same_file(b, a["path"]) for b, a in zip(before, after))):
+            or not all(_same_content(b, a) for b, a in zip(before, after))):
         return None
     its = "its" if len(after) == 1 else "their"
     log.info("%s: %s place, times or inode changed since %s was made; comparing %s "
@@ -251,6 +267,15 @@ def _places(record, files):
         return {k: files[0][k] for k in PLACE if k in files[0]}
     return {"files": [{**kept, **{p: f[p] for p in PLACE if p in f}}
                       for kept, f in zip(record["files"], files)]}
+
+
+def _same_content(recorded, now):
+    """``digest.same_file`` for a file, or for a URL the same size and SHA-256 (of its
+    local copy)."""
+    if not storage.is_url(now["path"]):
+        return same_file(recorded, now["path"])
+    return ("sha256" in recorded and recorded.get("size") == now["size"]
+            and sha256_of(_local(now["path"]), bar=False) == recorded["sha256"])
 
 
 def _ingest_samples(group, src, chunk_samples, allow_missing):

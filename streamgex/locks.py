@@ -8,6 +8,14 @@ the machine rebooted) is taken over: on this host by checking the pid, and a
 lock from another host (a shared filesystem) only by removing it by hand, since
 its process cannot be checked from here.
 
+A store named by URL (object storage, ``storage.Remote``) has its lock object at
+``URL.lock``, created by a conditional PUT (``If-None-Match: *``): the service creates it
+only when no object is there, so of two writers starting together exactly one gets it,
+from any machine. It promises what the local lock does: a holder on this host that is gone
+is taken over; one on another host stays until removed by hand (a lease that expires
+would let a slow but live writer be overtaken). A service without conditional writes
+(``memory://``, some S3 clones) checks then creates: one writer per machine only.
+
 Locks are re-entrant within a process (``run`` holds its workdir, then each
 stage its own output), and every lock a process still holds is released when it
 exits normally.
@@ -22,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import storage
 from .errors import StreamgexError
 
 SUFFIX = ".lock"
@@ -30,9 +39,8 @@ _held = {}  # lock file -> how many times this process has taken it
 
 
 def lock_file(path):
-    """The lock file of ``path``: ``PATH.lock`` beside it."""
-    path = Path(path).absolute()
-    return path.with_name(path.name + SUFFIX)
+    """The lock file of ``path``: ``PATH.lock`` beside it (a URL: ``URL.lock``)."""
+    return storage.with_suffix_name(str(path) if storage.is_url(str(path)) else path, SUFFIX)
 
 
 def acquire(path, *, what="it"):
@@ -42,7 +50,8 @@ def acquire(path, *, what="it"):
     if file in _held:
         _held[file] += 1
         return file
-    file.parent.mkdir(parents=True, exist_ok=True)
+    if not storage.is_url(file):
+        file.parent.mkdir(parents=True, exist_ok=True)
     record = {"pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     for _ in range(3):
@@ -56,8 +65,7 @@ def acquire(path, *, what="it"):
                 raise StreamgexError(
                     f"{path}: another streamgex process is writing {what}: {who}; wait for it "
                     f"to finish, or remove {file} if that process is gone") from None
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(file)  # its process is gone: take it over
+            _remove(file)  # its process is gone: take it over
             continue
         _held[file] = 1
         return file
@@ -67,7 +75,11 @@ def acquire(path, *, what="it"):
 def _create(file, record):
     """Create ``file`` holding ``record`` or raise FileExistsError, in one step: the record is
     written beside it and hard-linked into place, so no reader sees an empty lock. Where the
-    filesystem has no hard links, ``O_EXCL`` creation and then the write."""
+    filesystem has no hard links, ``O_EXCL`` creation and then the write. A URL: a
+    conditional create (see the module doc)."""
+    if storage.is_url(file):
+        storage.place(file).create(json.dumps(record).encode())
+        return
     tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record))
     try:
@@ -92,8 +104,7 @@ def release(path):
     _held[file] -= 1
     if _held[file] == 0:
         del _held[file]
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(file)
+        _remove(file)
 
 
 @contextlib.contextmanager
@@ -110,7 +121,7 @@ def _read(file):
     """A lock file's record; None when it vanished or is not readable (a kill while it was
     written leaves an empty file: treated as a dead holder)."""
     try:
-        record = json.loads(Path(file).read_text())
+        record = json.loads(storage.place(file).read_all())
         return record if {"pid", "host", "since", "command"} <= record.keys() else {}
     except FileNotFoundError:
         return None
@@ -136,9 +147,13 @@ def _alive(holder, file):
     return True
 
 
+def _remove(file):
+    storage.place(file).delete()
+
+
 @atexit.register
 def _release_all():
     for file in list(_held):
         with contextlib.suppress(OSError):
-            os.remove(file)
+            _remove(file)
     _held.clear()

@@ -1,8 +1,9 @@
-"""Paths streamgex reads and writes are local (or mounted) filesystem paths.
+"""Local paths, and the refusal of a URL where a command takes none yet.
 
-Until object storage is supported, a URL given where a path belongs
-(``s3://bucket/x.zarr``, ``memory://``, ``file://``) is refused with one line:
-``pathlib`` would otherwise turn it into a local folder called ``s3:``.
+Stores, raw inputs, predictions and bundles may be named by URL (``storage``; the CLI's
+``TAKES_URLS``); anywhere else a URL (``s3://bucket/x``, ``memory://``, ``file://``) is
+refused with one line: ``pathlib`` would otherwise turn it into a local folder called
+``s3:``.
 """
 
 import os

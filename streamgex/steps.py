@@ -14,14 +14,12 @@ import hashlib
 import json
 import math
 import os
-from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
-import zarr
 
-from . import store
+from . import storage, store
 from .errors import StreamgexError
 from .progress import progress
 
@@ -95,9 +93,10 @@ def worker_version():
     return streamgex.__version__
 
 
-#: A raw file's place on disk (``ingest`` records them to notice a changed file without
-#: reading it): not part of what a store holds.
-FILE_STAT_KEYS = ("mtime_ns", "ctime_ns", "inode")
+#: A raw file's place on disk, or an object's ETag (``ingest`` records them to notice a
+#: changed file without reading it): not part of what a store holds, so a store ingested
+#: from a bucket has the fingerprint of one ingested from a local copy of the same bytes.
+FILE_STAT_KEYS = ("mtime_ns", "ctime_ns", "inode", "etag")
 
 
 def fingerprint(path):
@@ -108,24 +107,33 @@ def fingerprint(path):
     options, so an output can tell whether its input is still the one it was
     made from; a moved workdir keeps its fingerprints.
     """
-    group = zarr.open_group(path, mode="r")
-    source = {key: value for key, value in store.content(dict(group.attrs.get("source") or {}))
-              .items() if key not in FILE_STAT_KEYS}
+    group = store.open_group(path)
+    source = _without_stats(store.content(dict(group.attrs.get("source") or {})))
     identity = {store.ATTR: store.content(group.attrs.get(store.ATTR)), "source": source}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _without_stats(source):
+    """A ``source`` record without its files' ``FILE_STAT_KEYS`` (one file's at the top
+    level; several files' in each entry of ``files``)."""
+    kept = {key: value for key, value in source.items() if key not in FILE_STAT_KEYS}
+    if isinstance(kept.get("files"), list):
+        kept["files"] = [{key: value for key, value in entry.items()
+                          if key not in FILE_STAT_KEYS} for entry in kept["files"]]
+    return kept
+
+
 def source_of(path):
     """The ``source`` attrs of a store made from the store at ``path``."""
     store.open_store(path)  # refuses a missing or partial input
-    return {"store": str(Path(path).resolve()), "fingerprint": fingerprint(path)}
+    return {"store": storage.resolved(path), "fingerprint": fingerprint(path)}
 
 
 def open_input(path):
     """A complete store as ``(dataset, expression as a dask array chunked like the store)``."""
     ds = store.open_store(path)
-    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    array = store.open_group(path)[store.EXPRESSION]
     return ds, da.from_zarr(array)
 
 

@@ -19,6 +19,13 @@ partial store that says exactly how far it got, and a re-run continues it.
 Only ``finish`` sets ``complete``, consolidates the metadata and renames the
 store into place, so nothing under the final name (``open_store``, a plain
 ``xarray.open_zarr``) is ever a partial store.
+
+A store named by URL (``s3://bucket/geo.zarr``: ``storage.Remote``) has no rename: it is
+built under its final URL, and the root ``zarr.json`` with ``complete`` set, the object
+``finish`` writes last, is what makes it count; ``open_store`` and ``status`` refuse it
+until then. ``--overwrite`` there deletes the old store's own objects first (its
+``zarr.json`` and its arrays', never other objects under the prefix), so the old store
+does not stay readable while the new one is built.
 """
 
 import json
@@ -34,7 +41,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from . import __version__, atomic, locks
+from . import __version__, atomic, locks, storage
 from .errors import StreamgexError
 from .progress import progress
 
@@ -76,13 +83,40 @@ def default_chunk_samples(n_genes):
 
 
 def building(path):
-    """Where the store ``path`` is built until ``finish`` renames it into place."""
-    return atomic.partial_path(path)
+    """Where the store ``path`` is built until ``finish`` renames it into place (a URL: the
+    store itself; see the module doc)."""
+    path = _p(path)
+    return path if storage.is_url(path) else atomic.partial_path(path)
 
 
 def location(group):
-    """The folder of an open store (while it is being written: its ``building`` name)."""
-    return Path(str(group.store_path.store.root))
+    """The folder (or URL) of an open store (while it is being written: its ``building``
+    name)."""
+    where = group.store_path.store
+    if hasattr(where, "fs"):  # an FsspecStore
+        return where.fs.unstrip_protocol(where.path).rstrip("/")
+    return Path(str(where.root))
+
+
+def _p(path):
+    """A store's path as a ``Path``, or its URL as a string."""
+    return storage.local_or_url(str(path)) if isinstance(path, str) else Path(path)
+
+
+def _zarr(path, *, read_only=False):
+    """What ``zarr.open_group`` and ``xarray.open_zarr`` take for the store at ``path``."""
+    return storage.place(path).zarr(read_only=read_only)
+
+
+def open_group(path, mode="r"):
+    """The Zarr group of the store at ``path`` (a path or URL), for reading (``"r"``) or
+    writing (``"r+"``): what every module opens a store's arrays with."""
+    return zarr.open_group(_zarr(path, read_only=mode == "r"), mode=mode)
+
+
+def as_path(path):
+    """An output or input named by the user: a ``Path``, or a URL kept as a string."""
+    return _p(path)
 
 
 def begin(path, *, step, parameters, source, overwrite=False):
@@ -109,7 +143,9 @@ def begin(path, *, step, parameters, source, overwrite=False):
         Open for writing (``state(group)["progress"]`` says where to go on),
         or None when ``path`` already holds this very output, complete.
     """
-    path = Path(path)
+    path = _p(path)
+    if storage.is_url(path):
+        storage.check_writable(path, "--out")
     check_output(path, source)
     locks.acquire(path, what="this store")
     try:
@@ -137,10 +173,11 @@ def _begin(path, *, step, parameters, source, overwrite):
         damage = same and existing.get("complete") and _damage(path)
         if damage:
             log.warning("%s: %s; building it again", path, damage)
-            atomic.remove(path)
+            _remove_store(path)
         elif same and existing.get("complete"):
             _consolidated(path)
-            atomic.remove(tmp)  # a rebuild of other options, interrupted and then undone
+            if tmp != path:
+                atomic.remove(tmp)  # a rebuild of other options, interrupted and then undone
             log.info("%s: up to date", path)
             return None
         elif existing.get("complete") and not overwrite:
@@ -165,16 +202,19 @@ def _begin(path, *, step, parameters, source, overwrite):
             done = existing.get("progress") or {}
             if done:
                 log.info("resuming %s: %s", path, describe_progress(done))
-            return zarr.open_group(tmp, mode="r+")
+            return open_group(tmp, mode="r+")
         if not overwrite:
             raise StreamgexError(
-                f"{path}: its partial build {tmp.name} holds an interrupted "
+                f"{path}: its partial build {storage.name(tmp)} holds an interrupted "
                 f"{existing.get('step')} output made from another input or with other options; "
                 f"pass --overwrite to replace it")
-        atomic.remove(tmp)
+        _remove_store(tmp)
     # The attrs go into the group's first metadata write: a kill cannot leave a group that
-    # is not recognisably a streamgex store.
-    return zarr.open_group(tmp, mode="w-", zarr_format=3, attributes={
+    # is not recognisably a streamgex store. Under a URL, objects of others that an
+    # --overwrite kept may share the prefix, which Zarr's "w-" refuses; the lock and the
+    # checks above already make sure no group is there.
+    mode = "a" if storage.is_url(tmp) else "w-"
+    return zarr.open_group(_zarr(tmp), mode=mode, zarr_format=3, attributes={
         ATTR: {"version": __version__, "step": step, "complete": False,
                "parameters": parameters, "progress": {}},
         "source": source,
@@ -184,18 +224,38 @@ def _begin(path, *, step, parameters, source, overwrite):
 def _cut_creation(tmp):
     """Whether the partial folder ``tmp`` holds nothing but, at most, a ``zarr.json`` cut
     short: what a kill inside the group's creation (a folder, then its metadata file)
-    leaves. Anything else there is not taken as streamgex's."""
-    return tmp.is_dir() and not tmp.is_symlink() and all(
+    leaves. Anything else there is not taken as streamgex's. (An object store writes
+    ``zarr.json`` in one PUT: never cut short there.)"""
+    return not storage.is_url(tmp) and tmp.is_dir() and not tmp.is_symlink() and all(
         entry.name == "zarr.json" and entry.is_file() for entry in tmp.iterdir())
 
 
 def _exists(path):
-    return path.exists() or path.is_symlink()
+    return storage.place(path).exists()
 
 
 def _publish(tmp, path):
-    """Rename the finished store ``tmp`` to ``path``, replacing what is there."""
-    atomic.replace_folder(tmp, path)
+    """Rename the finished store ``tmp`` to ``path``, replacing what is there (a URL is
+    built in place: nothing to rename)."""
+    if tmp != path:
+        atomic.replace_folder(tmp, path)
+
+
+def _remove_store(path):
+    """Delete the store at ``path``: a local folder whole; at a URL only what streamgex wrote
+    there (the group's ``zarr.json`` and its members' objects), first marked incomplete so
+    that a kill halfway never leaves a store that counts as complete."""
+    where = storage.place(path)
+    if not where.remote:
+        atomic.remove(path)
+        return
+    if _read_state(path) is None:
+        return
+    group = open_group(path, mode="r+")
+    group.attrs[ATTR] = {**state(group), "complete": False}
+    for member in list(group.keys()):
+        storage.place(storage.join(path, member)).remove_tree()
+    storage.place(storage.join(path, "zarr.json")).delete()
 
 
 #: Keys of a ``source`` record that name an input file, store or run folder.
@@ -220,13 +280,18 @@ def content(record):
 def check_output(path, source):
     """Refuse an output that is, holds or lies inside one of its inputs (``source``'s paths):
     writing it would destroy what it is made from."""
-    out = Path(path).resolve()
+    def parts(where):
+        where = str(where)
+        return (where.rstrip("/").split("/") if storage.is_url(where)
+                else Path(where).resolve().parts)
+
+    out = parts(path)
     records = [source or {}, *(source or {}).get("files", [])]  # several files: each one
     for value in (record.get(key) for record in records for key in INPUT_KEYS):
         if not isinstance(value, str):
             continue
-        given = Path(value).resolve()
-        if out == given or out in given.parents or given in out.parents:
+        given = parts(value)
+        if out[:len(given)] == given or given[:len(out)] == out:
             raise StreamgexError(f"{path}: is, holds or lies inside its input {value}; choose an "
                                  f"output path apart from the input")
 
@@ -245,8 +310,7 @@ def _consolidated(path):
     """Make sure a store marked complete has its consolidated metadata: ``finish`` writes the
     flag, then the consolidation, so a kill between the two leaves a complete store whose
     metadata is not consolidated yet. Finishing that is all it lacks."""
-    root = Path(path) / "zarr.json"
-    if json.loads(root.read_text()).get("consolidated_metadata") is None:
+    if json.loads(storage.place(path).read("zarr.json")).get("consolidated_metadata") is None:
         log.info("%s: consolidating the metadata its interrupted finish did not", path)
         _consolidate(path)
 
@@ -255,19 +319,19 @@ def _consolidate(path):
     with warnings.catch_warnings():
         # zarr-python reads consolidated v3 metadata; other readers ignore it.
         warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
-        zarr.consolidate_metadata(str(path))
+        zarr.consolidate_metadata(_zarr(path))
 
 
 def _read_state(path):
     try:
-        group = zarr.open_group(path, mode="r")
+        group = open_group(path)
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError, NotADirectoryError):
         return None
     return group.attrs.get(ATTR)
 
 
 def _same_run(path, *, step, parameters, source):
-    group = zarr.open_group(path, mode="r")
+    group = open_group(path)
     st, old_source = dict(group.attrs[ATTR]), dict(group.attrs.get("source", {}))
     return (
         st.get("step") == step
@@ -284,13 +348,13 @@ def recorded_source(path, *, step, parameters):
     if not (st and st.get("complete") and st.get("step") == step
             and content(st.get("parameters")) == content(parameters)):
         return None
-    return dict(zarr.open_group(path, mode="r").attrs.get("source", {}))
+    return dict(open_group(path).attrs.get("source", {}))
 
 
 def update_source(path, fields):
     """Update fields of a complete store's ``source`` attrs (and its consolidated metadata)."""
     with locks.hold(path, what="this store"):
-        group = zarr.open_group(path, mode="r+")
+        group = open_group(path, mode="r+")
         group.attrs["source"] = {**dict(group.attrs.get("source", {})), **fields}
         _consolidate(path)
 
@@ -310,12 +374,13 @@ def status(path, identity=None):
     write it with now (the rule ``begin`` skips by); a complete store made
     otherwise is ``stale``. Without it, any complete store is ``done``.
     """
-    path = Path(path)
+    path = _p(path)
     st, building_state = _read_state(path), _read_state(building(path))
     if st and st.get("complete") and (identity is None or _same_run(path, **identity)):
         damage = _damage(path)
         return ("stale", f"{damage}; its command builds it again") if damage else ("done", "")
-    for candidate, state_ in ((building(path), building_state), (path, st)):
+    candidates = ((building(path), building_state), (path, st))
+    for candidate, state_ in candidates[1:] if building(path) == path else candidates:
         if state_ is not None and not state_.get("complete") and (
                 identity is None or _same_run(candidate, **identity)):
             return "partial", describe_progress(state_.get("progress", {}))
@@ -451,8 +516,9 @@ def finish(group, *, source=None, attrs=None):
     if SCRATCH in group:
         del group[SCRATCH]
     tmp = location(group)
-    for leftover in tmp.rglob("*.partial"):
-        leftover.unlink(missing_ok=True)
+    if not storage.is_url(tmp):
+        for leftover in tmp.rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
     updates = dict(attrs or {})
     if source:
         updates["source"] = {**dict(group.attrs.get("source", {})), **source}
@@ -464,7 +530,7 @@ def finish(group, *, source=None, attrs=None):
     updates[ATTR] = current
     group.attrs.update(updates)
     _consolidate(tmp)
-    path = atomic.final_path(tmp)
+    path = tmp if storage.is_url(tmp) else atomic.final_path(tmp)
     _publish(tmp, path)
     locks.release(path)
     return path
@@ -473,10 +539,10 @@ def finish(group, *, source=None, attrs=None):
 def missing_chunks(path):
     """Indices of the ``expression`` chunks of the store at ``path`` that have no file (a
     chunk never written reads as NaN in Zarr, so a lost one would pass unnoticed)."""
-    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     encode = array.metadata.chunk_key_encoding.encode_chunk_key
-    return [k for k in range(_chunk_count(array))
-            if not (Path(path) / EXPRESSION / encode((k, 0))).exists()]
+    present = storage.place(path).keys(EXPRESSION)  # one listing, not a request per chunk
+    return [k for k in range(_chunk_count(array)) if encode((k, 0)) not in present]
 
 
 def _chunk_count(array):
@@ -490,7 +556,7 @@ def _damage(path):
     recorded = _read_state(path).get("damaged")
     if recorded:
         return f"{len(recorded)} chunks found damaged by `info --verify` ({_chunk_list(recorded)})"
-    if EXPRESSION not in zarr.open_group(path, mode="r"):
+    if EXPRESSION not in open_group(path):
         return None
     missing = missing_chunks(path)
     return missing and f"{len(missing)} chunk files missing ({_chunk_list(missing)})"
@@ -510,7 +576,7 @@ def _input_units(group):
     if origin is None:
         return RAW_UNITS
     try:
-        return zarr.open_group(origin, mode="r").attrs.get("units", RAW_UNITS)
+        return open_group(origin).attrs.get("units", RAW_UNITS)
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
         return RAW_UNITS
 
@@ -521,10 +587,10 @@ def verify(path):
     altered chunk: a CRC-32C per chunk). A damaged store is recorded as such, so it is no
     longer opened and re-running the command that made it builds it again. Returns the number
     of chunks checked."""
-    path = Path(path)
+    path = _p(path)
     if _complete_state(path).get("damaged") is not None:
         open_store(path)  # says it is damaged
-    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     rows = array.chunks[0]
     count = _chunk_count(array)
     missing = set(missing_chunks(path))
@@ -545,7 +611,7 @@ def verify(path):
     bar.close()
     if bad:
         with locks.hold(path, what="this store"):
-            group = zarr.open_group(path, mode="r+")
+            group = open_group(path, mode="r+")
             group.attrs[ATTR] = {**state(group), "damaged": bad}
             _consolidate(path)
         raise StreamgexError(f"{path}: {len(bad)} of {count} chunks damaged: "
@@ -557,27 +623,29 @@ def verify(path):
 def abandon(path):
     """Delete the partial store this process began at ``path`` and give back its lock (a
     write that failed on bad input: nothing of it is worth resuming)."""
-    atomic.remove(building(path))
+    _remove_store(building(path))
     locks.release(path)
 
 
 def remove(path):
     """Delete a store and its partial rebuild, if any."""
-    atomic.remove(Path(path))
-    atomic.remove(building(path))
+    path = _p(path)
+    _remove_store(path)
+    if building(path) != path:
+        _remove_store(building(path))
 
 
 def open_store(path):
     """Open a complete store as an ``xarray.Dataset``; refuse a missing, partial or damaged
     one."""
-    path = Path(path)
+    path = _p(path)
     st = _complete_state(path)
     damage = _damage(path)
     if damage:
         raise StreamgexError(f"{path}: damaged store: {damage}; re-run the `streamgex "
                              f"{st.get('step')}` command that made it: it builds it again")
     _consolidated(path)
-    return xr.open_zarr(path, consolidated=True)
+    return xr.open_zarr(_zarr(path, read_only=True), consolidated=True)
 
 
 def _complete_state(path):
@@ -588,7 +656,7 @@ def _complete_state(path):
     if pending is not None:
         raise StreamgexError(
             f"{path}: incomplete store (its {pending.get('step')} run stopped at "
-            f"{pending.get('progress', {})}, in {building(path).name}); re-run the same "
+            f"{pending.get('progress', {})}, in {storage.name(building(path))}); re-run the same "
             f"`streamgex {pending.get('step')}` command to finish it")
     if st is None:
         raise StreamgexError(
@@ -613,7 +681,7 @@ def describe(path):
     """A complete store's shape, chunks, sizes, coordinates and provenance as a dict (what
     ``info --json`` prints)."""
     ds = open_store(path)
-    array = zarr.open_group(path, mode="r")[EXPRESSION]
+    array = open_group(path)[EXPRESSION]
     state_ = ds.attrs[ATTR]
     return {"store": str(path), "samples": int(array.shape[0]), "genes": int(array.shape[1]),
             "dtype": str(array.dtype), "chunk_samples": int(array.chunks[0]),

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from . import chunkread, store
 from .errors import StreamgexError
@@ -42,11 +41,11 @@ READERS = (os.cpu_count() or 1) + 1
 class Source:
     """Columns of one store a stream reads: ``store[:, columns]`` per row."""
 
-    path: Path
+    path: Path  # or a URL: its chunks come through Zarr, several at once (``READERS``)
     columns: np.ndarray = None  # None: all columns
 
     def open(self):
-        return zarr.open_group(self.path, mode="r")[store.EXPRESSION]
+        return store.open_group(self.path)[store.EXPRESSION]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 import pytest
+from s3 import bucket, s3_endpoint  # noqa: F401  (fixtures: a loopback S3 service)
 
 from streamgex.simulate import simulate
 

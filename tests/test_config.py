@@ -27,7 +27,7 @@ BAD_TABLES = [
 
 BAD_TABLES += [  # issue 11.12: URLs became local folders named s3:
     ('workdir="s3://bucket/work"', "workdir = s3://bucket/work: URLs (s3://) are not supported"),
-    ('inputs.geo="memory://x.gctx"', "inputs.geo = memory://x.gctx: URLs (memory://)"),
+    ('inputs.landmarks="memory://x.txt"', "inputs.landmarks = memory://x.txt: URLs (memory://)"),
 ]
 
 

@@ -220,13 +220,16 @@ def test_corrupt_gzip(tmp_path, capsys):
     assert_rejected(capsys, tmp_path, tmp_path / "c.tsv.gz", "gzip")
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/x.zarr", "memory://x", "file:///tmp/x.zarr"])
+@pytest.mark.parametrize("url", ["s3://bucket/x.zarr", "memory://x"])
 def test_a_url_is_refused_not_made_a_local_folder(tmp_path, capsys, monkeypatch, url):
-    """Issue 11.12: `--out s3://b/x.zarr` exited 0 and wrote ./s3:/b/x.zarr."""
+    """Issue 11.12: `--out s3://b/x.zarr` exited 0 and wrote ./s3:/b/x.zarr. Ingest, the
+    store steps and predict take URLs now (tests/test_remote.py); split does not yet, and
+    still refuses one."""
     values, samples, genes = small_matrix(3, 4)
     write_table(tmp_path / "t.tsv", values, samples, genes)
     monkeypatch.chdir(tmp_path)
-    status, err = run_ingest(capsys, tmp_path / "t.tsv", url)
+    status = main(["split", "t.zarr", "--out", url])
+    err = capsys.readouterr().err
     assert status == 1 and "URLs" in err and "not supported yet" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tsv"]
 

@@ -29,8 +29,7 @@ import re
 
 from ..errors import StreamgexError
 from .source import GeneMajorSource
-from .text import unquote
-from .text import TableLayout, check_unique, head
+from .text import TableLayout, check_unique, head, unquote
 
 SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "gene_name")
 #: Names a field cannot take in a store: its arrays and the coordinates ingest writes.

@@ -32,12 +32,13 @@ TensorFlow Serving, TF.js or TFLite converters (Keras's ``Model.export``).
 """
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, storage
 from ..atomic import atomic_path, read_json
 from ..digest import sha256_of
 from ..errors import StreamgexError
@@ -53,7 +54,13 @@ TRUST = "trust.npz"
 
 
 def is_bundle(path):
-    """Whether ``path`` is an export bundle folder."""
+    """Whether ``path`` is an export bundle folder (or the URL of one: its manifest there)."""
+    if storage.is_url(str(path)):
+        try:
+            manifest = json.loads(storage.place(storage.join(str(path), MANIFEST)).read_all())
+        except (FileNotFoundError, ValueError):
+            return False
+        return manifest.get("format") == FORMAT
     manifest = Path(path) / MANIFEST
     try:
         return manifest.is_file() and read_json(manifest).get("format") == FORMAT
@@ -72,6 +79,8 @@ def export(run, out, *, overwrite=False, formats=()):
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
 
+    if storage.is_url(str(out)):
+        return _export_to_url(run, str(out), overwrite=overwrite, formats=formats)
     out = Path(out)
     unknown = set(formats) - set(EXTRA_FORMATS)
     if unknown:
@@ -129,6 +138,31 @@ def export(run, out, *, overwrite=False, formats=()):
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return out
+
+
+def _export_to_url(run, url, *, overwrite, formats):
+    """``export`` to object storage: the bundle is made in a local scratch folder, then
+    uploaded with its manifest last (``storage.publish_folder``)."""
+    where = storage.place(url)
+    if where.exists() and not overwrite:
+        raise StreamgexError(f"{url}: exists; pass --overwrite to replace it")
+    if where.exists() and not is_bundle(url):
+        raise StreamgexError(f"{url}: exists and is not a streamgex bundle; streamgex replaces "
+                             f"only what it made: choose another --out")
+    scratch = storage.scratch_for(url, ".bundle")
+    shutil.rmtree(scratch, ignore_errors=True)
+    export(run, scratch, formats=formats)
+    storage.publish_folder(scratch, url, last=MANIFEST)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return url
+
+
+def local(path):
+    """A bundle's local folder: ``path`` itself, or for a URL its cached copy
+    (``storage.fetch_folder``); anything else is returned as it is."""
+    if storage.is_url(str(path)) and is_bundle(path):
+        return storage.fetch_folder(str(path), last=MANIFEST)
+    return path
 
 
 @dataclass

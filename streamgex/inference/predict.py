@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import store
+from .. import storage, store
 from ..atomic import atomic_path, read_json
 from ..errors import StreamgexError
 from ..evaluation.evaluate import models_identity
@@ -75,7 +75,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     Path
         The output store.
     """
-    out = Path(out)
+    out, run = store.as_path(out), bundle.local(run)  # a bundle by URL: its local copy
     if gctx:
         check_gctx(Path(gctx), source, out, overwrite)
     check_cutoff(well_inferred_r)
@@ -95,7 +95,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
         state = pipeline_state(predictor.data)
         trust = trust_of_run(predictor.run, predictor=predictor)
     keep = kept_targets(run, trust, predictor.targets, well_inferred_r, only_well_inferred)
-    scratch = out.with_name(out.name + ".input")
+    scratch = storage.scratch_for(out, ".input")
     profiles = open_profiles(source, scratch=scratch, samples_as=samples_as)
     try:
         landmarks = np.flatnonzero(state.is_landmark)
@@ -203,7 +203,7 @@ def model_identity(run):
 def check_gctx(gctx, source, out, overwrite):
     """Before any work: refuse a GCTX path that is the input or the output store, or an
     existing file without ``overwrite``."""
-    for other, what in ((Path(source), "input"), (out, "output store")):
+    for other, what in ((Path(str(source)), "input"), (Path(str(out)), "output store")):
         if gctx.resolve() == other.resolve():
             raise StreamgexError(f"--gctx {gctx}: is also the {what}; choose another file")
     if gctx.is_dir():

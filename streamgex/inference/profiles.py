@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from .. import store
+from .. import storage, store
 from ..digest import file_stat
 from ..errors import StreamgexError
 from ..formats import SampleMajorSource, detect_format, is_anndata_zarr, open_source
@@ -58,6 +57,13 @@ def open_profiles(path, *, scratch, samples_as=None):
     ``scratch``: where a text table is ingested first; ``samples_as``: a TSV/CSV
     table's orientation where its ids cannot tell.
     """
+    if storage.is_url(str(path)):  # a store read in place, a file through a local copy
+        if storage.place(str(path)).has("zarr.json"):
+            return _from_store(str(path))
+        profiles = open_profiles(storage.fetch(str(path)), scratch=scratch,
+                                 samples_as=samples_as)
+        profiles.identity = source_identity(str(path), profiles.identity["format"])
+        return profiles
     path = Path(path)
     if not path.exists():
         raise StreamgexError(f"{path}: no such file or store")
@@ -84,6 +90,12 @@ def source_identity(path, format=None):
     from its content when not given)."""
     from ..steps import fingerprint
 
+    if storage.is_url(str(path)):
+        if storage.place(str(path)).has("zarr.json"):
+            store.open_store(str(path))
+            return {"store": str(path), "fingerprint": fingerprint(str(path))}
+        return {"path": str(path), "format": format or detect_format(str(storage.fetch(path))),
+                **storage.stat(str(path))}
     path = Path(path)
     if not path.exists():
         raise StreamgexError(f"{path}: no such file or store")
@@ -97,7 +109,7 @@ def source_identity(path, format=None):
 
 def _from_store(path):
     ds = store.open_store(path)
-    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    array = store.open_group(path)[store.EXPRESSION]
     from ..steps import coords_along
 
     def fields(dim):

@@ -24,7 +24,6 @@ Input units:
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
 from .. import store
 from ..errors import StreamgexError
@@ -210,7 +209,7 @@ def landmark_reference(state):
     if state.landmark_reference_ is not None:
         return state.landmark_reference_
     landmarks = np.flatnonzero(state.is_landmark)
-    array = zarr.open_group(state.train, mode="r")[store.EXPRESSION]
+    array = store.open_group(state.train)[store.EXPRESSION]
     total, count = np.zeros(len(landmarks)), 0
     bar = progress(total=array.shape[0], desc="landmark reference", unit="sample")
     for start in range(0, array.shape[0], array.chunks[0]):

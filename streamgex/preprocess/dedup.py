@@ -18,9 +18,8 @@ labels and the decision for every input profile).
 """
 
 import numpy as np
-import zarr
 
-from .. import steps, store
+from .. import steps, storage, store
 from ..progress import progress
 from .gather import gather_into
 from .kmeans import fit_kmeans, predict_labels
@@ -95,7 +94,7 @@ def dedup(source, out, *, clusters=100, distance=1.0, seed=0, overwrite=False, s
         steps.save_vector(group, "input_cluster", labels, "input_sample")
     labels = group["input_cluster"][:]
     centres = group["centre"][:].reshape(clusters, -1)
-    source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
+    source_array = store.open_group(source)[store.EXPRESSION]
     by_cluster = np.argsort(labels, kind="stable")
     kept = _scan(group, source_array, labels, by_cluster, centres, distance)
     order = np.flatnonzero(kept)
@@ -114,7 +113,7 @@ def _scan(group, source_array, labels, by_cluster, centres, distance):
     """Kept flags of every input profile, scanning a cluster-sorted scratch copy."""
     if "input_kept" in group:
         return group["input_kept"][:]
-    sorted_path = store.location(group) / "sorted"
+    sorted_path = storage.join(store.location(group), "sorted")
     if not store.matches(sorted_path, step="dedup-sort", parameters={}, source={}):
         sorted_group = store.begin(sorted_path, step="dedup-sort", parameters={}, source={})
         gather_into(source_array, by_cluster, sorted_group, desc="dedup sort",
@@ -122,7 +121,7 @@ def _scan(group, source_array, labels, by_cluster, centres, distance):
                     genes=np.arange(source_array.shape[1]).astype(str),
                     chunk_samples=source_array.chunks[0])
         store.finish(sorted_group)
-    rows = zarr.open_group(sorted_path, mode="r")[store.EXPRESSION]
+    rows = store.open_group(sorted_path)[store.EXPRESSION]
     counts = np.bincount(labels, minlength=len(centres))
     bounds = np.concatenate([[0], np.cumsum(counts)])
     kept_sorted = np.zeros(len(labels), dtype=bool)

@@ -19,10 +19,8 @@ date"), fit once, save the state, define the output, transform the chunks in
 resumable waves, finish.
 """
 
-from pathlib import Path
 
 import numpy as np
-import zarr
 
 from .. import steps, store
 from ..errors import StreamgexError
@@ -82,7 +80,7 @@ class FittedStep:
     def load(cls, path):
         """The fitted step saved in the store at ``path`` or carried into it by later steps."""
         store.open_store(path)  # refuses a missing or partial store
-        group = zarr.open_group(path, mode="r")
+        group = store.open_group(path)
         parameters = dict(_fitted_group(group, cls.name).attrs["parameters"])
         return cls.from_parameters(parameters).load_state(group)
 
@@ -109,7 +107,7 @@ def _write_array(group, name, value):
 
 def carry_fitted(source, group):
     """Copy the ``fitted/`` groups of the store ``source`` into the output ``group``."""
-    upstream = zarr.open_group(source, mode="r")
+    upstream = store.open_group(source)
     if FITTED not in upstream:
         return
     target = group.require_group(FITTED)
@@ -133,9 +131,9 @@ def run_step(step, source, out, *, overwrite=False, scheduler=None):
 
     Resumable (a killed run continues at its last wave of chunks with the
     state it saved), and a no-op when ``out`` is complete and made from the
-    same input with the same parameters. Returns ``out`` as a Path.
+    same input with the same parameters. Returns ``out`` as a Path (a URL: as given).
     """
-    out = Path(out)
+    out = store.as_path(out)
     ds, x = steps.open_input(source)
     with steps.scheduler(scheduler):  # connected before any output exists
         group = store.begin(out, **identity(step, source, ds), overwrite=overwrite)

@@ -16,7 +16,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import store
+from .. import storage, store
 from ..atomic import read_json
 from ..errors import StreamgexError
 from ..ingest import identity as ingest_identity
@@ -76,7 +76,9 @@ def check_inputs(config):
         path = getattr(config.inputs, key)
         if key in ("landmarks", "targets"):
             path = maps_of(config)[key]
-        if path and not Path(path).exists():
+        if path and storage.is_url(str(path)):
+            storage.stat(storage.probe(str(path), f"inputs.{key} ="))  # one line if missing
+        elif path and not Path(path).exists():
             raise StreamgexError(f"inputs.{key} = {path}: no such file (relative paths are "
                                  f"relative to {Path.cwd()}); put it there or pass "
                                  f"--set inputs.{key}=PATH")

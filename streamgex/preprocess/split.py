@@ -22,7 +22,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from .. import locks, steps, store
 from ..atomic import write_json, write_text
@@ -117,7 +116,7 @@ def _split(source, out, *, clusters, train_per_cluster, val_per_cluster, seed, o
     parts = assign_parts(labels, train_per_cluster=train_per_cluster,
                          val_per_cluster=val_per_cluster, seed=seed)
     check_parts(parts, parameters)
-    source_array = zarr.open_group(source, mode="r")[store.EXPRESSION]
+    source_array = store.open_group(source)[store.EXPRESSION]
     for index, part in enumerate(PARTS):
         if store.matches(paths[part], **identities[part]):
             continue
@@ -142,7 +141,7 @@ def _split(source, out, *, clusters, train_per_cluster, val_per_cluster, seed, o
 def _plan(path, x, ds, parameters, origin):
     """Cluster labels of every profile, computed once and kept in ``DIR/plan``."""
     if store.matches(path, step="split-plan", parameters=parameters, source=origin):
-        return zarr.open_group(path, mode="r")["cluster"][:]
+        return store.open_group(path)["cluster"][:]
     if path.exists():
         store.remove(path)
     columns = np.flatnonzero(ds.is_landmark.values) if "is_landmark" in ds.coords else None
