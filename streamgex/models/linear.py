@@ -38,6 +38,25 @@ class NormalEquations:
         return np.linalg.solve(self.xtx + penalty, self.xty)
 
 
+def accumulate(stream, *, explained=None, desc="normal equations", hidden=False):
+    """The ``NormalEquations`` of one pass over ``stream``'s ``(inputs, outputs)`` batches,
+    with a progress bar. ``explained(x)``: what another model already predicts; the
+    equations are then those of what it leaves (its residuals)."""
+    from ..progress import progress
+
+    equations = None
+    bar = progress(total=stream.steps_per_epoch, desc=desc, unit="batch", hidden=hidden)
+    for x, y in stream.batches(epoch=0):
+        if explained is not None:
+            y = y - np.asarray(explained(x))
+        if equations is None:
+            equations = NormalEquations(x.shape[1], y.shape[1])
+        equations.add(x, y)
+        bar.update(1)
+    bar.close()
+    return equations
+
+
 def predict(coefficients, x):
     """``x @ W + b`` as float32."""
     return (np.asarray(x, np.float64) @ coefficients[:-1] + coefficients[-1]).astype(np.float32)
@@ -66,16 +85,10 @@ class Linear(ModelKind):
 
     def train(self, job):
         from ..atomic import atomic_path
-        from ..progress import progress
         from ..training.loop import mean_absolute_error
 
         train, validation = job.streams(job.landmarks, job.targets)
-        equations = NormalEquations(len(job.landmarks), len(job.targets))
-        bar = progress(total=train.steps_per_epoch, desc="normal equations", unit="batch")
-        for x, y in train.batches(epoch=0):
-            equations.add(x, y)
-            bar.update(1)
-        bar.close()
+        equations = accumulate(train)
         coefficients = equations.solve(job.options.ridge)
         job.run.best_dir.mkdir(exist_ok=True)
         with atomic_path(job.run.best(self.FILE)) as tmp, open(tmp, "wb") as f:

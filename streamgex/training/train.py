@@ -123,29 +123,18 @@ class TrainJob:
 
     def least_squares(self, stream, *, index=0, explained=None):
         """Least squares' exact solution of ``stream``'s outputs on its inputs from one pass
-        over it (``models.linear.NormalEquations``: ``(n_in + 1)^2`` and ``(n_in + 1) x
+        over it (``models.linear.accumulate``: ``(n_in + 1)^2`` and ``(n_in + 1) x
         n_out`` float64 sums, whatever the profile count), the start of a network's linear
         skip (``models.mlp.start_at_least_squares``); None when network ``index`` resumes
         from a checkpoint, whose weights replace any start. ``explained(x)``: what the rest
         of the network already predicts; the solution then fits what it leaves."""
-        from ..models.linear import NormalEquations
-        from ..progress import progress
+        from ..models.linear import accumulate
         from .checkpoint import latest
 
         if latest(self.run.checkpoint_dir(index)) is not None:
             return None
-        equations = None
-        bar = progress(total=stream.steps_per_epoch, desc="least squares start", unit="batch",
-                       hidden=not self.placement.chief)
-        for x, y in stream.batches(epoch=0):
-            if explained is not None:
-                y = y - np.asarray(explained(x))
-            if equations is None:
-                equations = NormalEquations(x.shape[1], y.shape[1])
-            equations.add(x, y)
-            bar.update(1)
-        bar.close()
-        return equations.solve()
+        return accumulate(stream, explained=explained, desc="least squares start",
+                          hidden=not self.placement.chief).solve()
 
     def check_memory(self, model, stream, what, slots=1, each_gradient=False):
         """Refuse before training when the estimate exceeds the budget (``memory``)."""
