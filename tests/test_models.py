@@ -95,6 +95,22 @@ def test_linear_regression_equals_numpy_least_squares():
     np.testing.assert_allclose(ridge, np.linalg.solve(xa.T @ xa + penalty, xa.T @ y), rtol=1e-8)
 
 
+def test_a_constant_landmark_still_gets_least_squares_fit():
+    """A landmark constant over the training profiles (zeros once standardized) makes the
+    normal equations singular: the fit is the least-squares one without it, not an error."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 5))
+    x[:, 2] = 0.0
+    y = x @ rng.normal(size=(5, 3)) + rng.normal(size=(300, 3))
+    equations = NormalEquations(5, 3)
+    equations.add(x, y)
+    coefficients = equations.solve()
+    kept = np.hstack([np.delete(x, 2, axis=1), np.ones((300, 1))])
+    expected = kept @ np.linalg.lstsq(kept, y, rcond=None)[0]
+    np.testing.assert_allclose(predict(coefficients, x), expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(coefficients[2]).max() < 1e-9  # minimum norm: no weight on the constant
+
+
 def test_learning_rate_decays_when_training_error_rises_and_stops_at_the_floor():
     schedule = Schedule(learning_rate=5e-4)
     rates = [schedule.end_epoch(e) for e in (1.0, 0.9, 0.95, 0.94, 0.96, 0.97)]

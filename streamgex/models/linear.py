@@ -32,10 +32,15 @@ class NormalEquations:
         self.count += len(x)
 
     def solve(self, ridge=0.0):
-        """``(n_in + 1, n_out)`` coefficients, the last row the intercept."""
+        """``(n_in + 1, n_out)`` coefficients, the last row the intercept. Singular
+        equations (a landmark constant over the training profiles: a column of zeros once
+        standardized) get the minimum-norm solution, which predicts the same."""
         penalty = np.eye(len(self.xtx)) * ridge
         penalty[-1, -1] = 0.0
-        return np.linalg.solve(self.xtx + penalty, self.xty)
+        try:
+            return np.linalg.solve(self.xtx + penalty, self.xty)
+        except np.linalg.LinAlgError:
+            return np.linalg.lstsq(self.xtx + penalty, self.xty, rcond=None)[0]
 
 
 def accumulate(stream, *, explained=None, desc="normal equations", hidden=False):
