@@ -186,7 +186,11 @@ def load_config(path, overrides=()):
         raise StreamgexError(f"{path}: not valid TOML ({exc})") from None
     overridden = apply_overrides(data, overrides)
     experiment = build(Experiment, data, str(path), overridden=overridden)
-    check_local(experiment.workdir, f"{_origin(str(path), overridden, 'workdir')}: workdir =")
+    where = f"{_origin(str(path), overridden, 'workdir')}: workdir ="
+    if storage.is_url(experiment.workdir):  # worked on through a local copy (``mirror``)
+        storage.check(experiment.workdir, where)
+    else:
+        check_local(experiment.workdir, where)
     for key, value in asdict(experiment.inputs).items():
         where = f"{_origin(str(path), overridden, 'inputs.' + key)}: inputs.{key} ="
         if value and key in URL_INPUTS and storage.is_url(value):

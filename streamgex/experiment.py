@@ -18,7 +18,7 @@ discards and retrains them.
 import logging
 from pathlib import Path
 
-from . import allocators, isolate, locks
+from . import allocators, isolate, locks, mirror, storage
 from .errors import StreamgexError
 from .models import registry
 from .preprocess.pipeline import check_inputs, stores_of
@@ -69,13 +69,19 @@ def run_experiment(config, *, retrain=False, placement=None):
     from .training.placement import Placement
 
     check_models(config)
-    check_inputs(config)
     placement = placement or Placement()
-    if not placement.chief:
-        return _join_training(config, placement, retrain)
-    with locks.hold(config.workdir, what="this experiment's workdir"):
-        make_all(stages(config, retrain=retrain, placement=placement))
-        return folders_of(config)["report"] / "report.md"
+    if placement.distributed and storage.is_url(config.workdir):
+        raise StreamgexError(f"workdir = {config.workdir}: `run --cluster` needs a workdir "
+                             f"every worker sees (a shared folder); a workdir in a bucket is "
+                             f"worked on through one machine's local copy")
+    with mirror.working(config) as config:
+        check_inputs(config)
+        if not placement.chief:
+            return _join_training(config, placement, retrain)
+        with locks.hold(config.workdir, what="this experiment's workdir"):
+            make_all(stages(config, retrain=retrain, placement=placement),
+                     after=mirror.push_current)
+            return folders_of(config)["report"] / "report.md"
 
 
 #: Seconds between two looks at the workdir of a worker waiting for another.
@@ -209,21 +215,23 @@ def _train(config, name, retrain, placement=None):
         return
     log.info("[%s] training %s in %s", config.name, name, run)
     isolate.call(_train_here, name, split, run, config.train[name], codes,
-                 source and source.path, bool(changed), placement,
+                 source and source.path, bool(changed), placement, mirror.current(),
                  environ=allocators.for_training(), what=f"training {name}")
     if placement is not None and placement.distributed:
         _wait_until_trained(Run(run), placement)
 
 
-def _train_here(name, split, run, options, codes, source, restart, placement):
+def _train_here(name, split, run, options, codes, source, restart, placement, copy=None):
     """``training.train.train`` without its result (a ``Run``: it need not cross processes);
-    TensorFlow imported quietly first, as the CLI does."""
+    TensorFlow imported quietly first, as the CLI does. ``copy``: the ``mirror.Mirror`` of a
+    workdir in a bucket, pushed after each checkpoint."""
     from .quiet import import_tensorflow
     from .training.train import train
 
     import_tensorflow()
-    train(name, split, run, options=options, codes=codes, source=source, restart=restart,
-          placement=placement)
+    with mirror.attached(copy):
+        train(name, split, run, options=options, codes=codes, source=source, restart=restart,
+              placement=placement)
 
 
 #: Seconds without a file of a run folder changing after which the networks other workers
@@ -290,8 +298,10 @@ def status(config):
     rule ``run`` makes them by; runs nothing. The config's input files and workdir are
     checked first, with ``run``'s own errors."""
     check_models(config)
-    check_inputs(config)
-    return stage_status(stages(config))
+    with mirror.viewing(config) as local:
+        check_inputs(local)
+        return [Line(line.name, line.state, mirror.as_given(line.detail, config))
+                for line in stage_status(stages(local))]
 
 
 def training_line(config, name):

@@ -41,13 +41,16 @@ class Stage:
         return all(line.state == "done" for line in self.lines())
 
 
-def make_all(stages):
-    """Make every stage that is not done, in order (each after the ones it reads)."""
+def make_all(stages, *, after=None):
+    """Make every stage that is not done, in order (each after the ones it reads);
+    ``after(stage)`` once each is made (``mirror.push_current``: a workdir in a bucket)."""
     for stage in stages:
         if stage.done():
             log.info("%s: up to date", stage.name)
             continue
         stage.make()
+        if after is not None:
+            after(stage)
 
 
 def status(stages):

@@ -75,6 +75,11 @@ def configure(options):
     _options.update(options or {})
 
 
+def configured():
+    """The options ``configure`` set, as a dict to ``configure`` again (in another process)."""
+    return dict(_options)
+
+
 def parse_options(items, *, where="--storage-option"):
     """``["KEY=VALUE", ...]`` -> a dict; a value is read as JSON (``true``, ``3``) and,
     failing that, kept as a string."""

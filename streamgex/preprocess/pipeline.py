@@ -188,9 +188,12 @@ def _logged(config, stage):
 
 def preprocess(config):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
-    check_inputs(config)
-    make_all(stages(config))
-    return stores_of(config)
+    from .. import mirror
+
+    with mirror.working(config) as config:  # a workdir in a bucket: through a local copy
+        check_inputs(config)
+        make_all(stages(config), after=mirror.push_current)
+        return stores_of(config)
 
 
 def _pca_status(config, paths):

@@ -1,0 +1,297 @@
+"""A workdir in object storage (``workdir = "s3://bucket/demo"``), worked on through a local
+copy that is kept in step with it.
+
+``run`` and ``status`` take the same stages, records and rules as for a local workdir: the
+stages work in a local copy, ``cache_folder()/workdirs/<tag>-<name>``, and the copy and the
+bucket are synchronised at the edges of a stage's work:
+
+- ``pull`` before anything: when the bucket holds what another machine (or an earlier copy)
+  made since this copy was last in step, the copy is made equal to it, file by file, each
+  download checked against its SHA-256; when nothing was pushed since, the copy is kept as
+  it is (it holds the same, or work of its own not pushed yet: a run killed here resumes
+  from its newest checkpoint, as on a local disk).
+- ``push`` after every stage ``run`` makes, and after every checkpoint a training writes:
+  the files that differ from what the bucket holds are uploaded (many at once), then the
+  manifest ``streamgex-workdir.json`` (every file's size and SHA-256, and a version) is
+  written last, in one PUT, then the objects the old manifest listed that the copy no
+  longer has are deleted.
+
+What this promises where there is no rename: the bucket's workdir is the files its manifest
+lists, as the manifest says them, and nothing else; a kill during a push leaves the previous
+manifest, whose files are all still there (an object is replaced only by the same path's
+new content, which the download's SHA-256 check refuses until the new manifest names it).
+Pushed objects the old manifest does not list (a push killed before its manifest) are
+remembered in the local record and removed by the next push from that copy. Nothing under
+the workdir's URL is deleted that a manifest did not list or this copy did not upload.
+
+One writer: ``run`` holds the workdir's lock object (``locks``: a conditional create) for
+as long as it works, so the bucket changes under one copy at a time. ``status`` reads
+without it; a push it meets halfway shows as a download whose SHA-256 differs, and it says
+to run it again.
+
+Stores in the workdir are pushed as their files; an xarray or Zarr user opens
+``s3://bucket/demo/stores/geo_std.zarr`` as any Zarr store. The local copy holds the whole
+workdir (it is a cache: deleting it costs a download).
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from . import atomic, digest, locks, storage
+from .errors import StreamgexError
+from .progress import progress
+
+log = logging.getLogger(__name__)
+
+#: The object written last by a push: what the bucket's workdir holds.
+MANIFEST = "streamgex-workdir.json"
+#: The local copy's record: the manifest version it was last in step with, its files' digests.
+RECORD = ".streamgex-mirror.json"
+
+_current = None  # the Mirror ``working`` has attached in this process
+
+
+def local_copy(url):
+    """The local folder that mirrors the workdir at ``url``."""
+    tag = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return storage.cache_folder() / "workdirs" / f"{tag}-{storage.name(url)}"
+
+
+def _kept(relative):
+    """Whether a file of the local copy belongs in the bucket: not a lock, a half-written
+    (``.partial``) file or folder, a digest cache or the copy's own record."""
+    parts = relative.split("/")
+    return not (parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
+                or any(atomic.is_partial(part) or ".partial" in part for part in parts))
+
+
+class Mirror:
+    """The workdir at ``url`` and its local copy (picklable: a training process of its own
+    pushes after its checkpoints)."""
+
+    def __init__(self, url):
+        self.url = str(url).rstrip("/")
+        self.local = local_copy(self.url)
+        self.options = storage.configured()
+
+    def __repr__(self):
+        return f"Mirror({self.url!r} at {self.local})"
+
+    def _fs(self):
+        storage.configure(self.options)
+        return storage.filesystem(self.url)
+
+    def manifest(self):
+        """The bucket's manifest, or None when nothing was pushed there yet."""
+        fs, key = self._fs()
+        fs.invalidate_cache(key)
+        try:
+            return json.loads(fs.cat_file(f"{key}/{MANIFEST}"))
+        except FileNotFoundError:
+            return None
+
+    def _record(self):
+        try:
+            return atomic.read_json(self.local / RECORD)
+        except (OSError, ValueError):
+            return {}
+
+    def _write_record(self, record):
+        atomic.write_json(self.local / RECORD, record)
+
+    def scan(self, record=None):
+        """``{relative path: {"size", "sha256", "stat"}}`` of the local copy's files; a file
+        whose ``stat_key`` is the record's is not read again."""
+        known = (record or self._record()).get("files", {})
+        found = {}
+        if not self.local.is_dir():
+            return found
+        for file in sorted(p for p in self.local.rglob("*") if p.is_file()):
+            relative = file.relative_to(self.local).as_posix()
+            if not _kept(relative):
+                continue
+            key = digest.stat_key(file)
+            entry = known.get(relative)
+            sha = entry["sha256"] if entry and entry.get("stat") == key else \
+                digest.sha256_of(file, bar=False)
+            found[relative] = {"size": key[0], "sha256": sha, "stat": key}
+        return found
+
+    def pull(self):
+        """Make the local copy what the bucket holds, unless nothing was pushed since the copy
+        was last in step (see the module doc). Returns the number of files downloaded."""
+        manifest = self.manifest()
+        record = self._record()
+        if manifest is None or manifest["version"] == record.get("version"):
+            return 0
+        now = self.scan(record)
+        wanted = manifest["files"]
+        fetch = sorted(r for r, e in wanted.items() if now.get(r, {}).get("sha256") != e["sha256"])
+        extra = sorted(set(now) - set(wanted))
+        log.info("%s: fetching %d of %d files into %s", self.url, len(fetch), len(wanted),
+                 self.local)
+        fs, key = self._fs()
+        for start in range(0, len(fetch), 256):
+            batch = fetch[start:start + 256]
+            temporary = [self.local / f"{r}.partial" for r in batch]
+            for path in temporary:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fs.get([f"{key}/{r}" for r in batch], [str(p) for p in temporary])
+            for relative, path in zip(batch, temporary):
+                if digest.sha256_of(path, bar=False) != wanted[relative]["sha256"]:
+                    path.unlink()
+                    raise StreamgexError(f"{self.url}/{relative}: changed while it was read "
+                                         f"(another machine is pushing to this workdir); run "
+                                         f"the same command again")
+                os.replace(path, self.local / relative)
+        for relative in extra:
+            (self.local / relative).unlink()
+        _remove_empty_folders(self.local)
+        files = self.scan({})  # the stat keys of the files as they are now
+        self._write_record({"url": self.url, "version": manifest["version"], "files": files,
+                            "uploading": []})
+        return len(fetch)
+
+    def push(self):
+        """Upload what the local copy holds and the bucket does not, then the manifest, then
+        remove what the old manifest listed that the copy no longer has. Returns the number
+        of files uploaded."""
+        fs, key = self._fs()
+        manifest = self.manifest()
+        record = self._record()
+        if manifest is not None and record.get("version") not in (None, manifest["version"]):
+            raise StreamgexError(f"{self.url}: another copy pushed to this workdir since this "
+                                 f"one ({self.local}) fetched it; run the same command again "
+                                 f"(it fetches that work first)")
+        now = self.scan(record)
+        remote = manifest["files"] if manifest else {}
+        send = sorted(r for r, e in now.items() if remote.get(r, {}).get("sha256") != e["sha256"])
+        if not send and set(now) == set(remote) and manifest is not None:
+            self._write_record({**record, "version": manifest["version"], "files": now})
+            return 0
+        record = {**record, "url": self.url,
+                  "uploading": sorted(set(record.get("uploading", [])) | set(send))}
+        self._write_record(record)
+        shown = progress(total=sum(now[r]["size"] for r in send), desc="upload", unit="B",
+                         unit_scale=True, hidden=not send)
+        for start in range(0, len(send), 256):
+            batch = send[start:start + 256]
+            fs.put([str(self.local / r) for r in batch], [f"{key}/{r}" for r in batch])
+            shown.update(sum(now[r]["size"] for r in batch))
+        shown.close()
+        version = uuid.uuid4().hex
+        fs.pipe_file(f"{key}/{MANIFEST}", json.dumps(
+            {"version": version, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+             "host": socket.gethostname(),
+             "files": {r: {"size": e["size"], "sha256": e["sha256"]} for r, e in now.items()}},
+            indent=1).encode())
+        for relative in sorted((set(remote) | set(record["uploading"])) - set(now)):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(f"{key}/{relative}")
+        fs.invalidate_cache(key)
+        self._write_record({"url": self.url, "version": version, "files": now, "uploading": []})
+        log.debug("%s: pushed %d files", self.url, len(send))
+        return len(send)
+
+
+def _remove_empty_folders(root):
+    for folder in sorted((p for p in Path(root).rglob("*") if p.is_dir()),
+                         key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+
+
+def current():
+    """The ``Mirror`` this process works through (``working``), or None."""
+    return _current
+
+
+def push_current(*_):
+    """Push the workdir this process works through, if any (after a stage, a checkpoint)."""
+    if _current is not None:
+        _current.push()
+
+
+@contextlib.contextmanager
+def attached(mirror):
+    """Within: ``push_current`` pushes ``mirror`` (a training process of its own, which got
+    the ``Mirror`` from ``current()`` in its parent)."""
+    global _current
+    before, _current = _current, mirror
+    try:
+        yield mirror
+    finally:
+        _current = before
+
+
+@contextlib.contextmanager
+def working(config):
+    """``config`` with its workdir a local folder: as it is for a local workdir; for a URL,
+    the workdir's local copy, fetched first, holding the workdir's lock (one writer), and
+    pushed after every stage (``push_current``) and when the work ends, however it ends."""
+    if not storage.is_url(config.workdir):
+        yield config
+        return
+    url = storage.probe(storage.check_writable(config.workdir, "workdir ="), "workdir =")
+    mirror = Mirror(url)
+    with locks.hold(url, what="this experiment's workdir"), \
+            locks.hold(mirror.local, what="this workdir's local copy"), attached(mirror):
+        mirror.pull()
+        try:
+            yield replace(config, workdir=str(mirror.local))
+        finally:
+            try:
+                mirror.push()
+            except Exception as exc:  # the work's own error (if any) is what the user needs
+                if not (storage.is_service_error(exc) or isinstance(exc, OSError)):
+                    raise
+                log.warning("%s: could not push the last work (%s); the next `run` pushes it",
+                            url, exc)
+
+
+@contextlib.contextmanager
+def viewing(config):
+    """``config`` with its workdir a local folder in step with the bucket, for ``status``:
+    fetched first, unless a ``run`` on this machine works in that copy now (then the copy is
+    ahead of the bucket, and read as it is)."""
+    if not storage.is_url(config.workdir):
+        yield config
+        return
+    url = storage.probe(storage.check(config.workdir, "workdir ="), "workdir =")
+    mirror = Mirror(url)
+    try:
+        held = locks.hold(mirror.local, what="this workdir's local copy")
+        held.__enter__()
+    except StreamgexError:
+        held = None
+    try:
+        if held is not None:
+            mirror.pull()
+        yield replace(config, workdir=str(mirror.local))
+    finally:
+        if held is not None:
+            held.__exit__(None, None, None)
+
+
+def on_disk(config):
+    """``config`` with its workdir where its files are on this machine: itself for a local
+    workdir, the local copy for a URL (as ``run`` left it; nothing is fetched)."""
+    if not storage.is_url(config.workdir):
+        return config
+    return replace(config, workdir=str(local_copy(config.workdir)))
+
+
+def as_given(text, config):
+    """``text`` with the local copy's folder written as the workdir's URL (what ``status``
+    and ``run`` print for a workdir in a bucket)."""
+    if not storage.is_url(config.workdir):
+        return text
+    return str(text).replace(str(local_copy(config.workdir)), config.workdir.rstrip("/"))
