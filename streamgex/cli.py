@@ -705,7 +705,7 @@ NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "
 TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store", "out"),
               "normalize": ("store", "out", "reference_from"),
               "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out"),
-              "predict": ("run", "input", "out"), "export": ("out",)}
+              "predict": ("run", "input", "out"), "export": ("run", "out")}
 
 
 def _check_paths(args):

@@ -281,6 +281,57 @@ def viewing(config):
             held.__exit__(None, None, None)
 
 
+#: What ``view`` leaves out: the stores of the preprocessing chain, which a run reads
+#: nothing of (its data is the split: its fitted steps, and its training profiles for
+#: ``predict``'s landmark reference).
+CHAIN = "stores/"
+
+
+def workdir_of(url):
+    """``(workdir URL, manifest)`` of the workdir in a bucket that ``url`` is in (the nearest
+    prefix above it holding a ``MANIFEST``), or None."""
+    parts = str(url).rstrip("/").split("/")
+    for end in range(len(parts), 3, -1):  # "s3:", "", bucket: a workdir is at least a bucket
+        prefix = "/".join(parts[:end])
+        fs, key = storage.filesystem(prefix)
+        try:
+            return prefix, json.loads(fs.cat_file(f"{key}/{MANIFEST}"))
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def view(url):
+    """A local, read-only copy of the folder at ``url`` inside a workdir in a bucket (a run
+    folder, for ``export`` and ``predict``): the workdir's files as its manifest lists them,
+    the chain's stores left out (``CHAIN``), fetched once per manifest version into
+    ``cache_folder()/views`` and reused after. The path of the folder in it; an error in one
+    line when ``url`` is in no workdir streamgex pushed."""
+    found = workdir_of(url)
+    if found is None:
+        raise StreamgexError(f"{url}: neither an export bundle nor a folder of a workdir "
+                             f"streamgex ran in a bucket (no {MANIFEST} above it)")
+    workdir, manifest = found
+    inside = str(url).rstrip("/")[len(workdir):].strip("/")
+    root = storage.cache_folder() / "views" / manifest["version"] / storage.name(workdir)
+    if not root.is_dir():
+        wanted = sorted(r for r in manifest["files"] if not r.startswith(CHAIN))
+        fs, key = storage.filesystem(workdir)
+        with atomic.atomic_path(root) as tmp:
+            for relative in wanted:
+                (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            fs.get([f"{key}/{r}" for r in wanted], [str(tmp / r) for r in wanted])
+            for relative in wanted:
+                if digest.sha256_of(tmp / relative, bar=False) != \
+                        manifest["files"][relative]["sha256"]:
+                    raise StreamgexError(f"{workdir}/{relative}: changed while it was read "
+                                         f"(a run is pushing to this workdir); try again")
+    if inside and not (root / inside).exists():
+        raise StreamgexError(f"{url}: not in the workdir {workdir} (its manifest lists "
+                             f"nothing under {inside})")
+    return root / inside
+
+
 def on_disk(config):
     """``config`` with its workdir where its files are on this machine: itself for a local
     workdir, the local copy for a URL (as ``run`` left it; nothing is fetched)."""

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 from s3 import filesystem
-from test_experiment import CONFIG, MOVABLE, status_of
+from test_experiment import CONFIG, status_of
 
 from streamgex import mirror, store
 from streamgex.cli import main
@@ -33,33 +33,80 @@ def evaluations(work):
     return found
 
 
-def test_an_experiment_with_its_workdir_in_a_bucket_runs_as_on_a_disk(
+#: The tiny experiment with an E-MLP on codes: every kind of stage (stores, split, a model in
+#: a training process of its own, encode, evaluate, report) goes through the bucket.
+EXPERIMENT = CONFIG.replace("max_epochs = 60", "max_epochs = 12") + """
+[train.emlp]
+hidden = [16]
+batch = 32
+max_epochs = 2
+"""
+
+
+def last_pushed_epoch(fs, url):
+    """The newest autoencoder epoch whose checkpoint the bucket's manifest lists."""
+    fs.invalidate_cache()
+    try:
+        files = json.loads(fs.cat_file(f"{url}/{mirror.MANIFEST}"))["files"]
+    except FileNotFoundError:
+        return None
+    found = None
+    for name in files:
+        if name.startswith("runs/autoencoder/checkpoints/") and name.endswith("state.json"):
+            try:  # a later push may have replaced that checkpoint since
+                found = max(found or 0, json.loads(fs.cat_file(f"{url}/{name}"))["epoch"])
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_disk(
         tmp_path, demo_raw, s3_endpoint, bucket, capsys, monkeypatch):
-    local, remote = tmp_path / "local.toml", tmp_path / "remote.toml"
-    local.write_text(MOVABLE.format(work=tmp_path / "work", raw=demo_raw))
-    remote.write_text(MOVABLE.format(work=f"{bucket}/demo", raw=demo_raw))
+    local, remote, url = tmp_path / "local.toml", tmp_path / "remote.toml", f"{bucket}/demo"
+    local.write_text(EXPERIMENT.format(work=tmp_path / "work", raw=demo_raw))
+    remote.write_text(EXPERIMENT.format(work=url, raw=demo_raw))
     assert main(["run", str(local), "--quiet"]) == 0
     capsys.readouterr()
 
+    # machine A is killed in the middle of training the autoencoder
     monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-a"))
+    proc = subprocess.Popen([sys.executable, "-m", "streamgex", "run", str(remote), "--quiet"],
+                            stderr=subprocess.PIPE, env=os.environ.copy())
+    fs, deadline = filesystem(s3_endpoint), time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (last_pushed_epoch(fs, url) or 0) >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    # machine B (an empty local copy) sees where it stopped and resumes from the bucket
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-b"))
+    middle = status_of(remote, capsys)
+    assert middle["split"] == ["done"] and middle["train linear"] == ["done"]
+    assert middle["train autoencoder"][0] == "partial", middle
     assert main(["run", str(remote)]) == 0
-    out = capsys.readouterr().out
-    assert f"report: {bucket}/demo/report/report.md (local copy: " in out, out
-    copy = mirror.local_copy(f"{bucket}/demo")
+    out, err = capsys.readouterr()
+    assert "resuming" in err and "from ckpt-" in err, err
+    assert f"report: {url}/report/report.md (local copy: " in out, out
+    copy = mirror.local_copy(url)
     assert evaluations(copy) == evaluations(tmp_path / "work") != {}
+    rows = (copy / "runs" / "autoencoder" / "log.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in rows] == list(range(1, len(rows) + 1))
     # the bucket holds the workdir as Zarr and files: a Zarr user opens its stores by URL
     np.testing.assert_array_equal(
-        store.open_store(f"{bucket}/demo/split/test").expression.values,
+        store.open_store(f"{url}/split/test").expression.values,
         store.open_store(tmp_path / "work" / "split" / "test").expression.values)
-    fs = filesystem(s3_endpoint)
-    manifest = json.loads(fs.cat_file(f"{bucket}/demo/{mirror.MANIFEST}"))
+    manifest = json.loads(fs.cat_file(f"{url}/{mirror.MANIFEST}"))
     assert "runs/emlp/best/emlp.keras" in manifest["files"]
     assert not any(".partial" in name or name.endswith(".lock") for name in manifest["files"])
-    assert not fs.exists(f"{bucket}/demo.lock")  # the workdir's lock is given back
+    assert not fs.exists(f"{url}.lock")  # the workdir's lock is given back
+    assert set(objects(s3_endpoint, url)) == {f"{url[5:]}/{name}" for name in
+                                              [*manifest["files"], mirror.MANIFEST]}
 
-    # another machine (an empty local copy) finds every stage done, and a second run there
-    # changes no object of the bucket
-    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-b"))
+    # machine C finds every stage done, and a second run there changes no object
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-c"))
     before = objects(s3_endpoint, bucket)
     states = status_of(remote, capsys)
     assert {v[0] for v in states.values()} == {"done"}, states
@@ -68,47 +115,18 @@ def test_an_experiment_with_its_workdir_in_a_bucket_runs_as_on_a_disk(
     assert "resuming" not in err and "training" not in err, err
     assert objects(s3_endpoint, bucket) == before
 
-
-def test_a_sigkill_during_training_in_a_bucket_workdir_resumes_on_another_machine(
-        tmp_path, demo_raw, s3_endpoint, bucket, capsys, monkeypatch):
-    text = CONFIG.replace("max_epochs = 60", "max_epochs = 14")
-    local, remote = tmp_path / "local.toml", tmp_path / "remote.toml"
-    local.write_text(text.format(work=tmp_path / "work", raw=demo_raw))
-    remote.write_text(text.format(work=f"{bucket}/demo", raw=demo_raw))
-    assert main(["run", str(local), "--quiet"]) == 0
-    capsys.readouterr()
-
-    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-a"))
-    proc = subprocess.Popen([sys.executable, "-m", "streamgex", "run", str(remote), "--quiet"],
-                            stderr=subprocess.PIPE, env=os.environ.copy())
-    fs, deadline, pushed = filesystem(s3_endpoint), time.monotonic() + 300, None
-    while time.monotonic() < deadline and proc.poll() is None:
-        fs.invalidate_cache()
-        try:
-            files = json.loads(fs.cat_file(f"{bucket}/demo/{mirror.MANIFEST}"))["files"]
-        except FileNotFoundError:
-            files = {}
-        for name in files:
-            if name.startswith("runs/autoencoder/checkpoints/") and name.endswith("state.json"):
-                try:  # a later push may have replaced that checkpoint since
-                    epoch = json.loads(fs.cat_file(f"{bucket}/demo/{name}"))["epoch"]
-                except FileNotFoundError:
-                    continue
-                pushed = max(epoch, pushed or 0)
-        if pushed is not None and pushed >= 4:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-b"))
-    middle = status_of(remote, capsys)
-    assert middle["train autoencoder"][0] == "partial", middle
-    assert main(["run", str(remote)]) == 0
-    err = capsys.readouterr().err
-    assert "resuming" in err and "from ckpt-" in err, err
-    copy = mirror.local_copy(f"{bucket}/demo")
-    assert evaluations(copy) == evaluations(tmp_path / "work") != {}
-    rows = (copy / "runs" / "autoencoder" / "log.csv").read_text().splitlines()[1:]
-    assert [int(row.split(",")[0]) for row in rows] == list(range(1, len(rows) + 1))
+    # a run in the bucket is exported and predicts from there, as the local run does
+    assert main(["predict", str(tmp_path / "work" / "runs" / "emlp"), str(demo_raw["geo"]),
+                 "--out", str(tmp_path / "local.zarr"), "--quiet"]) == 0
+    assert main(["predict", f"{url}/runs/emlp", str(demo_raw["geo"]), "--out",
+                 f"{bucket}/predicted.zarr", "--quiet"]) == 0
+    expected = store.open_store(tmp_path / "local.zarr").expression.values
+    np.testing.assert_array_equal(
+        store.open_store(f"{bucket}/predicted.zarr").expression.values, expected)
+    assert main(["export", f"{url}/runs/emlp", "--out", f"{bucket}/bundles/emlp"]) == 0
+    assert main(["predict", f"{bucket}/bundles/emlp", str(demo_raw["geo"]), "--out",
+                 f"{bucket}/from-bundle.zarr", "--quiet"]) == 0
+    np.testing.assert_allclose(
+        store.open_store(f"{bucket}/from-bundle.zarr").expression.values, expected, atol=1e-5)
+    views = tmp_path / "machine-c" / "views"
+    assert not list(views.glob("*/demo/stores")) and list(views.glob("*/demo/runs/emlp"))

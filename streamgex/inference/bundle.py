@@ -79,6 +79,7 @@ def export(run, out, *, overwrite=False, formats=()):
     from ..training.run import Run
     from .transform import landmark_reference, pipeline_state
 
+    run = local(run)  # a run in a workdir in a bucket: its local view
     if storage.is_url(str(out)):
         return _export_to_url(run, str(out), overwrite=overwrite, formats=formats)
     out = Path(out)
@@ -158,10 +159,15 @@ def _export_to_url(run, url, *, overwrite, formats):
 
 
 def local(path):
-    """A bundle's local folder: ``path`` itself, or for a URL its cached copy
-    (``storage.fetch_folder``); anything else is returned as it is."""
+    """A bundle's or run's local folder: ``path`` itself; for a bundle's URL its cached copy
+    (``storage.fetch_folder``); for a run in a workdir in a bucket its read-only local view
+    (``mirror.view``)."""
     if storage.is_url(str(path)) and is_bundle(path):
         return storage.fetch_folder(str(path), last=MANIFEST)
+    if storage.is_url(str(path)):
+        from .. import mirror
+
+        return mirror.view(str(path))
     return path
 
 
