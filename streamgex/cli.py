@@ -138,7 +138,7 @@ def _run(args):
     from .config import load_config
     from .evaluation.report import headline
     from .experiment import folders_of, run_experiment
-    from .mirror import as_given, on_disk
+    from .mirror import as_given
 
     config = _storage_of(load_config(args.config, args.set), args)
     _import_tensorflow_quietly()  # after the config is checked: a mistake costs no seconds
@@ -146,7 +146,7 @@ def _run(args):
     if report is not None:  # worker 0's (the others only train)
         shown = as_given(report, config)
         _print_report(shown if shown is report else f"{shown} (local copy: {report})",
-                      folders_of(on_disk(config))["runs"].values(), headline)
+                      folders_of(config)["runs"].values(), headline)
 
 
 def _storage_of(config, args):

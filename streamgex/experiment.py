@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def folders_of(config):
     """Where the experiment's runs, codes and report go (beside ``stores_of``)."""
-    work = Path(config.workdir)
+    work = mirror.here(config.workdir)  # a workdir in a bucket: its local copy
     runs = {name: work / "runs" / name for name in registry.training_order(list(config.train))}
     return {"runs": runs, "codes": work / "runs" / "codes", "report": work / "report"}
 
@@ -74,7 +74,7 @@ def run_experiment(config, *, retrain=False, placement=None):
         raise StreamgexError(f"workdir = {config.workdir}: `run --cluster` needs a workdir "
                              f"every worker sees (a shared folder); a workdir in a bucket is "
                              f"worked on through one machine's local copy")
-    with mirror.working(config) as config:
+    with mirror.working(config):
         check_inputs(config)
         if not placement.chief:
             return _join_training(config, placement, retrain)
@@ -298,10 +298,10 @@ def status(config):
     rule ``run`` makes them by; runs nothing. The config's input files and workdir are
     checked first, with ``run``'s own errors."""
     check_models(config)
-    with mirror.viewing(config) as local:
-        check_inputs(local)
+    with mirror.viewing(config):
+        check_inputs(config)
         return [Line(line.name, line.state, mirror.as_given(line.detail, config))
-                for line in stage_status(stages(local))]
+                for line in stage_status(stages(config))]
 
 
 def training_line(config, name):

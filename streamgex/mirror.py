@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "streamgex-workdir.json"
 #: The local copy's record: the manifest version it was last in step with, its files' digests.
 RECORD = ".streamgex-mirror.json"
+#: The workdir's folder of chain stores (``stores_folder``).
+STORES = "stores"
 
 _current = None  # the Mirror ``working`` has attached in this process
 
@@ -66,10 +68,11 @@ def local_copy(url):
 
 
 def _kept(relative):
-    """Whether a file of the local copy belongs in the bucket: not a lock, a half-written
-    (``.partial``) file or folder, a digest cache or the copy's own record."""
+    """Whether a file of the local copy belongs in the manifest: not in the chain of stores
+    (``stores_folder``: in the bucket itself), a lock, a half-written (``.partial``) file or
+    folder, a digest cache or the copy's own record."""
     parts = relative.split("/")
-    return not (parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
+    return not (parts[0] == STORES or parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
                 or any(atomic.is_partial(part) or ".partial" in part for part in parts))
 
 
@@ -232,11 +235,25 @@ def attached(mirror):
         _current = before
 
 
+def here(workdir):
+    """Where a workdir's files are on this machine: the folder itself, or for a URL its
+    local copy."""
+    return local_copy(workdir) if storage.is_url(str(workdir)) else Path(workdir)
+
+
+def stores_folder(workdir):
+    """Where a workdir's chain of stores is: in the folder, or for a URL in the bucket
+    itself, written there by the steps (Dask workers need only the URL, no shared disk),
+    never copied locally nor listed in the manifest."""
+    return storage.join(str(workdir), STORES) if storage.is_url(str(workdir)) \
+        else Path(workdir) / STORES
+
+
 @contextlib.contextmanager
 def working(config):
-    """``config`` with its workdir a local folder: as it is for a local workdir; for a URL,
-    the workdir's local copy, fetched first, holding the workdir's lock (one writer), and
-    pushed after every stage (``push_current``) and when the work ends, however it ends."""
+    """For a workdir in a bucket: the workdir's lock held (one writer), its local copy
+    fetched, and pushed after every stage (``push_current``) and when the work ends, however
+    it ends. Nothing for a local workdir."""
     if not storage.is_url(config.workdir):
         yield config
         return
@@ -246,7 +263,7 @@ def working(config):
             locks.hold(mirror.local, what="this workdir's local copy"), attached(mirror):
         mirror.pull()
         try:
-            yield replace(config, workdir=str(mirror.local))
+            yield config
         finally:
             try:
                 mirror.push()
@@ -259,9 +276,9 @@ def working(config):
 
 @contextlib.contextmanager
 def viewing(config):
-    """``config`` with its workdir a local folder in step with the bucket, for ``status``:
-    fetched first, unless a ``run`` on this machine works in that copy now (then the copy is
-    ahead of the bucket, and read as it is)."""
+    """For ``status`` of a workdir in a bucket: its local copy fetched first, unless a ``run``
+    on this machine works in that copy now (then the copy is ahead of the bucket, and read as
+    it is). Nothing for a local workdir."""
     if not storage.is_url(config.workdir):
         yield config
         return
@@ -275,16 +292,12 @@ def viewing(config):
     try:
         if held is not None:
             mirror.pull()
-        yield replace(config, workdir=str(mirror.local))
+        yield config
     finally:
         if held is not None:
             held.__exit__(None, None, None)
 
 
-#: What ``view`` leaves out: the stores of the preprocessing chain, which a run reads
-#: nothing of (its data is the split: its fitted steps, and its training profiles for
-#: ``predict``'s landmark reference).
-CHAIN = "stores/"
 
 
 def workdir_of(url):
@@ -303,8 +316,9 @@ def workdir_of(url):
 
 def view(url):
     """A local, read-only copy of the folder at ``url`` inside a workdir in a bucket (a run
-    folder, for ``export`` and ``predict``): the workdir's files as its manifest lists them,
-    the chain's stores left out (``CHAIN``), fetched once per manifest version into
+    folder, for ``export`` and ``predict``): the workdir's files as its manifest lists them
+    (its chain of stores is not among them: ``stores_folder``), fetched once per manifest
+    version into
     ``cache_folder()/views`` and reused after. The path of the folder in it; an error in one
     line when ``url`` is in no workdir streamgex pushed."""
     found = workdir_of(url)
@@ -315,7 +329,7 @@ def view(url):
     inside = str(url).rstrip("/")[len(workdir):].strip("/")
     root = storage.cache_folder() / "views" / manifest["version"] / storage.name(workdir)
     if not root.is_dir():
-        wanted = sorted(r for r in manifest["files"] if not r.startswith(CHAIN))
+        wanted = sorted(manifest["files"])
         fs, key = storage.filesystem(workdir)
         with atomic.atomic_path(root) as tmp:
             for relative in wanted:
@@ -330,14 +344,6 @@ def view(url):
         raise StreamgexError(f"{url}: not in the workdir {workdir} (its manifest lists "
                              f"nothing under {inside})")
     return root / inside
-
-
-def on_disk(config):
-    """``config`` with its workdir where its files are on this machine: itself for a local
-    workdir, the local copy for a URL (as ``run`` left it; nothing is fetched)."""
-    if not storage.is_url(config.workdir):
-        return config
-    return replace(config, workdir=str(local_copy(config.workdir)))
 
 
 def as_given(text, config):

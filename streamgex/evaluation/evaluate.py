@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import digest, locks, steps, store
+from .. import digest, locks, steps, storage, store
 from ..atomic import atomic_path, read_json, write_json
 from ..errors import StreamgexError
 from ..paths import relative
@@ -71,19 +71,19 @@ def evaluate(run, data, *, name=None, partitions=0, predictor=None):
     store.open_store(data)  # refuses a missing or partial store first
     run = Run.open(run)
     with locks.hold(run.path, what="this run folder"):  # not while it trains
-        return _evaluate(run, Path(data), name=name, partitions=partitions,
+        return _evaluate(run, store.as_path(data), name=name, partitions=partitions,
                          predictor=predictor)
 
 
 def _evaluate(run, data, *, name, partitions, predictor):
     ds = store.open_store(data)
-    name = name or data.name.removesuffix(".zarr")
+    name = name or storage.name(data).removesuffix(".zarr")
     check_name(name)
     check_units(run, data)
     found = current_result(run, data, name=name, partitions=partitions)
     if found is not None:
         log.info("%s: up to date", run.result_file(name))
-        return {**found, "run": str(run.path.resolve()), "store": str(data.resolve())}
+        return {**found, "run": str(run.path.resolve()), "store": storage.resolved(data)}
 
     predictor = predictor or load_predictor(run)
     n_targets = len(predictor.targets)
@@ -94,7 +94,7 @@ def _evaluate(run, data, *, name, partitions, predictor):
     shared = shared_targets(predictor.data / "train")
     errors = AbsoluteErrors(n_targets)
     rebuilt = AbsoluteErrors(n_targets) if predictor.reconstruct else None
-    array = zarr.open_group(data, mode="r")[store.EXPRESSION]
+    array = store.open_group(data)[store.EXPRESSION]
     rows, size = array.shape[0], array.chunks[0]
     if rows == 0:
         raise StreamgexError(f"{data}: holds no profiles; there is nothing to evaluate on")
@@ -130,7 +130,7 @@ def _evaluate(run, data, *, name, partitions, predictor):
 
     ranges = contiguous(n_targets, count)
     result = {"model": predictor.kind.name, "run": str(run.path.resolve()), "dataset": name,
-              "store": str(data.resolve()), "profiles": rows, "targets": n_targets,
+              "store": storage.resolved(data), "profiles": rows, "targets": n_targets,
               "inputs": len(predictor.inputs), "partitions": count,
               **summarize(errors.per_gene, ranges, shared=shared),
               "correlation": correlation_summary(gene_r, gene_rho, np.concatenate(profile_r))}
@@ -158,7 +158,7 @@ def check_units(run, data):
         trained = zarr.open_group(run.data / "train", mode="r").attrs.get("units")
     except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError):
         return  # no training data to compare with: loading the model says what is wrong
-    given = zarr.open_group(data, mode="r").attrs.get("units")
+    given = store.open_group(data).attrs.get("units")
     if trained is None or given is None or given == trained:
         return
     raise StreamgexError(
@@ -175,7 +175,7 @@ def current_result(run, data, *, name, partitions=0):
     """
     run = Run(run) if not isinstance(run, Run) else run
     path = run.result_file(name)
-    if not path.exists() or not Path(data).exists():
+    if not path.exists() or not storage.place(str(data)).exists():
         return None
     try:
         identity = _identity(run, data, partitions)

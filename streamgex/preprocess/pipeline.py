@@ -43,19 +43,21 @@ log = logging.getLogger(__name__)
 
 def stores_of(config):
     """Where the chain of ``config`` writes each output, by name."""
-    work = Path(config.workdir)
+    from ..mirror import here, stores_folder
+
+    work, stores = here(config.workdir), stores_folder(config.workdir)
     return {
-        "geo": work / "stores" / "geo.zarr",
-        "geo_dedup": work / "stores" / "geo_dedup.zarr",
-        "geo_genes": work / "stores" / "geo_genes.zarr",
-        "geo_norm": work / "stores" / "geo_norm.zarr",
-        "geo_std": work / "stores" / "geo_std.zarr",
+        "geo": storage.join(stores, "geo.zarr"),
+        "geo_dedup": storage.join(stores, "geo_dedup.zarr"),
+        "geo_genes": storage.join(stores, "geo_genes.zarr"),
+        "geo_norm": storage.join(stores, "geo_norm.zarr"),
+        "geo_std": storage.join(stores, "geo_std.zarr"),
         "split": work / "split",
         "pca": work / "pca",
-        "rnaseq": work / "stores" / "1000g.zarr",
-        "rnaseq_genes": work / "stores" / "1000g_genes.zarr",
-        "rnaseq_norm": work / "stores" / "1000g_norm.zarr",
-        "rnaseq_std": work / "stores" / "1000g_std.zarr",
+        "rnaseq": storage.join(stores, "1000g.zarr"),
+        "rnaseq_genes": storage.join(stores, "1000g_genes.zarr"),
+        "rnaseq_norm": storage.join(stores, "1000g_norm.zarr"),
+        "rnaseq_std": storage.join(stores, "1000g_std.zarr"),
     }
 
 
@@ -69,7 +71,7 @@ def check_inputs(config):
     """Every raw file the config names exists and the workdir is a folder (or nothing yet),
     or an error naming the config key to set."""
     work = Path(config.workdir)
-    if work.exists() and not work.is_dir():
+    if not storage.is_url(config.workdir) and work.exists() and not work.is_dir():
         raise StreamgexError(f"workdir = {work}: is a file, not a folder; pass --set "
                              f"workdir=FOLDER")
     for key in ("geo", "rnaseq", "landmarks", "targets"):
@@ -190,7 +192,7 @@ def preprocess(config):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
     from .. import mirror
 
-    with mirror.working(config) as config:  # a workdir in a bucket: through a local copy
+    with mirror.working(config):  # a workdir in a bucket: its lock, copy and pushes
         check_inputs(config)
         make_all(stages(config), after=mirror.push_current)
         return stores_of(config)
