@@ -358,31 +358,44 @@ enabled = false
 
 [storage]
 endpoint_url = "{endpoint}"
+
+[dask]
+scheduler = "{scheduler}"
 """
 
 
-def test_preprocess_reads_a_configs_raw_inputs_from_a_bucket(tmp_path, s3_endpoint, bucket,
-                                                             demo_raw, capsys, monkeypatch):
-    """GEO and 1000G files in a bucket, the endpoint in the config's [storage] table: the
-    chain ingests them (the local ingest's stores), status says every stage but the report
-    (made by run) done, and a second preprocess redoes nothing."""
+def test_preprocess_in_a_bucket_on_a_dask_cluster_without_a_shared_disk(
+        tmp_path, s3_endpoint, bucket, demo_raw, capsys, monkeypatch):
+    """GEO and 1000G files and the workdir in a bucket, the endpoint in the config's [storage]
+    table, the steps on a Dask cluster whose workers have their own folders: the chain
+    ingests the files (the local ingest's stores), the workers read and write the stores
+    by URL, status says every stage but the report (made by run) done, from a machine
+    with no local copy too, and a second preprocess redoes nothing."""
+    from distributed import LocalCluster
+
     for key, name in (("geo", "geo.gctx"), ("rnaseq", "1000g.txt.gz")):
         put(s3_endpoint, demo_raw[key], f"{bucket}/raw/{name}")
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(work=tmp_path / "work", bucket=bucket, raw=demo_raw,
-                                    endpoint=s3_endpoint))
-    assert main(["preprocess", str(config), "--quiet"]) == 0, capsys.readouterr().err
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      local_directory=tmp_path / "workers") as cluster:
+        config.write_text(CONFIG.format(work=f"{bucket}/work", bucket=bucket, raw=demo_raw,
+                                        endpoint=s3_endpoint,
+                                        scheduler=cluster.scheduler_address))
+        assert main(["preprocess", str(config), "--quiet"]) == 0, capsys.readouterr().err
+    config.write_text(CONFIG.format(work=f"{bucket}/work", bucket=bucket, raw=demo_raw,
+                                    endpoint=s3_endpoint, scheduler=""))
     capsys.readouterr()
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "another-machine"))
     main(["status", str(config)])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 11 and all(line.split()[-1] == "done" for line in lines if not line.startswith("report")), \
-        lines
+    assert len(lines) == 11 and all(line.split()[-1] == "done" for line in lines
+                                    if not line.startswith("report")), lines
     assert main(["preprocess", str(config)]) == 0
     assert "ingest" not in capsys.readouterr().err.replace("up to date", "")
     local = ingest(demo_raw["geo"], tmp_path / "geo.zarr", chunk_samples=256)
-    assert_same_store(local, tmp_path / "work" / "stores" / "geo.zarr")
-    recorded = store.open_store(tmp_path / "work" / "stores" / "1000g.zarr").attrs["source"]
+    assert_same_store(local, f"{bucket}/work/stores/geo.zarr")
+    recorded = store.open_store(f"{bucket}/work/stores/1000g.zarr").attrs["source"]
     assert recorded["path"] == f"{bucket}/raw/1000g.txt.gz" and "etag" in recorded
 
 
