@@ -17,12 +17,12 @@ bucket are synchronised at the edges of a stage's work:
   longer has are deleted.
 
 What this promises where there is no rename: the bucket's workdir is the files its manifest
-lists, as the manifest says them, and nothing else; a kill during a push leaves the previous
-manifest, whose files are all still there (an object is replaced only by the same path's
-new content, which the download's SHA-256 check refuses until the new manifest names it).
-Pushed objects the old manifest does not list (a push killed before its manifest) are
-remembered in the local record and removed by the next push from that copy. Nothing under
-the workdir's URL is deleted that a manifest did not list or this copy did not upload.
+lists, as the manifest says them; a kill during a push leaves the previous manifest whole
+and readable, since an object it lists is copied (by the service) under ``BACKUPS`` before
+it is replaced, and a download whose SHA-256 is not the manifest's takes that copy. The
+paths a push uploads are listed in ``PENDING`` first, so the next push, from any copy,
+removes what a killed one left that no manifest lists. Nothing under the workdir's URL is
+deleted that a manifest or ``PENDING`` did not list, or that is not a push's backup.
 
 One writer: ``run`` holds the workdir's lock object (``locks``: a conditional create) for
 as long as it works, so the bucket changes under one copy at a time. ``status`` reads
@@ -57,6 +57,10 @@ MANIFEST = "streamgex-workdir.json"
 RECORD = ".streamgex-mirror.json"
 #: The workdir's folder of chain stores (``stores_folder``).
 STORES = "stores"
+#: Where a push keeps, until its manifest is written, what it replaces and what it uploads.
+BACKUPS, PENDING = ".streamgex/replaced", ".streamgex/pending.json"
+#: Objects uploaded or downloaded in one call (fsspec runs them concurrently).
+BATCH = 256
 
 _current = None  # the Mirror ``working`` has attached in this process
 
@@ -72,7 +76,7 @@ def _kept(relative):
     (``stores_folder``: in the bucket itself), a lock, a half-written (``.partial``) file or
     folder, a digest cache or the copy's own record."""
     parts = relative.split("/")
-    return not (parts[0] == STORES or parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
+    return not (parts[0] in (STORES, ".streamgex") or parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
                 or any(atomic.is_partial(part) or ".partial" in part for part in parts))
 
 
@@ -138,35 +142,27 @@ class Mirror:
         now = self.scan(record)
         wanted = manifest["files"]
         fetch = sorted(r for r, e in wanted.items() if now.get(r, {}).get("sha256") != e["sha256"])
-        extra = sorted(set(now) - set(wanted))
         log.info("%s: fetching %d of %d files into %s", self.url, len(fetch), len(wanted),
                  self.local)
         fs, key = self._fs()
-        for start in range(0, len(fetch), 256):
-            batch = fetch[start:start + 256]
-            temporary = [self.local / f"{r}.partial" for r in batch]
-            for path in temporary:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            fs.get([f"{key}/{r}" for r in batch], [str(p) for p in temporary])
-            for relative, path in zip(batch, temporary):
-                if digest.sha256_of(path, bar=False) != wanted[relative]["sha256"]:
-                    path.unlink()
-                    raise StreamgexError(f"{self.url}/{relative}: changed while it was read "
-                                         f"(another machine is pushing to this workdir); run "
-                                         f"the same command again")
-                os.replace(path, self.local / relative)
-        for relative in extra:
+        download(fs, key, {r: wanted[r] for r in fetch}, self.local, self.url)
+        for relative in sorted(set(now) - set(wanted)):
             (self.local / relative).unlink()
         _remove_empty_folders(self.local)
         files = self.scan({})  # the stat keys of the files as they are now
-        self._write_record({"url": self.url, "version": manifest["version"], "files": files,
-                            "uploading": []})
+        self._write_record({"url": self.url, "version": manifest["version"], "files": files})
         return len(fetch)
 
     def push(self):
         """Upload what the local copy holds and the bucket does not, then the manifest, then
         remove what the old manifest listed that the copy no longer has. Returns the number
-        of files uploaded."""
+        of files uploaded.
+
+        Before an object the manifest lists is replaced, the service copies it to
+        ``BACKUPS/<its SHA-256>``, and the paths to upload are listed in ``PENDING``: a
+        kill before the new manifest leaves the old one readable (``download`` takes a
+        replaced file from its backup) and the next push, from any copy, removes what the
+        killed one uploaded and no manifest lists."""
         fs, key = self._fs()
         manifest = self.manifest()
         record = self._record()
@@ -177,16 +173,20 @@ class Mirror:
         now = self.scan(record)
         remote = manifest["files"] if manifest else {}
         send = sorted(r for r, e in now.items() if remote.get(r, {}).get("sha256") != e["sha256"])
-        if not send and set(now) == set(remote) and manifest is not None:
+        left = _read_json(fs, f"{key}/{PENDING}", [])  # by a push killed before its manifest
+        if not send and not left and set(now) == set(remote) and manifest is not None:
             self._write_record({**record, "version": manifest["version"], "files": now})
             return 0
-        record = {**record, "url": self.url,
-                  "uploading": sorted(set(record.get("uploading", [])) | set(send))}
-        self._write_record(record)
+        send = sorted(set(send) | (set(left) & set(now)))  # what it may have replaced
+        pending = sorted(set(left) | set(send))
+        fs.pipe_file(f"{key}/{PENDING}", json.dumps(pending).encode())
+        for relative in send:
+            if relative in remote:
+                _back_up(fs, key, relative, remote[relative]["sha256"])
         shown = progress(total=sum(now[r]["size"] for r in send), desc="upload", unit="B",
                          unit_scale=True, hidden=not send)
-        for start in range(0, len(send), 256):
-            batch = send[start:start + 256]
+        for start in range(0, len(send), BATCH):
+            batch = send[start:start + BATCH]
             fs.put([str(self.local / r) for r in batch], [f"{key}/{r}" for r in batch])
             shown.update(sum(now[r]["size"] for r in batch))
         shown.close()
@@ -196,13 +196,60 @@ class Mirror:
              "host": socket.gethostname(),
              "files": {r: {"size": e["size"], "sha256": e["sha256"]} for r, e in now.items()}},
             indent=1).encode())
-        for relative in sorted((set(remote) | set(record["uploading"])) - set(now)):
+        for relative in sorted((set(remote) | set(pending)) - set(now)):
             with contextlib.suppress(FileNotFoundError):
                 fs.rm_file(f"{key}/{relative}")
         fs.invalidate_cache(key)
-        self._write_record({"url": self.url, "version": version, "files": now, "uploading": []})
+        if fs.exists(f"{key}/{BACKUPS}"):
+            fs.rm(f"{key}/{BACKUPS}", recursive=True)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(f"{key}/{PENDING}")
+        fs.invalidate_cache(key)
+        self._write_record({"url": self.url, "version": version, "files": now})
         log.debug("%s: pushed %d files", self.url, len(send))
         return len(send)
+
+
+def _read_json(fs, path, missing):
+    try:
+        return json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return missing
+
+
+def _back_up(fs, key, relative, sha):
+    """Copy (within the service) the object about to be replaced to ``BACKUPS/<sha>``, unless
+    a killed push did already: that backup holds what the manifest says, the object may
+    not any more."""
+    backup = f"{key}/{BACKUPS}/{sha}"
+    if fs.exists(backup):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        fs.copy(f"{key}/{relative}", backup)
+
+
+def download(fs, key, files, into, url):
+    """Download ``files`` (``{relative path: manifest entry}``) of the workdir at ``key`` into
+    the folder ``into``, each checked against its SHA-256 (a file a killed push replaced:
+    from its backup) and put in place whole."""
+    names = sorted(files)
+    for start in range(0, len(names), BATCH):
+        batch = names[start:start + BATCH]
+        temporary = [into / f"{r}.partial" for r in batch]
+        for path in temporary:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fs.get([f"{key}/{r}" for r in batch], [str(p) for p in temporary])
+        for relative, path in zip(batch, temporary):
+            sha = files[relative]["sha256"]
+            if digest.sha256_of(path, bar=False) != sha:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.get_file(f"{key}/{BACKUPS}/{sha}", str(path))
+            if digest.sha256_of(path, bar=False) != sha:
+                path.unlink()
+                raise StreamgexError(f"{url}/{relative}: changed while it was read (another "
+                                     f"machine is pushing to this workdir); run the same "
+                                     f"command again")
+            os.replace(path, into / relative)
 
 
 def _remove_empty_folders(root):
@@ -332,14 +379,7 @@ def view(url):
         wanted = sorted(manifest["files"])
         fs, key = storage.filesystem(workdir)
         with atomic.atomic_path(root) as tmp:
-            for relative in wanted:
-                (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
-            fs.get([f"{key}/{r}" for r in wanted], [str(tmp / r) for r in wanted])
-            for relative in wanted:
-                if digest.sha256_of(tmp / relative, bar=False) != \
-                        manifest["files"][relative]["sha256"]:
-                    raise StreamgexError(f"{workdir}/{relative}: changed while it was read "
-                                         f"(a run is pushing to this workdir); try again")
+            download(fs, key, {r: manifest["files"][r] for r in wanted}, tmp, workdir)
     if inside and not (root / inside).exists():
         raise StreamgexError(f"{url}: not in the workdir {workdir} (its manifest lists "
                              f"nothing under {inside})")

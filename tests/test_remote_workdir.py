@@ -11,10 +11,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from s3 import filesystem
 from test_experiment import CONFIG, status_of
 
-from streamgex import mirror, store
+from streamgex import mirror, storage, store
 from streamgex.cli import main
 
 
@@ -133,3 +134,50 @@ def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_
         store.open_store(f"{bucket}/from-bundle.zarr").expression.values, expected, atol=1e-5)
     views = tmp_path / "machine-c" / "views"
     assert not list(views.glob("*/demo/stores")) and list(views.glob("*/demo/runs/emlp"))
+
+
+def write(folder, files):
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def test_a_push_killed_halfway_leaves_the_last_workdir_whole_and_the_next_push_clears_it(
+        tmp_path, s3_endpoint, bucket, monkeypatch):
+    url, fs = f"{bucket}/work", filesystem(s3_endpoint)
+    first = {"report/report.md": "first report", "runs/x/log.csv": "epoch\n1\n",
+             "runs/x/checkpoints/ckpt-1/variables.npz": "weights 1"}
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-a"))
+    copy = mirror.Mirror(url)
+    write(copy.local, first)
+    assert copy.push() == 3
+    # the next checkpoint's push: two files replaced, one new, one gone; killed after it has
+    # replaced the report and uploaded the new checkpoint
+    write(copy.local, {"report/report.md": "second report", "runs/x/log.csv": "epoch\n1\n2\n",
+                       "runs/x/checkpoints/ckpt-2/variables.npz": "weights 2"})
+    (copy.local / "runs/x/checkpoints/ckpt-1/variables.npz").unlink()
+    upload = storage.filesystem(url)[0].put
+
+    def killed(sources, targets, **options):
+        upload(sources[:2], targets[:2], **options)
+        raise OSError("killed in the middle of the upload")
+
+    monkeypatch.setattr(storage.filesystem(url)[0], "put", killed)
+    with pytest.raises(OSError):
+        copy.push()
+    monkeypatch.undo()
+    assert fs.cat_file(f"{url}/report/report.md") == b"second report"  # replaced in place
+
+    # another machine reads the workdir the last manifest lists, value for value
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-b"))
+    other = mirror.Mirror(url)
+    assert other.pull() == 3
+    found = {p.relative_to(other.local).as_posix(): p.read_text()
+             for p in other.local.rglob("*") if p.is_file() and p.name != mirror.RECORD}
+    assert found == first
+    # and its next push puts back what the killed one replaced and removes what it left
+    assert other.push() == 2  # the report and the log: the killed push listed both
+    fs.invalidate_cache()
+    assert sorted(path[len(url) - 5 + 1:] for path in fs.find(url)) == \
+        sorted([*first, mirror.MANIFEST])
+    assert fs.cat_file(f"{url}/report/report.md") == b"first report"
