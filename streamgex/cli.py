@@ -705,7 +705,8 @@ NOT_PATHS = {"scheduler", "set", "func", "command", "name", "model", "preset", "
 TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store", "out"),
               "normalize": ("store", "out", "reference_from"),
               "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out"),
-              "predict": ("run", "input", "out"), "export": ("run", "out")}
+              "predict": ("run", "input", "out", "gctx"), "export": ("run", "out"),
+              "evaluate": ("store",)}
 
 
 def _check_paths(args):
@@ -718,7 +719,7 @@ def _check_paths(args):
             if isinstance(item, str) and key in TAKES_URLS.get(args.command, ()) and \
                     storage.is_url(item):
                 where = f"--{key.replace('_', '-')}" if key != "source" else "source"
-                if key == "out":
+                if key in ("out", "gctx"):
                     storage.check_writable(item, where)
                 storage.probe(item, where)
             elif isinstance(item, str):
@@ -747,6 +748,9 @@ def _call(args):
         return 1
     except KeyboardInterrupt as exc:
         print("streamgex: interrupted; re-run the same command to resume", file=sys.stderr)
+        # Zarr's event loop may hold a write the interrupt cut short; its "Task was
+        # destroyed but it is pending!" at exit would follow the one line above
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return _interrupted_status(exc)
 
 

@@ -188,7 +188,7 @@ def load_config(path, overrides=()):
     experiment = build(Experiment, data, str(path), overridden=overridden)
     where = f"{_origin(str(path), overridden, 'workdir')}: workdir ="
     if storage.is_url(experiment.workdir):  # worked on through a local copy (``mirror``)
-        storage.check(experiment.workdir, where)
+        storage.check_writable(experiment.workdir, where)
     else:
         check_local(experiment.workdir, where)
     for key, value in asdict(experiment.inputs).items():

@@ -76,8 +76,8 @@ def _kept(relative):
     (``stores_folder``: in the bucket itself), a lock, a half-written (``.partial``) file or
     folder, a digest cache or the copy's own record."""
     parts = relative.split("/")
-    return not (parts[0] in (STORES, ".streamgex") or parts[-1] in (RECORD, digest.DIGESTS) or parts[-1].endswith(locks.SUFFIX)
-                or any(atomic.is_partial(part) or ".partial" in part for part in parts))
+    return not (parts[0] in (STORES, ".streamgex") or parts[-1] in (RECORD, digest.DIGESTS)
+                or parts[-1].endswith(locks.SUFFIX) or any(".partial" in p for p in parts))
 
 
 class Mirror:
@@ -117,7 +117,7 @@ class Mirror:
     def scan(self, record=None):
         """``{relative path: {"size", "sha256", "stat"}}`` of the local copy's files; a file
         whose ``stat_key`` is the record's is not read again."""
-        known = (record or self._record()).get("files", {})
+        known = (self._record() if record is None else record).get("files", {})
         found = {}
         if not self.local.is_dir():
             return found
@@ -149,7 +149,7 @@ class Mirror:
         for relative in sorted(set(now) - set(wanted)):
             (self.local / relative).unlink()
         _remove_empty_folders(self.local)
-        files = self.scan({})  # the stat keys of the files as they are now
+        files = self.scan(record)  # a downloaded file's new stat key: read once more
         self._write_record({"url": self.url, "version": manifest["version"], "files": files})
         return len(fetch)
 
@@ -159,10 +159,11 @@ class Mirror:
         of files uploaded.
 
         Before an object the manifest lists is replaced, the service copies it to
-        ``BACKUPS/<its SHA-256>``, and the paths to upload are listed in ``PENDING``: a
-        kill before the new manifest leaves the old one readable (``download`` takes a
-        replaced file from its backup) and the next push, from any copy, removes what the
-        killed one uploaded and no manifest lists."""
+        ``BACKUPS/<its SHA-256>``, and the paths it uploads or deletes are listed in
+        ``PENDING``: a kill before the new manifest leaves the old one readable
+        (``download`` takes a replaced file from its backup), and the next push, from any
+        copy, puts back or removes whatever of those the manifest it writes does not list
+        as they are."""
         fs, key = self._fs()
         manifest = self.manifest()
         record = self._record()
@@ -178,7 +179,7 @@ class Mirror:
             self._write_record({**record, "version": manifest["version"], "files": now})
             return 0
         send = sorted(set(send) | (set(left) & set(now)))  # what it may have replaced
-        pending = sorted(set(left) | set(send))
+        pending = sorted(set(left) | set(send) | (set(remote) - set(now)))  # all it touches
         fs.pipe_file(f"{key}/{PENDING}", json.dumps(pending).encode())
         for relative in send:
             if relative in remote:

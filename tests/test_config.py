@@ -25,8 +25,11 @@ BAD_TABLES = [
 ]
 
 
-BAD_TABLES += [  # issue 11.12: URLs became local folders named s3:
-    ('workdir="s3://bucket/work"', "workdir = s3://bucket/work: URLs (s3://) are not supported"),
+BAD_TABLES += [  # issue 11.12: URLs became local folders named s3: (a bucket is a workdir now)
+    ('workdir="https://example.org/work"', "workdir = https://example.org/work: https:// is "
+                                           "read-only"),
+    ('workdir="ftp2://host/work"', "workdir = ftp2://host/work: ftp2:// is not a storage "
+                                   "protocol"),
     ('inputs.landmarks="memory://x.txt"', "inputs.landmarks = memory://x.txt: URLs (memory://)"),
 ]
 

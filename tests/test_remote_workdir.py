@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 from s3 import filesystem
@@ -123,10 +124,14 @@ def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_
     assert main(["predict", str(tmp_path / "work" / "runs" / "emlp"), str(demo_raw["geo"]),
                  "--out", str(tmp_path / "local.zarr"), "--quiet"]) == 0
     assert main(["predict", f"{url}/runs/emlp", str(demo_raw["geo"]), "--out",
-                 f"{bucket}/predicted.zarr", "--quiet"]) == 0
+                 f"{bucket}/predicted.zarr", "--gctx", f"{bucket}/predicted.gctx",
+                 "--quiet"]) == 0
     expected = store.open_store(tmp_path / "local.zarr").expression.values
     np.testing.assert_array_equal(
         store.open_store(f"{bucket}/predicted.zarr").expression.values, expected)
+    fs.get_file(f"{bucket}/predicted.gctx", str(tmp_path / "fetched.gctx"))
+    with h5py.File(tmp_path / "fetched.gctx", "r") as gctx:
+        np.testing.assert_array_equal(gctx["0/DATA/0/matrix"][:], expected)
     assert main(["export", f"{url}/runs/emlp", "--out", f"{bucket}/bundles/emlp"]) == 0
     assert main(["predict", f"{bucket}/bundles/emlp", str(demo_raw["geo"]), "--out",
                  f"{bucket}/from-bundle.zarr", "--quiet"]) == 0
@@ -176,8 +181,28 @@ def test_a_push_killed_halfway_leaves_the_last_workdir_whole_and_the_next_push_c
              for p in other.local.rglob("*") if p.is_file() and p.name != mirror.RECORD}
     assert found == first
     # and its next push puts back what the killed one replaced and removes what it left
-    assert other.push() == 2  # the report and the log: the killed push listed both
+    assert other.push() == 3  # each file the killed push listed: it may have replaced it
     fs.invalidate_cache()
     assert sorted(path[len(url) - 5 + 1:] for path in fs.find(url)) == \
         sorted([*first, mirror.MANIFEST])
     assert fs.cat_file(f"{url}/report/report.md") == b"first report"
+
+    # killed after its manifest, before it removed what that no longer lists: the next
+    # push, from any copy, removes it
+    write(other.local, {"runs/x/checkpoints/ckpt-3/variables.npz": "weights 3"})
+    (other.local / "runs/x/checkpoints/ckpt-1/variables.npz").unlink()
+    def killed_removing(path, **options):
+        raise OSError("killed before it removed the first")
+
+    monkeypatch.setattr(storage.filesystem(url)[0], "rm_file", killed_removing)
+    with pytest.raises(OSError):
+        other.push()
+    monkeypatch.undo()
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "machine-c"))
+    third = mirror.Mirror(url)
+    third.pull()
+    assert third.push() == 1  # ckpt-3 again: the killed push listed it
+    fs.invalidate_cache()
+    assert sorted(path[len(url) - 5 + 1:] for path in fs.find(url)) == sorted(
+        ["report/report.md", "runs/x/log.csv", "runs/x/checkpoints/ckpt-3/variables.npz",
+         mirror.MANIFEST])

@@ -77,7 +77,7 @@ def predict(run, source, out, *, units="raw", expression=False, gctx=None, overw
     """
     out, run = store.as_path(out), bundle.local(run)  # a bundle by URL: its local copy
     if gctx:
-        check_gctx(Path(gctx), source, out, overwrite)
+        check_gctx(store.as_path(gctx), source, out, overwrite)
     check_cutoff(well_inferred_r)
     parameters = {"model": model_identity(run), "units": units, "genes_by": genes_by,
                   "samples_as": samples_as, "expression": expression,
@@ -203,9 +203,13 @@ def model_identity(run):
 def check_gctx(gctx, source, out, overwrite):
     """Before any work: refuse a GCTX path that is the input or the output store, or an
     existing file without ``overwrite``."""
-    for other, what in ((Path(str(source)), "input"), (Path(str(out)), "output store")):
-        if gctx.resolve() == other.resolve():
+    for other, what in ((source, "input"), (out, "output store")):
+        if storage.resolved(gctx) == storage.resolved(other):
             raise StreamgexError(f"--gctx {gctx}: is also the {what}; choose another file")
+    if storage.is_url(str(gctx)):
+        if storage.place(gctx).exists() and not overwrite:
+            raise StreamgexError(f"--gctx {gctx}: exists; pass --overwrite to replace it")
+        return
     if gctx.is_dir():
         raise StreamgexError(f"--gctx {gctx}: is a folder; give a file name ending in .gctx")
     if gctx.exists() and not overwrite:
@@ -246,7 +250,13 @@ def write_gctx(path, gctx):
     ``pr_ensembl_id``, ``pr_is_lm``: also a landmark, ``pr_is_inferred``; ``pr_is_bing``:
     well inferred, with ``pr_val_r`` and ``pr_val_mae``) and the input's column metadata."""
     ds = store.open_store(path)
-    with atomic_path(Path(gctx)) as partial:
+    remote = storage.is_url(str(gctx))
+    local = storage.scratch_for(gctx, ".gctx") if remote else Path(gctx)
+    with atomic_path(local) as partial:
         writers.write_gctx(path, ds, partial, row_meta={
             "pr_is_inferred": np.ones(ds.sizes["gene"], dtype=np.int32)})
-    return Path(gctx)
+    if remote:  # one upload: a reader sees the old object or the new one whole
+        fs, key = storage.filesystem(str(gctx))
+        fs.put_file(str(local), key)
+        local.unlink()
+    return store.as_path(gctx)
