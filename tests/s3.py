@@ -3,8 +3,12 @@ fixture zarr-python's own tests use), started once per session, with each test i
 bucket. Nothing leaves the machine; the credentials are moto's dummies."""
 
 import contextlib
+import json
 import logging
 import os
+import select
+import subprocess
+import sys
 import time
 import uuid
 
@@ -58,6 +62,68 @@ def bucket(s3_endpoint, tmp_path, monkeypatch):
     return f"s3://{name}"
 
 
+#: Run in a process of its own by ``checking_server``: moto keeps its buckets, users and
+#: its switch for checking signatures in module globals, so a server that refuses bad
+#: credentials cannot share a process with the session's one (which accepts any).
+_CHECKING_SERVER = """
+import json, logging, sys
+import boto3
+from moto import settings
+from moto.server import ThreadedMotoServer
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+endpoint = f"http://{host}:{port}"
+anyone = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup",
+              aws_secret_access_key="setup")
+iam = boto3.client("iam", **anyone)
+keys = {}
+# moto asks s3:HeadBucket for HEAD of a bucket (AWS asks s3:ListBucket)
+for user, action in (("streamgex", "s3:*"), ("lister", ["s3:ListBucket", "s3:HeadBucket"])):
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
+    keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
+boto3.client("s3", **anyone).create_bucket(Bucket="checked")
+settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # what moto's /moto-api/reset-auth sets
+print(json.dumps({"endpoint": endpoint, "bucket": "s3://checked",
+                  **{user: [key["AccessKeyId"], key["SecretAccessKey"]]
+                     for user, key in keys.items()}}), flush=True)
+sys.stdin.read()  # until the test closes it
+server.stop()
+"""
+
+
+@pytest.fixture
+def checking_server():
+    """A second moto S3 server, in its own process, that checks every request's signature
+    as AWS does (moto's IAM authentication): ``{"endpoint", "bucket", "streamgex", "lister"}``,
+    an empty bucket and two IAM users' ``[access key, secret]``, one allowed ``s3:*``, the
+    other only ``s3:ListBucket`` (it sees the bucket, not its objects). Stopped at
+    teardown."""
+    pytest.importorskip("moto.server", reason="the test extra installs moto[server]")
+    pytest.importorskip("s3fs", reason="the s3 extra installs s3fs")
+    process = subprocess.Popen([sys.executable, "-c", _CHECKING_SERVER], text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               env={**os.environ, **ENVIRONMENT})
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            pytest.fail("the checking moto server did not start within 60 s")
+        yield json.loads(line)
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def filesystem(endpoint):
     """A plain s3fs filesystem on the test server, to put raw files and look at objects."""
     import s3fs
@@ -68,7 +134,8 @@ def filesystem(endpoint):
 class _Faults:
     """Which requests a ``faulty_proxy`` spoils: every ``every``-th answered 503 SlowDown,
     every ``every``-th after that (offset by half) has its connection dropped once the
-    service has acted on it (the answer lost: the client cannot know the write happened)."""
+    service has acted on it (the answer lost: the client cannot know the write happened).
+    ``count``: the requests that reached the proxy, spoiled or not."""
 
     def __init__(self, every):
         import threading
@@ -77,10 +144,10 @@ class _Faults:
         self.spoiled = {"503": 0, "dropped": 0}
 
     def next(self):
-        if not self.every:
-            return None
         with self.lock:
             self.count += 1
+            if not self.every:
+                return None
             if self.count % self.every == 0:
                 self.spoiled["503"] += 1
                 return "503"
