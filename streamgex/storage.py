@@ -136,7 +136,7 @@ def refusal(exc):
         code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
         if code in REFUSALS:
             return code
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return None
 
 
