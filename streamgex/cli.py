@@ -738,8 +738,9 @@ def _call(args):
     except StreamgexError as exc:
         print(f"streamgex: error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # disk full, permission denied: the machine, not a bug
-        print(f"streamgex: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # disk full, permission denied, credentials refused: not a bug
+        text = storage.explain(exc) if storage.refusal(exc) else exc
+        print(f"streamgex: error: {text}", file=sys.stderr)
         return 1
     except Exception as exc:  # an object store that stayed unreachable through the retries
         if not storage.is_service_error(exc):

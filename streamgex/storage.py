@@ -119,10 +119,42 @@ def is_service_error(exc):
                for cls in type(exc).__mro__)
 
 
+#: The codes of an S3 service refusing the credentials it was given (a HEAD request's
+#: answer has no body, so its code is the status alone).
+REFUSALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+            "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
+            "403")
+#: botocore's own complaints, before any request: code -> what to say.
+UNSENT = {"NoCredentials": "no credentials were found",
+          "PartialCredentials": "the credentials given are incomplete (a key needs its secret)"}
+
+
+def refusal(exc):
+    """The code of the credentials refusal that ``exc`` is or was raised from (s3fs turns
+    botocore's ``ClientError`` into a ``PermissionError`` caused by it), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__.removesuffix("Error") in UNSENT:
+            return type(exc).__name__.removesuffix("Error")
+        response = getattr(exc, "response", None)
+        code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+        if code in REFUSALS:
+            return code
+        exc = exc.__cause__
+    return None
+
+
 def explain(exc, url=""):
     """A service failure in one line, with what to check."""
-    text = " ".join(str(exc).split())[:300]
     prefix = f"{url}: " if url else ""
+    code = refusal(exc)
+    if code:
+        said = UNSENT.get(code) or f"the service refused these credentials ({code})"
+        return (f"{prefix}{said}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+                f"AWS_PROFILE), or --storage-option key=... --storage-option secret=..., then "
+                f"re-run the same command")
+    text = " ".join(str(exc).split())[:300]
     return (f"{prefix}{type(exc).__name__}: {text}; check the endpoint (AWS_ENDPOINT_URL or "
             f"--storage-option endpoint_url=...), the credentials and the network, then re-run "
             f"the same command (it resumes)")
@@ -141,14 +173,29 @@ def probe(url, where=""):
     try:
         fs.invalidate_cache(bucket)
         fs.info(bucket)  # unlike exists(), says why it failed
-    except (FileNotFoundError, PermissionError):
-        raise StreamgexError(f"{prefix}: bucket {bucket} does not exist, or these credentials "
-                             f"cannot see it; create it (streamgex makes none) or fix the URL") from None
+    except FileNotFoundError:
+        raise StreamgexError(f"{prefix}: bucket {bucket} does not exist; create it (streamgex "
+                             f"makes none) or fix the URL") from None
+    except PermissionError as exc:
+        raise StreamgexError(explain(_why_refused(fs, bucket, exc), prefix)) from None
     except Exception as exc:
         if isinstance(exc, OSError) or is_service_error(exc):
             raise StreamgexError(explain(exc, prefix)) from None
         raise
     return url
+
+
+def _why_refused(fs, bucket, exc):
+    """The refusal ``exc`` of a HEAD request (no body, so no code but its 403) with the
+    service's code when one more request, a listing of at most one key, gets it (S3 only:
+    InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied)."""
+    if not hasattr(fs, "call_s3"):
+        return exc
+    try:
+        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+    except Exception as again:
+        return again if refusal(again) else exc
+    return exc
 
 
 def protocol(url):

@@ -3,8 +3,12 @@ fixture zarr-python's own tests use), started once per session, with each test i
 bucket. Nothing leaves the machine; the credentials are moto's dummies."""
 
 import contextlib
+import json
 import logging
 import os
+import select
+import subprocess
+import sys
 import time
 import uuid
 
@@ -58,6 +62,84 @@ def bucket(s3_endpoint, tmp_path, monkeypatch):
     return f"s3://{name}"
 
 
+def _check_signatures(endpoint):
+    """Make the moto server of this process at ``endpoint`` check every request's signature
+    as AWS does (moto's IAM authentication), after creating a bucket and two IAM users:
+    ``{"bucket", "streamgex", "lister"}``, each user's ``[access key, secret]``, one
+    allowed ``s3:*``, the other only to list the bucket (it sees the bucket, not its
+    objects). moto keeps this switch, like its buckets and users, in module globals: the
+    whole process's servers check."""
+    import boto3
+    from moto import settings
+
+    anyone = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup",
+                  aws_secret_access_key="setup")
+    iam = boto3.client("iam", **anyone)
+    keys = {}
+    # moto asks s3:HeadBucket for HEAD of a bucket (AWS asks s3:ListBucket)
+    for user, action in (("streamgex", "s3:*"), ("lister", ["s3:ListBucket", "s3:HeadBucket"])):
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        keys[user] = [key["AccessKeyId"], key["SecretAccessKey"]]
+    boto3.client("s3", **anyone).create_bucket(Bucket="checked")
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # what moto's /moto-api/reset-auth sets
+    return {"bucket": "s3://checked", **keys}
+
+
+def _serve(check_signatures, latency):
+    """The child of ``served_apart``: one JSON line saying what it serves, then serve until
+    stdin closes."""
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(moto_server())
+        served = {"endpoint": endpoint}
+        if check_signatures:
+            served.update(_check_signatures(endpoint))
+        if latency is not None:
+            served["slow"] = stack.enter_context(faulty_proxy(endpoint, every=0,
+                                                              delay=latency))[0]
+        print(json.dumps(served), flush=True)
+        sys.stdin.read()
+
+
+@contextlib.contextmanager
+def served_apart(*, check_signatures=False, latency=None):
+    """A moto S3 server in a process of its own, stopped after; yields ``{"endpoint": URL}``,
+    plus ``"slow"``, a proxy adding ``latency`` seconds per request in that process, and
+    with ``check_signatures``, what ``_check_signatures`` made. Its own process: moto's
+    globals (buckets, users, the checking switch) are not the session server's, and a
+    benchmark's client does not share its interpreter lock with the service."""
+    pytest.importorskip("moto.server", reason="the test extra installs moto[server]")
+    argv = [sys.executable, __file__, "serve", *(["--check-signatures"] * check_signatures),
+            *(["--latency", str(latency)] if latency is not None else [])]
+    process = subprocess.Popen(argv, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               env={**os.environ, **ENVIRONMENT})
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError("the moto server process did not start within 60 s")
+        yield json.loads(line)
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def checking_server():
+    """A moto S3 server, in its own process, that checks every request's signature as AWS
+    does: ``{"endpoint", "bucket", "streamgex", "lister"}`` (``_check_signatures``)."""
+    pytest.importorskip("s3fs", reason="the s3 extra installs s3fs")
+    with served_apart(check_signatures=True) as served:
+        yield served
+
+
 def filesystem(endpoint):
     """A plain s3fs filesystem on the test server, to put raw files and look at objects."""
     import s3fs
@@ -68,7 +150,8 @@ def filesystem(endpoint):
 class _Faults:
     """Which requests a ``faulty_proxy`` spoils: every ``every``-th answered 503 SlowDown,
     every ``every``-th after that (offset by half) has its connection dropped once the
-    service has acted on it (the answer lost: the client cannot know the write happened)."""
+    service has acted on it (the answer lost: the client cannot know the write happened).
+    ``count``: the requests that reached the proxy, spoiled or not."""
 
     def __init__(self, every):
         import threading
@@ -77,10 +160,10 @@ class _Faults:
         self.spoiled = {"503": 0, "dropped": 0}
 
     def next(self):
-        if not self.every:
-            return None
         with self.lock:
             self.count += 1
+            if not self.every:
+                return None
             if self.count % self.every == 0:
                 self.spoiled["503"] += 1
                 return "503"
@@ -177,3 +260,14 @@ def faulty_proxy(endpoint, *, every=7, delay=0.0):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+if __name__ == "__main__":  # served_apart's child
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--check-signatures", action="store_true")
+    parser.add_argument("--latency", type=float, default=None)
+    arguments = parser.parse_args()
+    _serve(arguments.check_signatures, arguments.latency)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rawfiles import small_matrix, write_gctx, write_geuvadis
-from s3 import faulty_proxy, filesystem
+from s3 import checking_server, faulty_proxy, filesystem  # noqa: F401  (a fixture)
 from streamgex import locks, steps, storage, store
 from streamgex.cli import main
 from streamgex.errors import StreamgexError
@@ -312,6 +312,51 @@ def test_an_unreachable_endpoint_or_a_missing_bucket_is_one_line(tmp_path, s3_en
                          'config_kwargs={"retries": {"max_attempts": 1}}')
     assert status == 1 and err.count("\n") == 1, err
     assert "Could not connect to the endpoint URL" in err and "AWS_ENDPOINT_URL" in err, err
+
+
+def test_refused_credentials_are_one_line_naming_them_after_two_requests_at_most(
+        tmp_path, checking_server, capsys, monkeypatch):
+    """Against a server that checks signatures (tests/s3.py): a wrong secret, a key the
+    service does not know, or a key not allowed to read the objects is one line naming the
+    credentials and the service's code, after at most two requests (a refusal is not
+    retried: no retry storm, so no wait); the right secret, given as the line says, works."""
+    import s3fs
+
+    server, bucket = checking_server, checking_server["bucket"]
+    key, secret = server["streamgex"]
+    values, samples, genes = small_matrix(10, 5)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    s3fs.S3FileSystem(endpoint_url=server["endpoint"], key=key, secret=secret,
+                      skip_instance_cache=True).put(str(tmp_path / "m.gctx"), f"{bucket}/m.gctx")
+    monkeypatch.setenv("STREAMGEX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with faulty_proxy(server["endpoint"], every=0) as (endpoint, requests):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        lister = ["--storage-option", f"key={server['lister'][0]}", "--storage-option",
+                  f"secret={server['lister'][1]}"]
+        for argv, code in [
+                (["ingest", f"{bucket}/m.gctx", "--out", tmp_path / "m.zarr"],
+                 "SignatureDoesNotMatch"),
+                (["info", f"{bucket}/m.zarr"], "SignatureDoesNotMatch"),
+                (["info", f"{bucket}/m.zarr", "--storage-option", "key=AKIAUNKNOWNUNKNOWN00",
+                  "--storage-option", "secret=x"], "InvalidAccessKeyId"),
+                (["ingest", f"{bucket}/m.gctx", "--out", tmp_path / "m.zarr", *lister], "403")]:
+            before = requests.count
+            status, _, err = cli(capsys, *argv)
+            assert status == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+            assert f"the service refused these credentials ({code})" in err, err
+            assert "AWS_SECRET_ACCESS_KEY" in err and "--storage-option key=" in err, err
+            assert requests.count - before <= 2, (argv, requests.count - before)
+        status, _, err = cli(capsys, "info", f"{bucket}/m.zarr", "--storage-option",
+                             f"secret={secret}")  # botocore wants the key beside it
+        assert status == 1 and err.count("\n") == 1, err
+        assert "the credentials given are incomplete" in err and "key=..." in err, err
+        status, _, err = cli(capsys, "ingest", f"{bucket}/m.gctx", "--out", tmp_path / "m.zarr",
+                             "--storage-option", f"key={key}", "--storage-option",
+                             f"secret={secret}", "--quiet")
+        assert status == 0, err
+    np.testing.assert_array_equal(store.open_store(tmp_path / "m.zarr").expression.values, values)
 
 
 def test_a_dask_cluster_without_a_shared_disk_computes_a_step_in_a_bucket(
