@@ -706,7 +706,7 @@ TAKES_URLS = {"ingest": ("source", "out"), "info": ("store",), "genes": ("store"
               "normalize": ("store", "out", "reference_from"),
               "standardize": ("store", "out", "stats_from"), "dedup": ("store", "out"),
               "predict": ("run", "input", "out", "gctx"), "export": ("run", "out"),
-              "evaluate": ("store",)}
+              "evaluate": ("store",), "export-store": ("store", "out")}
 
 
 def _check_paths(args):

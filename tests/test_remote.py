@@ -550,3 +550,28 @@ def test_predicting_in_passes_fills_a_stores_columns_in_a_bucket_piece_by_piece(
                            chunks_per_read=1) == 0 and loaded == [0, 3]
     store.finish(group)
     np.testing.assert_array_equal(store.open_store(url).expression.values, values)
+
+
+def test_export_store_reads_a_store_in_a_bucket_and_writes_a_file_there(
+        tmp_path, s3_endpoint, bucket, capsys):
+    """`export-store s3://...zarr --out s3://...csv`: the local export's bytes, uploaded in one
+    piece; again without --overwrite is refused; an AnnData-Zarr folder by URL is one line."""
+    values, samples, genes = small_matrix(120, 12, seed=4)
+    write_gctx(tmp_path / "m.gctx", values, samples, genes)
+    assert cli(capsys, "ingest", tmp_path / "m.gctx", "--out", f"{bucket}/m.zarr", "--quiet")[0] == 0
+    for suffix in ("csv", "gctx"):
+        status, _, err = cli(capsys, "export-store", f"{bucket}/m.zarr", "--out",
+                             f"{bucket}/out/m.{suffix}")
+        assert status == 0, err
+        status, _, err = cli(capsys, "export-store", f"{bucket}/m.zarr", "--out",
+                             tmp_path / f"exported.{suffix}")
+        assert status == 0, err
+        if suffix == "csv":
+            assert filesystem(s3_endpoint).cat_file(f"{bucket}/out/m.csv") == \
+                (tmp_path / "exported.csv").read_bytes()
+    status, _, err = cli(capsys, "export-store", f"{bucket}/m.zarr", "--out",
+                         f"{bucket}/out/m.csv")
+    assert status == 1 and "exists; pass --overwrite" in err, err
+    status, _, err = cli(capsys, "export-store", f"{bucket}/m.zarr", "--out",
+                         f"{bucket}/out/m.zarr")
+    assert status == 1 and "written to a local path only" in err and len(err.splitlines()) == 1

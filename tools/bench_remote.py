@@ -189,6 +189,38 @@ def through_obstore(endpoint):
         storage.zarr_store = saved
 
 
+#: A full-size E-MLP checkpoint: its 175M weights and Adam's two moments, float32.
+EMLP_CHECKPOINT_MB = 175_000_000 * 3 * 4 / 1e6
+
+
+def timed_workdir(url, megabytes):
+    """``(push s, unchanged push s, pull s)`` of a workdir in a bucket (``streamgex.mirror``)
+    holding a run with one checkpoint of ``megabytes``: the first push from a local copy,
+    a push with nothing changed (the copy's scan alone), and the pull into another
+    machine's empty copy."""
+    from streamgex import mirror
+
+    copy = mirror.Mirror(url)
+    checkpoint = copy.local / "runs" / "emlp" / "checkpoints" / "ckpt-1" / "variables.npz"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with open(checkpoint, "wb") as f:
+        for start in range(0, int(megabytes * 1e6), 2**26):
+            f.write(os.urandom(min(2**26, int(megabytes * 1e6) - start)))
+    (checkpoint.parent / "state.json").write_text('{"epoch": 1}')
+    (copy.local / "runs" / "emlp" / "log.csv").write_text("epoch,loss\n1,0.5\n")
+    started = time.perf_counter()
+    copy.push()
+    pushed = time.perf_counter() - started
+    started = time.perf_counter()
+    copy.push()
+    unchanged = time.perf_counter() - started
+    os.environ["STREAMGEX_CACHE"] = tempfile.mkdtemp(prefix="bench-remote-other-machine-")
+    started = time.perf_counter()
+    mirror.Mirror(url).pull()
+    pulled = time.perf_counter() - started
+    return pushed, unchanged, pulled
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=1280)
@@ -202,6 +234,9 @@ def main():
                         help="leave out the E-MLP's training pace")
     parser.add_argument("--obstore", action="store_true",
                         help="also time the stream through obstore's S3 client")
+    parser.add_argument("--checkpoint-mb", type=float, default=1000.0,
+                        help="a run's checkpoint in a workdir in the bucket, pushed and "
+                             "pulled (0: leave out; the full-size E-MLP's is 2,100)")
     args = parser.parse_args()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -249,6 +284,12 @@ def main():
                     make_part(f"{data}/train.zarr", train_profiles)
                     make_store(f"{data}/codes.zarr", train_profiles, CODES)
                 feeds.append((name, data, url))
+        workdirs = []
+        for name, base, url in places[1:] if args.checkpoint_mb else []:
+            os.environ["AWS_ENDPOINT_URL"] = url
+            cache = os.environ["STREAMGEX_CACHE"]
+            workdirs.append((name, *timed_workdir(f"{base}/workdir", args.checkpoint_mb)))
+            os.environ["STREAMGEX_CACHE"] = cache
         training = {}
         if feeds:
             step = emlp_step()
@@ -279,6 +320,17 @@ def main():
         for name, obstore, fsspec, obstore_cpu, fsspec_cpu in obstore_rows:
             print(f"{name:16s} {obstore:15.0f} {fsspec:14.0f} {obstore / fsspec:15.2f} "
                   f"{obstore_cpu:11.1f}s {fsspec_cpu:10.1f}s")
+    if workdirs:
+        print(f"\na workdir in the bucket (streamgex.mirror) holding a run with a "
+              f"{args.checkpoint_mb:,.0f} MB checkpoint: first push, push with nothing "
+              f"changed, pull into an empty copy; a full-size E-MLP checkpoint is "
+              f"{EMLP_CHECKPOINT_MB:,.0f} MB")
+        print(f"{'place':16s} {'push MB/s':>10s} {'unchanged s':>12s} {'pull MB/s':>10s} "
+              f"{'full E-MLP ckpt push s':>23s}")
+        for name, pushed, unchanged, pulled in workdirs:
+            rate = args.checkpoint_mb / pushed
+            print(f"{name:16s} {rate:10.1f} {unchanged:12.2f} "
+                  f"{args.checkpoint_mb / pulled:10.1f} {EMLP_CHECKPOINT_MB / rate:23.0f}")
     if training:
         local = max(training["local disk"])
         print(f"\nfull-size E-MLP (978 -> {EMLP_HIDDEN[0]:,} -> {EMLP_HIDDEN[1]:,} -> "

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import zarr
 
-from .. import store
+from .. import storage, store
 from ..atomic import atomic_path
 from ..errors import StreamgexError
 from ..progress import progress
@@ -36,7 +36,10 @@ SUFFIXES = (".h5ad", ".zarr", ".gctx", ".csv", ".tsv")
 
 
 def export_store(path, out, *, overwrite=False):
-    """Write the store ``path`` to the file ``out`` (format by suffix); returns ``out``."""
+    """Write the store ``path`` (a path or URL) to the file ``out`` (format by suffix; a URL:
+    written locally, then uploaded in one piece); returns ``out``."""
+    if storage.is_url(str(out)):
+        return _export_to_url(path, str(out), overwrite=overwrite)
     out = Path(out)
     writer = {".h5ad": write_h5ad, ".zarr": write_anndata_zarr, ".gctx": write_gctx,
               ".csv": write_table, ".tsv": write_table}.get(out.suffix.lower())
@@ -47,7 +50,8 @@ def export_store(path, out, *, overwrite=False):
     if out.is_dir() and not _exported_here(out):
         raise StreamgexError(f"--out {out}: is a folder that export-store did not write; "
                              f"give a new name")
-    if Path(path).resolve() in (out.resolve(), *out.resolve().parents):
+    if not storage.is_url(str(path)) and \
+            Path(path).resolve() in (out.resolve(), *out.resolve().parents):
         raise StreamgexError(f"--out {out}: lies inside the store it exports; choose another")
     ds = store.open_store(path)
     with atomic_path(out) as tmp:
@@ -55,9 +59,28 @@ def export_store(path, out, *, overwrite=False):
     return out
 
 
+def _export_to_url(path, url, *, overwrite):
+    """``export_store`` to an object: one file, written in the local scratch folder, then
+    uploaded (a reader sees the old object or the new one whole)."""
+    name = storage.name(url)
+    if name.lower().endswith(".zarr"):
+        raise StreamgexError(f"--out {url}: an AnnData-Zarr folder is written to a local "
+                             f"path only; the store itself is Zarr a reader opens by URL, or "
+                             f"give a .h5ad, .gctx, .csv or .tsv name")
+    if storage.place(url).exists() and not overwrite:
+        raise StreamgexError(f"--out {url}: exists; pass --overwrite to replace it")
+    scratch = storage.scratch_for(url, ".export")
+    scratch.mkdir(parents=True, exist_ok=True)
+    local = export_store(path, scratch / name, overwrite=True)
+    fs, key = storage.filesystem(url)
+    fs.put_file(str(local), key)
+    local.unlink()
+    return url
+
+
 def _blocks(path, desc):
     """``(start, block)`` over the store's chunks, with a progress bar."""
-    array = zarr.open_group(path, mode="r")[store.EXPRESSION]
+    array = store.open_group(path)[store.EXPRESSION]
     bar = progress(total=array.shape[0], desc=desc, unit="sample")
     for start in range(0, array.shape[0], array.chunks[0]):
         block = array[start:start + array.chunks[0]]
