@@ -265,10 +265,13 @@ def current():
     return _current
 
 
-def push_current(*_):
-    """Push the workdir this process works through, if any (after a stage, a checkpoint)."""
-    if _current is not None:
+def push_current(*_, every=0.0):
+    """Push the workdir this process works through, if any: after a stage; after a checkpoint
+    when ``every`` seconds have passed since the last push (a run's ``checkpoint_minutes``:
+    a full-size E-MLP's checkpoint is 2.1 GB, and an epoch on a GPU takes seconds)."""
+    if _current is not None and time.monotonic() - _current.pushed_at >= every:
         _current.push()
+        _current.pushed_at = time.monotonic()
 
 
 @contextlib.contextmanager
@@ -277,6 +280,8 @@ def attached(mirror):
     the ``Mirror`` from ``current()`` in its parent)."""
     global _current
     before, _current = _current, mirror
+    if mirror is not None:
+        mirror.pushed_at = time.monotonic()
     try:
         yield mirror
     finally:

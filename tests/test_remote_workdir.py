@@ -36,8 +36,9 @@ def evaluations(work):
 
 
 #: The tiny experiment with an E-MLP on codes: every kind of stage (stores, split, a model in
-#: a training process of its own, encode, evaluate, report) goes through the bucket.
-EXPERIMENT = CONFIG.replace("max_epochs = 60", "max_epochs = 12") + """
+#: a training process of its own, encode, evaluate, report) goes through the bucket. Every
+#: checkpoint of the autoencoder is pushed (``checkpoint_minutes = 0``), for the kill.
+EXPERIMENT = CONFIG.replace("max_epochs = 60", "max_epochs = 12\ncheckpoint_minutes = 0") + """
 [train.emlp]
 hidden = [16]
 batch = 32
@@ -206,3 +207,26 @@ def test_a_push_killed_halfway_leaves_the_last_workdir_whole_and_the_next_push_c
     assert sorted(path[len(url) - 5 + 1:] for path in fs.find(url)) == sorted(
         ["report/report.md", "runs/x/log.csv", "runs/x/checkpoints/ckpt-3/variables.npz",
          mirror.MANIFEST])
+
+
+def test_checkpoints_are_pushed_once_checkpoint_minutes_have_passed_since_the_last_push():
+    """A full-size E-MLP checkpoint is 2.1 GB and an epoch on a GPU takes seconds: a training
+    pushes a checkpoint to the bucket only when its `checkpoint_minutes` have passed since the
+    last push (a stage's end always pushes)."""
+    pushed = []
+
+    class Counting:
+        def push(self):
+            pushed.append(time.monotonic())
+
+    with mirror.attached(Counting()):
+        mirror.push_current(every=600)  # a checkpoint 10 minutes after none: not yet
+        assert pushed == []
+        mirror.push_current(every=0)  # checkpoint_minutes = 0, or a stage's end
+        mirror.push_current()
+        assert len(pushed) == 2
+        mirror.current().pushed_at -= 601  # ten minutes later
+        mirror.push_current(every=600)
+        assert len(pushed) == 3
+    mirror.push_current()  # nothing attached: a local workdir
+    assert len(pushed) == 3

@@ -20,6 +20,7 @@ import time
 
 import tensorflow as tf
 
+from .. import mirror
 from ..atomic import atomic_path
 from ..models.schedule import Schedule
 from .eta import format_duration
@@ -135,7 +136,9 @@ class EarlyStopping(Hook):
 
 
 class Checkpointer(Hook):
-    """A checkpoint every ``steps`` steps, every ``minutes``, and at each epoch's end."""
+    """A checkpoint every ``steps`` steps, every ``minutes``, and at each epoch's end; for a
+    workdir in a bucket, pushed there too once ``minutes`` have passed since the last push
+    (``mirror.push_current``): what a crash may lose, at most, on another machine."""
 
     def __init__(self, *, steps=0, minutes=10.0):
         self.steps, self.minutes = steps, minutes
@@ -144,6 +147,8 @@ class Checkpointer(Hook):
     def _save(self, loop):
         loop.save()
         self.last = time.monotonic()
+        if loop.chief:
+            mirror.push_current(every=60 * self.minutes)
 
     def on_batch_end(self, loop):
         due_steps = self.steps and loop.state["global_step"] % self.steps == 0

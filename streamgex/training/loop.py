@@ -20,7 +20,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import mirror
 from ..errors import StreamgexError
 from ..progress import progress
 from ..streams import keep_freed_memory
@@ -249,7 +248,6 @@ class Loop:
             return
         self.state["hooks"] = {h.name: h.get_state() for h in self.hooks if h.name}
         checkpoint.save(self.checkpoints, self.model, self.optimizer, self.state)
-        mirror.push_current()  # a workdir in a bucket gets it too (a kill resumes elsewhere)
 
     def restore(self):
         """Continue from the newest checkpoint, if any; returns its name or None."""
