@@ -234,12 +234,15 @@ def download(fs, key, files, into, url):
     the folder ``into``, each checked against its SHA-256 (a file a killed push replaced:
     from its backup) and put in place whole."""
     names = sorted(files)
+    shown = progress(total=sum(files[r]["size"] for r in names), desc="download", unit="B",
+                     unit_scale=True, hidden=not names)
     for start in range(0, len(names), BATCH):
         batch = names[start:start + BATCH]
         temporary = [into / f"{r}.partial" for r in batch]
         for path in temporary:
             path.parent.mkdir(parents=True, exist_ok=True)
         fs.get([f"{key}/{r}" for r in batch], [str(p) for p in temporary])
+        shown.update(sum(files[r]["size"] for r in batch))
         for relative, path in zip(batch, temporary):
             sha = files[relative]["sha256"]
             if digest.sha256_of(path, bar=False) != sha:
@@ -251,6 +254,7 @@ def download(fs, key, files, into, url):
                                      f"machine is pushing to this workdir); run the same "
                                      f"command again")
             os.replace(path, into / relative)
+    shown.close()
 
 
 def _remove_empty_folders(root):
@@ -371,21 +375,26 @@ def view(url):
     """A local, read-only copy of the folder at ``url`` inside a workdir in a bucket (a run
     folder, for ``export`` and ``predict``): the workdir's files as its manifest lists them
     (its chain of stores is not among them: ``stores_folder``), fetched once per manifest
-    version into
-    ``cache_folder()/views`` and reused after. The path of the folder in it; an error in one
-    line when ``url`` is in no workdir streamgex pushed."""
+    version into ``cache_folder()/views/<tag>-<name>/<version>`` and reused after (the two
+    newest versions kept). The path of the folder in it; an error in one line when ``url``
+    is in no workdir streamgex pushed."""
     found = workdir_of(url)
     if found is None:
         raise StreamgexError(f"{url}: neither an export bundle nor a folder of a workdir "
                              f"streamgex ran in a bucket (no {MANIFEST} above it)")
     workdir, manifest = found
     inside = str(url).rstrip("/")[len(workdir):].strip("/")
-    root = storage.cache_folder() / "views" / manifest["version"] / storage.name(workdir)
+    views = local_copy(workdir).parent.parent / "views" / local_copy(workdir).name
+    root = views / manifest["version"]
     if not root.is_dir():
         wanted = sorted(manifest["files"])
         fs, key = storage.filesystem(workdir)
         with atomic.atomic_path(root) as tmp:
             download(fs, key, {r: manifest["files"][r] for r in wanted}, tmp, workdir)
+        older = sorted((p for p in views.iterdir() if p != root and not atomic.is_partial(p)),
+                       key=lambda p: p.stat().st_mtime)
+        for old in older[:-1]:  # the newest two kept: a command may still read the one before
+            atomic.remove(old)
     if inside and not (root / inside).exists():
         raise StreamgexError(f"{url}: not in the workdir {workdir} (its manifest lists "
                              f"nothing under {inside})")

@@ -139,7 +139,7 @@ def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_
     np.testing.assert_allclose(
         store.open_store(f"{bucket}/from-bundle.zarr").expression.values, expected, atol=1e-5)
     views = tmp_path / "machine-c" / "views"
-    assert not list(views.glob("*/demo/stores")) and list(views.glob("*/demo/runs/emlp"))
+    assert not list(views.glob("*-demo/*/stores")) and list(views.glob("*-demo/*/runs/emlp"))
 
 
 def write(folder, files):
