@@ -74,8 +74,8 @@ def run_experiment(config, *, retrain=False, placement=None):
         raise StreamgexError(f"workdir = {config.workdir}: `run --cluster` needs a workdir "
                              f"every worker sees (a shared folder); a workdir in a bucket is "
                              f"worked on through one machine's local copy")
+    check_inputs(config)  # a refusal writes nothing, in a bucket either
     with mirror.working(config):
-        check_inputs(config)
         if not placement.chief:
             return _join_training(config, placement, retrain)
         with locks.hold(config.workdir, what="this experiment's workdir"):

@@ -142,8 +142,8 @@ class Mirror:
         now = self.scan(record)
         wanted = manifest["files"]
         fetch = sorted(r for r, e in wanted.items() if now.get(r, {}).get("sha256") != e["sha256"])
-        log.info("%s: fetching %d of %d files into %s", self.url, len(fetch), len(wanted),
-                 self.local)
+        log.info("%s: fetching %d of %d files into this machine's copy, in %s", self.url,
+                 len(fetch), len(wanted), self.local.parent)
         fs, key = self._fs()
         download(fs, key, {r: wanted[r] for r in fetch}, self.local, self.url)
         for relative in sorted(set(now) - set(wanted)):
@@ -172,6 +172,8 @@ class Mirror:
                                  f"one ({self.local}) fetched it; run the same command again "
                                  f"(it fetches that work first)")
         now = self.scan(record)
+        if not now and manifest is None:
+            return 0  # nothing made yet: nothing written to the bucket either
         remote = manifest["files"] if manifest else {}
         send = sorted(r for r, e in now.items() if remote.get(r, {}).get("sha256") != e["sha256"])
         left = _read_json(fs, f"{key}/{PENDING}", [])  # by a push killed before its manifest
@@ -306,6 +308,35 @@ def stores_folder(workdir):
         else Path(workdir) / STORES
 
 
+class AsGiven(logging.Filter):
+    """Shows the local copy's folder as the workdir's URL in every message a handler writes
+    (a training process's messages come through its parent's handlers: ``isolate``)."""
+
+    def __init__(self, url):
+        super().__init__()
+        self.url, self.local = url.rstrip("/"), str(local_copy(url))
+
+    def filter(self, record):
+        message = record.getMessage()
+        if self.local in message:
+            record.msg, record.args = message.replace(self.local, self.url), ()
+        return True
+
+
+@contextlib.contextmanager
+def shown_as_given(url):
+    """Within: ``AsGiven`` on the handlers of the ``streamgex`` logger and the root logger."""
+    shown = AsGiven(url)
+    handlers = logging.getLogger("streamgex").handlers + logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(shown)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(shown)
+
+
 @contextlib.contextmanager
 def working(config):
     """For a workdir in a bucket: the workdir's lock held (one writer), its local copy
@@ -317,7 +348,8 @@ def working(config):
     url = storage.probe(storage.check_writable(config.workdir, "workdir ="), "workdir =")
     mirror = Mirror(url)
     with locks.hold(url, what="this experiment's workdir"), \
-            locks.hold(mirror.local, what="this workdir's local copy"), attached(mirror):
+            locks.hold(mirror.local, what="this workdir's local copy"), attached(mirror), \
+            shown_as_given(url):
         mirror.pull()
         try:
             yield config

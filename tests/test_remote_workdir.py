@@ -91,7 +91,7 @@ def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_
     assert middle["train autoencoder"][0] == "partial", middle
     assert main(["run", str(remote)]) == 0
     out, err = capsys.readouterr()
-    assert "resuming" in err and "from ckpt-" in err, err
+    assert f"resuming {url}/runs/autoencoder from ckpt-" in err, err  # the URL, not the copy
     assert f"report: {url}/report/report.md (local copy: " in out, out
     copy = mirror.local_copy(url)
     assert evaluations(copy) == evaluations(tmp_path / "work") != {}
@@ -230,3 +230,15 @@ def test_checkpoints_are_pushed_once_checkpoint_minutes_have_passed_since_the_la
         assert len(pushed) == 3
     mirror.push_current()  # nothing attached: a local workdir
     assert len(pushed) == 3
+
+
+def test_a_run_refused_for_a_missing_input_writes_nothing_to_the_bucket(
+        tmp_path, demo_raw, s3_endpoint, bucket, capsys):
+    config = tmp_path / "remote.toml"
+    config.write_text(EXPERIMENT.format(work=f"{bucket}/demo", raw={
+        **demo_raw, "geo": tmp_path / "missing.gctx"}))
+    assert main(["run", str(config)]) == 1
+    assert "inputs.geo" in capsys.readouterr().err
+    fs = filesystem(s3_endpoint)
+    fs.invalidate_cache()
+    assert fs.find(bucket) == []

@@ -192,8 +192,8 @@ def preprocess(config):
     """Run the chain of a validated ``config.Experiment``; returns the output paths."""
     from .. import mirror
 
+    check_inputs(config)
     with mirror.working(config):  # a workdir in a bucket: its lock, copy and pushes
-        check_inputs(config)
         make_all(stages(config), after=mirror.push_current)
         return stores_of(config)
 
