@@ -35,7 +35,7 @@ enabled = false
 [train.autoencoder]
 hidden = [32, 8, 32]
 batch = 32
-max_epochs = 60
+max_epochs = 24
 learning_rate = 0.01
 checkpoint_steps = 5
 monitor = 200
@@ -112,7 +112,7 @@ def test_run_resumes_after_sigkill_and_status_follows(tmp_path, demo_raw, capsys
     changed = status_of(config, capsys, 'normalize.reference="normal"')
     assert changed["geo_norm store"][0] == "stale" and changed["geo_genes store"] == ["done"]
     assert changed["rnaseq_norm store"][0] == "stale"
-    changed = status_of(config, capsys, "train.autoencoder.max_epochs=61")
+    changed = status_of(config, capsys, "train.autoencoder.max_epochs=25")
     assert changed["train autoencoder"][:4] == ["stale", "made", "with", "other"]
     assert changed["train linear"] == ["done"]
 
@@ -151,7 +151,7 @@ def test_run_never_reuses_a_model_trained_on_another_split(tmp_path, demo_raw, c
     assert main(["run", str(config), "--quiet"]) == 1
 
 
-MOVABLE = CONFIG.replace("max_epochs = 60", "max_epochs = 2") + """
+MOVABLE = CONFIG.replace("max_epochs = 24", "max_epochs = 2") + """
 [train.emlp]
 hidden = [16]
 batch = 32

@@ -38,7 +38,7 @@ def evaluations(work):
 #: The tiny experiment with an E-MLP on codes: every kind of stage (stores, split, a model in
 #: a training process of its own, encode, evaluate, report) goes through the bucket. Every
 #: checkpoint of the autoencoder is pushed (``checkpoint_minutes = 0``), for the kill.
-EXPERIMENT = CONFIG.replace("max_epochs = 60", "max_epochs = 12\ncheckpoint_minutes = 0") + """
+EXPERIMENT = CONFIG.replace("max_epochs = 24", "max_epochs = 8\ncheckpoint_minutes = 0") + """
 [train.emlp]
 hidden = [16]
 batch = 32
@@ -77,7 +77,7 @@ def test_an_experiment_in_a_bucket_killed_in_training_resumes_elsewhere_as_on_a_
                             stderr=subprocess.PIPE, env=os.environ.copy())
     fs, deadline = filesystem(s3_endpoint), time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (last_pushed_epoch(fs, url) or 0) >= 4:
+        if (last_pushed_epoch(fs, url) or 0) >= 3:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
