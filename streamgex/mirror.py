@@ -145,11 +145,11 @@ class Mirror:
         log.info("%s: fetching %d of %d files into this machine's copy, in %s", self.url,
                  len(fetch), len(wanted), self.local.parent)
         fs, key = self._fs()
-        download(fs, key, {r: wanted[r] for r in fetch}, self.local, self.url)
+        fetched = download(fs, key, {r: wanted[r] for r in fetch}, self.local, self.url)
         for relative in sorted(set(now) - set(wanted)):
             (self.local / relative).unlink()
         _remove_empty_folders(self.local)
-        files = self.scan(record)  # a downloaded file's new stat key: read once more
+        files = self.scan({"files": {**record.get("files", {}), **fetched}})  # none hashed again
         self._write_record({"url": self.url, "version": manifest["version"], "files": files})
         return len(fetch)
 
@@ -234,8 +234,8 @@ def _back_up(fs, key, relative, sha):
 def download(fs, key, files, into, url):
     """Download ``files`` (``{relative path: manifest entry}``) of the workdir at ``key`` into
     the folder ``into``, each checked against its SHA-256 (a file a killed push replaced:
-    from its backup) and put in place whole."""
-    names = sorted(files)
+    from its backup) and put in place whole. Returns ``scan``'s entries of the files."""
+    names, fetched = sorted(files), {}
     shown = progress(total=sum(files[r]["size"] for r in names), desc="download", unit="B",
                      unit_scale=True, hidden=not names)
     for start in range(0, len(names), BATCH):
@@ -256,7 +256,10 @@ def download(fs, key, files, into, url):
                                      f"machine is pushing to this workdir); run the same "
                                      f"command again")
             os.replace(path, into / relative)
+            stat = digest.stat_key(into / relative)
+            fetched[relative] = {"size": stat[0], "sha256": sha, "stat": stat}
     shown.close()
+    return fetched
 
 
 def _remove_empty_folders(root):
