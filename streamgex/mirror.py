@@ -376,18 +376,14 @@ def viewing(config):
         return
     url = storage.probe(storage.check(config.workdir, "workdir ="), "workdir =")
     mirror = Mirror(url)
-    try:
-        held = locks.hold(mirror.local, what="this workdir's local copy")
-        held.__enter__()
-    except StreamgexError:
-        held = None
-    try:
-        if held is not None:
-            mirror.pull()
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locks.hold(mirror.local, what="this workdir's local copy"))
+        except StreamgexError:  # a run here works in the copy: read it as it is
+            yield config
+            return
+        mirror.pull()
         yield config
-    finally:
-        if held is not None:
-            held.__exit__(None, None, None)
 
 
 
